@@ -1,0 +1,179 @@
+import {
+  MAX_FRAME_BYTES, MAX_SEGMENT_ID_BYTES, OP_NAMES, Op, PROTOCOL_VERSION, Status,
+  type Request, type Response,
+} from './messages.ts';
+
+const REQUEST_FIXED = 1 + 1 + 2 + 4 + 4 + 2 + 8 + 4; // without segment id and payload
+const RESPONSE_FIXED = 1 + 1 + 1 + 1 + 4 + 4;
+const KNOWN_FLAGS = 0b111;
+
+/** A body that could not be decoded. `requestId` is set when the header was readable. */
+export class FrameError extends Error {
+  constructor(message: string, readonly requestId?: number) {
+    super(message);
+    this.name = 'FrameError';
+  }
+}
+
+export function encodeRequest(req: Request): Buffer {
+  const id = Buffer.from(req.segmentId, 'utf8');
+  if (id.length > MAX_SEGMENT_ID_BYTES) throw new FrameError('segment id too long');
+  const bodyLen = REQUEST_FIXED + id.length + req.payload.length;
+  if (bodyLen > MAX_FRAME_BYTES) throw new FrameError(`frame of ${bodyLen} bytes exceeds ${MAX_FRAME_BYTES}`);
+  const head = Buffer.allocUnsafe(4 + REQUEST_FIXED + id.length);
+  let o = 0;
+  o = head.writeUInt32BE(bodyLen, o);
+  o = head.writeUInt8(PROTOCOL_VERSION, o);
+  o = head.writeUInt8(req.op, o);
+  o = head.writeUInt16BE(req.flags, o);
+  o = head.writeUInt32BE(req.requestId >>> 0, o);
+  o = head.writeUInt32BE(req.epoch >>> 0, o);
+  o = head.writeUInt16BE(id.length, o);
+  o += id.copy(head, o);
+  o = head.writeBigUInt64BE(BigInt(req.offset), o);
+  head.writeUInt32BE(req.length >>> 0, o);
+  return req.payload.length ? Buffer.concat([head, req.payload]) : head;
+}
+
+/** Decodes a request body (without the length prefix). Throws FrameError when malformed. */
+export function decodeRequest(body: Buffer): Request {
+  if (body.length < 8) throw new FrameError(`request body of ${body.length} bytes is too short`);
+  const requestId = body.readUInt32BE(4);
+  const fail = (msg: string): never => { throw new FrameError(msg, requestId); };
+  if (body.length < REQUEST_FIXED) fail(`request body of ${body.length} bytes is too short`);
+  const version = body.readUInt8(0);
+  if (version !== PROTOCOL_VERSION) fail(`unsupported protocol version ${version}`);
+  const op = body.readUInt8(1);
+  if (!(op in OP_NAMES)) fail(`unknown op ${op}`);
+  const flags = body.readUInt16BE(2);
+  if (flags & ~KNOWN_FLAGS) fail(`unknown flags 0x${flags.toString(16)}`);
+  const epoch = body.readUInt32BE(8);
+  const idLen = body.readUInt16BE(12);
+  if (idLen === 0 || idLen > MAX_SEGMENT_ID_BYTES) fail(`bad segment id length ${idLen}`);
+  if (body.length < REQUEST_FIXED + idLen) fail('segment id runs past the end of the frame');
+  const idBytes = body.subarray(14, 14 + idLen);
+  const segmentId = idBytes.toString('utf8');
+  // Reject ids that are not valid utf-8 rather than silently mapping them to U+FFFD.
+  if (!Buffer.from(segmentId, 'utf8').equals(idBytes)) fail('segment id is not valid utf-8');
+  let o = 14 + idLen;
+  const offsetBig = body.readBigUInt64BE(o);
+  if (offsetBig > BigInt(Number.MAX_SAFE_INTEGER)) fail('offset too large');
+  o += 8;
+  const length = body.readUInt32BE(o);
+  o += 4;
+  const payload = body.subarray(o);
+  if (op === Op.WRITE) {
+    if (payload.length !== length) fail(`WRITE length ${length} but ${payload.length} payload bytes`);
+  } else if (payload.length !== 0) {
+    fail(`${OP_NAMES[op]} must not carry a payload`);
+  }
+  return { op, flags, requestId, epoch, segmentId, offset: Number(offsetBig), length, payload };
+}
+
+export function encodeResponse(res: Response): Buffer {
+  const bodyLen = RESPONSE_FIXED + res.payload.length;
+  const head = Buffer.allocUnsafe(4 + RESPONSE_FIXED);
+  let o = 0;
+  o = head.writeUInt32BE(bodyLen, o);
+  o = head.writeUInt8(PROTOCOL_VERSION, o);
+  o = head.writeUInt8(res.op, o);
+  o = head.writeUInt8(res.status, o);
+  o = head.writeUInt8(0, o);
+  o = head.writeUInt32BE(res.requestId >>> 0, o);
+  head.writeUInt32BE(res.epoch >>> 0, o);
+  return res.payload.length ? Buffer.concat([head, res.payload]) : head;
+}
+
+export function decodeResponse(body: Buffer): Response {
+  if (body.length < RESPONSE_FIXED) throw new FrameError(`response body of ${body.length} bytes is too short`);
+  const version = body.readUInt8(0);
+  const requestId = body.readUInt32BE(4);
+  if (version !== PROTOCOL_VERSION) throw new FrameError(`unsupported protocol version ${version}`, requestId);
+  const op = body.readUInt8(1);
+  const status = body.readUInt8(2);
+  if (!(status in Status)) throw new FrameError(`unknown status ${status}`, requestId);
+  return { op, status, requestId, epoch: body.readUInt32BE(8), payload: body.subarray(RESPONSE_FIXED) };
+}
+
+/**
+ * Splits a byte stream into frame bodies. Feed it socket chunks; it calls `onFrame` for each
+ * complete body and `onError` once (then stops) for a frame longer than `maxFrame`, since after
+ * a bad length prefix the stream cannot be resynchronised.
+ */
+export class FrameReader {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private failed = false;
+
+  constructor(
+    private readonly onFrame: (body: Buffer) => void,
+    private readonly onError: (err: FrameError) => void,
+    private readonly maxFrame = MAX_FRAME_BYTES,
+  ) {}
+
+  push(chunk: Buffer): void {
+    if (this.failed) return;
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    while (this.buffered >= 4) {
+      const head = this.peek(4);
+      const len = head.readUInt32BE(0);
+      if (len > this.maxFrame) {
+        this.failed = true;
+        this.chunks = [];
+        this.buffered = 0;
+        this.onError(new FrameError(`frame of ${len} bytes exceeds the limit of ${this.maxFrame}`));
+        return;
+      }
+      if (this.buffered < 4 + len) return;
+      const frame = this.take(4 + len);
+      this.onFrame(frame.subarray(4));
+      if (this.failed) return;
+    }
+  }
+
+  private peek(n: number): Buffer {
+    if (this.chunks[0].length >= n) return this.chunks[0];
+    this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0];
+  }
+
+  private take(n: number): Buffer {
+    const first = this.chunks[0];
+    let out: Buffer;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+    } else {
+      const all = Buffer.concat(this.chunks);
+      out = all.subarray(0, n);
+      this.chunks = all.length > n ? [all.subarray(n)] : [];
+    }
+    this.buffered -= n;
+    return out;
+  }
+}
+
+/** CHECKSUMS payload: u32 count, count × u32 block checksums, u32 nCorrupt, nCorrupt × u32 block indexes. */
+export function encodeChecksums(sums: Uint32Array, corrupt: number[]): Buffer {
+  const buf = Buffer.allocUnsafe(8 + 4 * sums.length + 4 * corrupt.length);
+  let o = buf.writeUInt32BE(sums.length, 0);
+  for (const s of sums) o = buf.writeUInt32BE(s, o);
+  o = buf.writeUInt32BE(corrupt.length, o);
+  for (const c of corrupt) o = buf.writeUInt32BE(c, o);
+  return buf;
+}
+
+export function decodeChecksums(buf: Buffer): { sums: Uint32Array; corrupt: number[] } {
+  if (buf.length < 8) throw new FrameError('CHECKSUMS payload too short');
+  const n = buf.readUInt32BE(0);
+  if (buf.length < 8 + 4 * n) throw new FrameError('CHECKSUMS payload truncated');
+  const sums = new Uint32Array(n);
+  for (let i = 0; i < n; i++) sums[i] = buf.readUInt32BE(4 + 4 * i);
+  const m = buf.readUInt32BE(4 + 4 * n);
+  if (buf.length !== 8 + 4 * n + 4 * m) throw new FrameError('CHECKSUMS payload has a bad length');
+  const corrupt: number[] = [];
+  for (let i = 0; i < m; i++) corrupt.push(buf.readUInt32BE(8 + 4 * n + 4 * i));
+  return { sums, corrupt };
+}

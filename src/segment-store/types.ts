@@ -1,0 +1,41 @@
+// The interface of a server's local segment store. One sparse data file per segment replica,
+// fixed 4 KiB blocks, a checksum per block kept beside the data and verified on every read.
+
+export const BLOCK_SIZE = 4096;
+
+/** A block (or blocks) failed checksum verification. Its data is never returned. */
+export class CorruptBlockError extends Error {
+  constructor(readonly segmentId: string, readonly blocks: number[]) {
+    super(`segment ${segmentId}: block(s) ${blocks.slice(0, 8).join(', ')}${blocks.length > 8 ? ', …' : ''} failed checksum verification`);
+    this.name = 'CorruptBlockError';
+  }
+}
+
+/** Offset/length outside the segment, or an unknown segment. */
+export class OutOfRangeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OutOfRangeError';
+  }
+}
+
+export interface SegmentInfo {
+  segmentId: string;
+  /** Logical size in bytes (a multiple of BLOCK_SIZE). */
+  size: number;
+  /** Bytes actually allocated on disk (sparse files). */
+  allocatedBytes: number;
+  /** Written since the last flush. */
+  dirty: boolean;
+}
+
+export interface BlockChecksums {
+  /**
+   * Canonical per-block checksum computed from the data as it is on disk now: 0 for a block that
+   * is all zeros (never written, trimmed, or written with zeros), crc32c of the 4 KiB otherwise.
+   * Two replicas hold the same data exactly when these arrays are equal.
+   */
+  sums: Uint32Array;
+  /** Block indexes (relative to the segment start) whose stored checksum does not match. */
+  corrupt: number[];
+}
