@@ -1,0 +1,770 @@
+// A server's local segment store: one sparse data file per segment replica, 4 KiB blocks, and a
+// checksum sidecar verified on every read.
+//
+// On-disk layout under <dir>:
+//   segments/<volume>/<index>.dat   data, ftruncate'd to the segment size (sparse)
+//   segments/<volume>/<index>.sum   sidecar: 8 bytes per block, two little-endian u32 slots
+//                                   [cur, prev]; 0 means "all-zero block"
+//   segments/<volume>/<index>.meta  small JSON record (replication/fencing), replaced atomically
+//   clean-shutdown                  present only after a clean close() (see `known` below)
+//
+// A block verifies iff its canonical checksum equals `cur` or `prev` (the canonical checksum of
+// an all-zero block is 0). A write first stores (new, on-disk) in the sidecar and then writes
+// the data, so a process killed between the two leaves a block that still verifies against its
+// old data: a crash never turns good data into CORRUPT. Power loss before a FLUSH gives no such
+// promise for the unflushed writes (a torn 4 KiB write cannot verify); their blocks read as
+// CorruptBlockError, to be repaired from a replica, and are never returned.
+
+import { constants as fsConstants } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { crc32c } from '@node-rs/crc32';
+import { Xxh64 } from '@node-rs/xxhash';
+import type { Logger } from '../common/log.ts';
+import { silentLogger } from '../common/log.ts';
+import { RangeLock, type Release } from './range-lock.ts';
+import { BLOCK_SIZE, CorruptBlockError, OutOfRangeError, type BlockChecksums, type SegmentInfo } from './types.ts';
+
+export type IoOp = 'read' | 'write' | 'flush' | 'trim';
+export type IoHook = (op: IoOp, segmentId: string, bytes: number) => void | Promise<void>;
+
+export interface SegmentStoreOptions {
+  /**
+   * Awaited before each disk operation (under the range lock, so a slow hook slows the real
+   * I/O path); if it throws, the operation fails with that error. For fault injection.
+   */
+  ioHook?: IoHook;
+  /** Warnings about damaged or leftover files found by open(). Silent by default. */
+  logger?: Logger;
+}
+
+/** Bytes per sidecar entry: u32 cur + u32 prev. */
+const SUM_ENTRY = 8;
+/** Blocks per chunk for large scans and trims (1 MiB of data). */
+const CHUNK_BLOCKS = 256;
+const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
+const ZERO_CHUNK = Buffer.alloc(CHUNK_BLOCKS * BLOCK_SIZE);
+const ZERO_CRC = crc32c(ZERO_BLOCK);
+const CLEAN_MARKER = 'clean-shutdown';
+const VOLUME_RE = /^[A-Za-z0-9._-]{1,64}$/;
+const INDEX_RE = /^(0|[1-9][0-9]{0,15})$/;
+
+/** Canonical checksum of one 4 KiB block: 0 when it is all zeros, crc32c otherwise. */
+export function blockChecksum(block: Uint8Array): number {
+  if (block.length !== BLOCK_SIZE) throw new RangeError(`blockChecksum needs ${BLOCK_SIZE} bytes, got ${block.length}`);
+  const c = crc32c(block);
+  return c === ZERO_CRC && Buffer.from(block.buffer, block.byteOffset, block.byteLength).equals(ZERO_BLOCK) ? 0 : c;
+}
+
+/** Splits and validates `<volume>/<index>`; throws Error for anything else (no path tricks). */
+export function parseSegmentId(segmentId: string): { volume: string; index: number } {
+  if (typeof segmentId !== 'string') throw new Error(`invalid segment id: ${String(segmentId)}`);
+  const slash = segmentId.indexOf('/');
+  const volume = slash < 0 ? '' : segmentId.slice(0, slash);
+  const indexStr = slash < 0 ? '' : segmentId.slice(slash + 1);
+  if (!VOLUME_RE.test(volume) || volume === '.' || volume === '..' || !INDEX_RE.test(indexStr)) {
+    throw new Error(`invalid segment id ${JSON.stringify(segmentId)}: expected <volume>/<index>, volume [A-Za-z0-9._-]{1,64}, index a non-negative integer`);
+  }
+  const index = Number(indexStr);
+  if (!Number.isSafeInteger(index)) throw new Error(`invalid segment id ${JSON.stringify(segmentId)}: index too large`);
+  return { volume, index };
+}
+
+interface Files {
+  data: FileHandle;
+  sum: FileHandle;
+}
+
+interface Segment {
+  id: string;
+  dataPath: string;
+  sumPath: string;
+  metaPath: string;
+  size: number;
+  blocks: number;
+  lock: RangeLock;
+  files?: Promise<Files>;
+  /** Written since the last successful flush. */
+  dirty: boolean;
+  /**
+   * Blocks whose sidecar `cur` is known to match the data on disk (one bit per block); null
+   * means all of them. After a crash (no clean-shutdown marker) nothing is known: an earlier
+   * write may have stopped between sidecar and data, leaving data that matches only `prev`.
+   * The first write of such a block reads the old data, so that the `prev` it stores is the
+   * checksum of what is really on disk and a second crash still leaves a verifiable block.
+   */
+  known: Uint8Array | null;
+  deleted: boolean;
+  /** Flushes in progress (they do not take the range lock); delete waits for them. */
+  flushes: Set<Promise<void>>;
+}
+
+export class SegmentStore {
+  private readonly segmentsDir: string;
+  private readonly ioHook?: IoHook;
+  private readonly log: Logger;
+  private readonly segments = new Map<string, Segment>();
+  /** Per-id queue serialising ensure/delete/writeMeta of the same segment. */
+  private readonly lifecycle = new Map<string, Promise<unknown>>();
+  private readonly inflight = new Set<Promise<unknown>>();
+  private state: 'new' | 'opening' | 'open' | 'closed' = 'new';
+
+  constructor(private readonly dir: string, opts: SegmentStoreOptions = {}) {
+    this.segmentsDir = join(dir, 'segments');
+    this.ioHook = opts.ioHook;
+    this.log = opts.logger ?? silentLogger;
+  }
+
+  /** Creates the directory if needed and finds the segments already on disk. */
+  async open(): Promise<void> {
+    if (this.state !== 'new') throw new Error(`segment store ${this.dir} already ${this.state}`);
+    this.state = 'opening';
+    try {
+      await mkdir(this.segmentsDir, { recursive: true });
+      const markerPath = join(this.dir, CLEAN_MARKER);
+      const cleanStart = await exists(markerPath);
+      await this.scan(cleanStart);
+      if (cleanStart) {
+        // From now on a crash is possible again: the marker must go before the first write.
+        await unlink(markerPath);
+        await fsyncDir(this.dir);
+      }
+      this.state = 'open';
+    } catch (err) {
+      this.state = 'new';
+      this.segments.clear();
+      throw err;
+    }
+  }
+
+  has(segmentId: string): boolean {
+    parseSegmentId(segmentId);
+    return this.segments.has(segmentId);
+  }
+
+  list(): string[] {
+    return [...this.segments.keys()].sort();
+  }
+
+  /** Creates the segment (zero-filled, sparse) unless it exists; an existing one must have this size. */
+  async ensure(segmentId: string, size: number): Promise<void> {
+    const { volume, index } = parseSegmentId(segmentId);
+    if (!Number.isSafeInteger(size) || size <= 0 || size % BLOCK_SIZE !== 0) {
+      throw new Error(`segment size must be a positive multiple of ${BLOCK_SIZE}, got ${size}`);
+    }
+    this.checkOpen();
+    return this.track(
+      this.serial(segmentId, async () => {
+        const existing = this.segments.get(segmentId);
+        if (existing) {
+          if (existing.size !== size) throw new Error(`segment ${segmentId} exists with size ${existing.size}, not ${size}`);
+          return;
+        }
+        const volDir = join(this.segmentsDir, volume);
+        const seg = this.makeSegment(segmentId, volDir, index, size, null);
+        const newVolume = !(await exists(volDir));
+        await mkdir(volDir, { recursive: true });
+        await rm(seg.metaPath, { force: true });
+        // Sidecar first, then the data file by rename: a .dat on disk always has its full size
+        // and a sidecar, so scan() can trust it; a crash leaves at most an orphan it removes.
+        await createSized(seg.sumPath, seg.blocks * SUM_ENTRY);
+        const tmp = `${seg.dataPath}.tmp`;
+        await createSized(tmp, size);
+        await rename(tmp, seg.dataPath);
+        await fsyncDir(volDir);
+        if (newVolume) await fsyncDir(this.segmentsDir);
+        this.segments.set(segmentId, seg);
+      }),
+    );
+  }
+
+  /** Reads verified data; throws CorruptBlockError (and returns nothing) if any block fails. */
+  async read(segmentId: string, offset: number, length: number): Promise<Buffer> {
+    const seg = this.lookup(segmentId);
+    checkRange(seg, offset, length);
+    if (length === 0) return Buffer.alloc(0);
+    const b0 = Math.floor(offset / BLOCK_SIZE);
+    const b1 = Math.ceil((offset + length) / BLOCK_SIZE);
+    return this.track(
+      this.withRange(seg, b0, b1, false, async () => {
+        await this.hook('read', seg.id, length);
+        const files = await this.files(seg);
+        const n = b1 - b0;
+        const [data, sums] = await Promise.all([
+          readAt(files.data, b0 * BLOCK_SIZE, n * BLOCK_SIZE),
+          readAt(files.sum, b0 * SUM_ENTRY, n * SUM_ENTRY),
+        ]);
+        const bad: number[] = [];
+        for (let i = 0; i < n; i++) {
+          const v = verify(data, i, sums);
+          if (!v.ok) bad.push(b0 + i);
+          else if (v.matchesCur) markKnown(seg, b0 + i, b0 + i + 1);
+        }
+        if (bad.length > 0) throw new CorruptBlockError(seg.id, bad);
+        const start = offset - b0 * BLOCK_SIZE;
+        return data.subarray(start, start + length);
+      }),
+    );
+  }
+
+  /**
+   * Writes `data` at `offset`. Unaligned edges are read-modify-written under the lock (a corrupt
+   * edge block fails the write with CorruptBlockError). `data` must not be modified until the
+   * returned promise settles. With `fua`, data and sidecar are fsynced before it resolves.
+   */
+  async write(segmentId: string, offset: number, data: Uint8Array, opts: { fua?: boolean } = {}): Promise<void> {
+    if (!(data instanceof Uint8Array)) throw new TypeError('write data must be a Buffer or Uint8Array');
+    const seg = this.lookup(segmentId);
+    checkRange(seg, offset, data.length);
+    if (data.length > 0) {
+      const b0 = Math.floor(offset / BLOCK_SIZE);
+      const b1 = Math.ceil((offset + data.length) / BLOCK_SIZE);
+      const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      await this.track(
+        this.withRange(seg, b0, b1, true, async () => {
+          await this.hook('write', seg.id, data.length);
+          await this.writeBlocks(seg, b0, b1, offset, buf);
+        }),
+      );
+    }
+    if (opts.fua) await this.flush(segmentId);
+  }
+
+  /**
+   * Makes the range read back as zeros. Whole blocks are stored like a write of zeros (sidecar
+   * (0, on-disk) then zero data) rather than setting both slots to 0 at once, so a crash in the
+   * middle still leaves the old data verifiable. Space is not returned to the filesystem
+   * (Node has no hole punching).
+   */
+  async trim(segmentId: string, offset: number, length: number): Promise<void> {
+    const seg = this.lookup(segmentId);
+    checkRange(seg, offset, length);
+    if (length === 0) return;
+    const b0 = Math.floor(offset / BLOCK_SIZE);
+    const b1 = Math.ceil((offset + length) / BLOCK_SIZE);
+    return this.track(
+      this.withRange(seg, b0, b1, true, async () => {
+        await this.hook('trim', seg.id, length);
+        // In 1 MiB pieces so a large trim needs no large buffer.
+        const end = offset + length;
+        const chunk = CHUNK_BLOCKS * BLOCK_SIZE;
+        for (let pos = offset; pos < end; ) {
+          const pieceEnd = Math.min(end, (Math.floor(pos / chunk) + 1) * chunk);
+          await this.writeBlocks(seg, Math.floor(pos / BLOCK_SIZE), Math.ceil(pieceEnd / BLOCK_SIZE), pos, ZERO_CHUNK.subarray(0, pieceEnd - pos));
+          pos = pieceEnd;
+        }
+      }),
+    );
+  }
+
+  /** fsyncs data and sidecar of one segment, or of every segment written since its last flush. */
+  async flush(segmentId?: string): Promise<void> {
+    if (segmentId !== undefined) {
+      await this.track(this.flushSegment(this.lookup(segmentId), true));
+      return;
+    }
+    this.checkOpen();
+    const dirty = [...this.segments.values()].filter((s) => s.dirty);
+    await this.track(Promise.all(dirty.map((s) => this.flushSegment(s, false))));
+  }
+
+  /**
+   * Canonical checksums of blocks [firstBlock, firstBlock + count) computed from the data on
+   * disk, and which of them fail verification. Reads 1 MiB at a time.
+   */
+  async checksums(segmentId: string, firstBlock = 0, count?: number): Promise<BlockChecksums> {
+    const seg = this.lookup(segmentId);
+    const n = count ?? seg.blocks - firstBlock;
+    if (!Number.isSafeInteger(firstBlock) || !Number.isSafeInteger(n) || firstBlock < 0 || n < 0 || firstBlock + n > seg.blocks) {
+      throw new OutOfRangeError(`segment ${segmentId}: blocks [${firstBlock}, +${count}) outside 0..${seg.blocks}`);
+    }
+    return this.track(this.scanChecksums(seg, firstBlock, n));
+  }
+
+  /**
+   * Hex xxh64 over the canonical checksum array (u32 little-endian each): equal digests mean
+   * equal data. Throws CorruptBlockError if any block fails verification, since a digest of
+   * unverifiable data would vouch for it.
+   */
+  async digest(segmentId: string): Promise<string> {
+    const { sums, corrupt } = await this.checksums(segmentId);
+    if (corrupt.length > 0) throw new CorruptBlockError(segmentId, corrupt);
+    const bytes = Buffer.allocUnsafe(sums.length * 4);
+    for (let i = 0; i < sums.length; i++) bytes.writeUInt32LE(sums[i]!, i * 4);
+    return new Xxh64(0n).update(bytes).digest().toString(16).padStart(16, '0');
+  }
+
+  async info(segmentId: string): Promise<SegmentInfo> {
+    const seg = this.lookup(segmentId);
+    const st = await this.track(stat(seg.dataPath));
+    return { segmentId: seg.id, size: seg.size, allocatedBytes: st.blocks * 512, dirty: seg.dirty };
+  }
+
+  /** Removes the segment's files once in-flight I/O on it has finished; no error if absent. */
+  async delete(segmentId: string): Promise<void> {
+    const { volume, index } = parseSegmentId(segmentId);
+    this.checkOpen();
+    return this.track(
+      this.serial(segmentId, async () => {
+        const seg = this.segments.get(segmentId);
+        let release: Release | undefined;
+        if (seg) {
+          // New operations no longer find it; queued ones finish before we get the lock.
+          this.segments.delete(segmentId);
+          release = await seg.lock.acquire(0, seg.blocks, true);
+          seg.deleted = true;
+          await Promise.allSettled([...seg.flushes]);
+          await closeFiles(seg);
+        }
+        try {
+          const volDir = join(this.segmentsDir, volume);
+          const { dataPath, sumPath, metaPath } = this.makeSegment(segmentId, volDir, index, BLOCK_SIZE, null);
+          // .dat first: once it is gone the segment is gone, and scan() sweeps the rest.
+          await rm(dataPath, { force: true });
+          await rm(sumPath, { force: true });
+          await rm(metaPath, { force: true });
+          if (await exists(volDir)) await fsyncDir(volDir);
+        } finally {
+          release?.();
+        }
+      }),
+    );
+  }
+
+  /** Stores a small JSON record for the segment atomically (tmp file, fsync, rename). */
+  async writeMeta(segmentId: string, meta: Record<string, unknown>): Promise<void> {
+    const seg = this.lookup(segmentId);
+    if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) throw new TypeError('segment meta must be a plain object');
+    const json = JSON.stringify(meta); // throws for cycles and BigInt: bad input, not a crash
+    return this.track(
+      this.serial(segmentId, async () => {
+        if (seg.deleted || this.segments.get(segmentId) !== seg) throw new OutOfRangeError(`unknown segment ${segmentId}`);
+        const tmp = `${seg.metaPath}.tmp`;
+        const fh = await open(tmp, 'w');
+        try {
+          await fh.writeFile(json);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        await rename(tmp, seg.metaPath);
+        await fsyncDir(join(seg.metaPath, '..'));
+      }),
+    );
+  }
+
+  /** The record stored by writeMeta, or undefined if there is none (or no such segment). */
+  async readMeta(segmentId: string): Promise<Record<string, unknown> | undefined> {
+    parseSegmentId(segmentId);
+    this.checkOpen();
+    const seg = this.segments.get(segmentId);
+    if (!seg) return undefined;
+    let text: string;
+    try {
+      const fh = await open(seg.metaPath, 'r');
+      try {
+        text = await fh.readFile('utf8');
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    try {
+      return JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      throw new Error(`segment ${segmentId}: meta file ${seg.metaPath} is not valid JSON`);
+    }
+  }
+
+  /**
+   * Waits for operations in flight, flushes, closes every file and records a clean shutdown.
+   * Later calls fail. If a flush fails the files are still closed and the error is rethrown.
+   */
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    if (this.state !== 'open') {
+      this.state = 'closed';
+      return;
+    }
+    this.state = 'closed';
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+    let failure: unknown;
+    for (const seg of this.segments.values()) {
+      try {
+        if (seg.dirty) await this.flushSegment(seg, false);
+      } catch (err) {
+        failure ??= err;
+      }
+      try {
+        await closeFiles(seg);
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+    if (failure !== undefined) throw failure;
+    const marker = join(this.dir, CLEAN_MARKER);
+    const fh = await open(marker, 'w');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fsyncDir(this.dir);
+  }
+
+  // ---------------------------------------------------------------------------------------
+
+  /**
+   * The write path for blocks [b0, b1) covering `data` at byte `offset`. Caller holds the
+   * exclusive range lock. One sidecar read, one sidecar write, one data write (plus reads of
+   * partial edge blocks and of blocks whose on-disk checksum is not known).
+   */
+  private async writeBlocks(seg: Segment, b0: number, b1: number, offset: number, data: Buffer): Promise<void> {
+    const files = await this.files(seg);
+    const n = b1 - b0;
+    const sums = await readAt(files.sum, b0 * SUM_ENTRY, n * SUM_ENTRY);
+    // Checksum of the data now on disk for each block, or undefined while unknown.
+    const onDisk: (number | undefined)[] = new Array(n);
+    let buf: Buffer;
+    if (offset % BLOCK_SIZE === 0 && data.length % BLOCK_SIZE === 0) {
+      buf = data;
+    } else {
+      buf = Buffer.allocUnsafe(n * BLOCK_SIZE);
+      const edges = new Set<number>();
+      if (offset % BLOCK_SIZE !== 0) edges.add(0);
+      if ((offset + data.length) % BLOCK_SIZE !== 0) edges.add(n - 1);
+      const bad: number[] = [];
+      for (const i of edges) {
+        const old = await readAt(files.data, (b0 + i) * BLOCK_SIZE, BLOCK_SIZE);
+        const v = verify(old, 0, sums.subarray(i * SUM_ENTRY, (i + 1) * SUM_ENTRY));
+        if (!v.ok) bad.push(b0 + i);
+        onDisk[i] = v.canonical;
+        old.copy(buf, i * BLOCK_SIZE);
+      }
+      if (bad.length > 0) throw new CorruptBlockError(seg.id, bad);
+      data.copy(buf, offset - b0 * BLOCK_SIZE);
+    }
+    let firstUnknown = -1;
+    let lastUnknown = -1;
+    for (let i = 0; i < n; i++) {
+      if (onDisk[i] !== undefined) continue;
+      if (isKnown(seg, b0 + i)) onDisk[i] = sums.readUInt32LE(i * SUM_ENTRY);
+      else {
+        if (firstUnknown < 0) firstUnknown = i;
+        lastUnknown = i;
+      }
+    }
+    if (firstUnknown >= 0) {
+      const old = await readAt(files.data, (b0 + firstUnknown) * BLOCK_SIZE, (lastUnknown - firstUnknown + 1) * BLOCK_SIZE);
+      for (let i = firstUnknown; i <= lastUnknown; i++) {
+        if (onDisk[i] !== undefined) continue;
+        const v = verify(old, i - firstUnknown, sums.subarray(i * SUM_ENTRY, (i + 1) * SUM_ENTRY), 0);
+        // A corrupt block keeps its old `cur` as `prev`: it must not start verifying by accident.
+        onDisk[i] = v.ok ? v.canonical : sums.readUInt32LE(i * SUM_ENTRY);
+      }
+    }
+    const side = Buffer.allocUnsafe(n * SUM_ENTRY);
+    for (let i = 0; i < n; i++) {
+      side.writeUInt32LE(blockChecksum(buf.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE)), i * SUM_ENTRY);
+      side.writeUInt32LE(onDisk[i]!, i * SUM_ENTRY + 4);
+    }
+    seg.dirty = true;
+    try {
+      await writeAt(files.sum, side, b0 * SUM_ENTRY);
+      await writeAt(files.data, buf, b0 * BLOCK_SIZE);
+    } catch (err) {
+      // Sidecar and data may now disagree on `cur`: re-learn these blocks before trusting it.
+      forget(seg, b0, b1);
+      throw err;
+    }
+    markKnown(seg, b0, b1);
+  }
+
+  private async scanChecksums(seg: Segment, firstBlock: number, count: number): Promise<BlockChecksums> {
+    const sums = new Uint32Array(count);
+    const corrupt: number[] = [];
+    for (let done = 0; done < count; ) {
+      const b0 = firstBlock + done;
+      const n = Math.min(CHUNK_BLOCKS, count - done);
+      await this.withRange(seg, b0, b0 + n, false, async () => {
+        await this.hook('read', seg.id, n * BLOCK_SIZE);
+        const files = await this.files(seg);
+        const [data, side] = await Promise.all([
+          readAt(files.data, b0 * BLOCK_SIZE, n * BLOCK_SIZE),
+          readAt(files.sum, b0 * SUM_ENTRY, n * SUM_ENTRY),
+        ]);
+        for (let i = 0; i < n; i++) {
+          const v = verify(data, i, side);
+          sums[done + i] = v.canonical;
+          if (!v.ok) corrupt.push(b0 + i);
+        }
+      });
+      done += n;
+    }
+    return { sums, corrupt };
+  }
+
+  private async flushSegment(seg: Segment, explicit: boolean): Promise<void> {
+    if (!explicit && !seg.dirty) return;
+    const p = (async () => {
+      await this.hook('flush', seg.id, 0);
+      if (seg.deleted) throw new OutOfRangeError(`unknown segment ${seg.id}`);
+      if (!seg.files) return; // never opened since open(): nothing of ours to sync
+      const files = await seg.files;
+      // Cleared before syncing: a write completing during the fsync marks it dirty again.
+      const wasDirty = seg.dirty;
+      seg.dirty = false;
+      try {
+        await files.data.sync();
+        await files.sum.sync();
+      } catch (err) {
+        seg.dirty ||= wasDirty;
+        throw err;
+      }
+    })();
+    seg.flushes.add(p);
+    try {
+      await p;
+    } finally {
+      seg.flushes.delete(p);
+    }
+  }
+
+  private async withRange<T>(seg: Segment, b0: number, b1: number, exclusive: boolean, fn: () => Promise<T>): Promise<T> {
+    const release = await seg.lock.acquire(b0, b1, exclusive);
+    try {
+      if (seg.deleted) throw new OutOfRangeError(`unknown segment ${seg.id}`);
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  private files(seg: Segment): Promise<Files> {
+    if (!seg.files) {
+      const p = (async () => {
+        const data = await open(seg.dataPath, fsConstants.O_RDWR);
+        try {
+          return { data, sum: await open(seg.sumPath, fsConstants.O_RDWR) };
+        } catch (err) {
+          await data.close();
+          throw err;
+        }
+      })();
+      seg.files = p;
+      p.catch(() => {
+        if (seg.files === p) seg.files = undefined; // let a later operation retry
+      });
+    }
+    return seg.files;
+  }
+
+  private async hook(op: IoOp, segmentId: string, bytes: number): Promise<void> {
+    if (this.ioHook) await this.ioHook(op, segmentId, bytes);
+  }
+
+  private lookup(segmentId: string): Segment {
+    parseSegmentId(segmentId);
+    this.checkOpen();
+    const seg = this.segments.get(segmentId);
+    if (!seg) throw new OutOfRangeError(`unknown segment ${segmentId}`);
+    return seg;
+  }
+
+  private checkOpen(): void {
+    if (this.state !== 'open') throw new Error(`segment store ${this.dir} is not open (${this.state})`);
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.inflight.add(p);
+    p.then(
+      () => this.inflight.delete(p),
+      () => this.inflight.delete(p),
+    );
+    return p;
+  }
+
+  private serial<T>(segmentId: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.lifecycle.get(segmentId) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.lifecycle.set(segmentId, tail);
+    void tail.then(() => {
+      if (this.lifecycle.get(segmentId) === tail) this.lifecycle.delete(segmentId);
+    });
+    return next;
+  }
+
+  private makeSegment(id: string, volDir: string, index: number, size: number, known: Uint8Array | null): Segment {
+    return {
+      id,
+      dataPath: join(volDir, `${index}.dat`),
+      sumPath: join(volDir, `${index}.sum`),
+      metaPath: join(volDir, `${index}.meta`),
+      size,
+      blocks: size / BLOCK_SIZE,
+      lock: new RangeLock(),
+      dirty: false,
+      known,
+      deleted: false,
+      flushes: new Set(),
+    };
+  }
+
+  /** Finds segments on disk, repairs short sidecars, sweeps leftovers of interrupted ensure/delete. */
+  private async scan(cleanStart: boolean): Promise<void> {
+    for (const vol of await readdir(this.segmentsDir, { withFileTypes: true })) {
+      if (!vol.isDirectory() || !VOLUME_RE.test(vol.name) || vol.name === '.' || vol.name === '..') {
+        this.log.warn({ path: join(this.segmentsDir, vol.name) }, 'ignoring unexpected entry in segments directory');
+        continue;
+      }
+      const volDir = join(this.segmentsDir, vol.name);
+      const names = new Set(await readdir(volDir));
+      for (const name of names) {
+        const path = join(volDir, name);
+        const m = /^(0|[1-9][0-9]{0,15})\.(dat|sum|meta)(\.tmp)?$/.exec(name);
+        if (!m) {
+          this.log.warn({ path }, 'ignoring unexpected file in segment directory');
+          continue;
+        }
+        const [, indexStr, kind, tmp] = m;
+        if (tmp || (kind !== 'dat' && !names.has(`${indexStr}.dat`))) {
+          // An interrupted ensure, delete or writeMeta.
+          await rm(path, { force: true });
+          continue;
+        }
+        if (kind !== 'dat') continue;
+        const id = `${vol.name}/${indexStr}`;
+        const size = (await stat(path)).size;
+        if (size <= 0 || size % BLOCK_SIZE !== 0) {
+          this.log.warn({ path, size }, `ignoring segment ${id}: data file size is not a positive multiple of ${BLOCK_SIZE}`);
+          continue;
+        }
+        const blocks = size / BLOCK_SIZE;
+        const seg = this.makeSegment(id, volDir, Number(indexStr), size, cleanStart ? null : new Uint8Array(Math.ceil(blocks / 8)));
+        const sumSize = names.has(`${indexStr}.sum`) ? (await stat(seg.sumPath)).size : -1;
+        if (sumSize !== blocks * SUM_ENTRY) {
+          // Missing slots read as "zero block": zero blocks stay readable, anything else reports
+          // CorruptBlockError (to be repaired from a replica) rather than being returned unverified.
+          this.log.warn({ path: seg.sumPath, sumSize, expected: blocks * SUM_ENTRY }, `segment ${id}: sidecar has the wrong size, resizing`);
+          const fh = await open(seg.sumPath, fsConstants.O_RDWR | fsConstants.O_CREAT);
+          try {
+            await fh.truncate(blocks * SUM_ENTRY);
+            await fh.sync();
+          } finally {
+            await fh.close();
+          }
+        }
+        this.segments.set(id, seg);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Verdict {
+  ok: boolean;
+  /** Canonical checksum of the data as it is. */
+  canonical: number;
+  /** The data matches the `cur` slot (so `cur` describes what is on disk). */
+  matchesCur: boolean;
+}
+
+/** Verifies block `i` of `data` against sidecar entry `j` (default `i`) of `sums`. */
+function verify(data: Buffer, i: number, sums: Buffer, j = i): Verdict {
+  const block = data.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE);
+  const cur = sums.readUInt32LE(j * SUM_ENTRY);
+  const prev = sums.readUInt32LE(j * SUM_ENTRY + 4);
+  const c = crc32c(block);
+  const canonical = c === ZERO_CRC && block.equals(ZERO_BLOCK) ? 0 : c;
+  const matchesCur = canonical === cur || c === cur;
+  return { ok: matchesCur || canonical === prev || c === prev, canonical, matchesCur };
+}
+
+function isKnown(seg: Segment, b: number): boolean {
+  return seg.known === null || (seg.known[b >> 3]! & (1 << (b & 7))) !== 0;
+}
+
+function markKnown(seg: Segment, b0: number, b1: number): void {
+  const k = seg.known;
+  if (k === null) return;
+  for (let b = b0; b < b1; b++) k[b >> 3]! |= 1 << (b & 7);
+}
+
+function forget(seg: Segment, b0: number, b1: number): void {
+  if (seg.known === null) seg.known = new Uint8Array(Math.ceil(seg.blocks / 8)).fill(0xff);
+  const k = seg.known;
+  for (let b = b0; b < b1; b++) k[b >> 3]! &= ~(1 << (b & 7));
+}
+
+function checkRange(seg: Segment, offset: number, length: number): void {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > seg.size) {
+    throw new OutOfRangeError(`segment ${seg.id}: range offset ${offset} length ${length} outside 0..${seg.size}`);
+  }
+}
+
+/** Reads exactly `length` bytes at `position`; bytes past end of file read as zeros. */
+async function readAt(fh: FileHandle, position: number, length: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await fh.read(buf, done, length - done, position + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  if (done < length) buf.fill(0, done);
+  return buf;
+}
+
+async function writeAt(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+async function createSized(path: string, size: number): Promise<void> {
+  const fh = await open(path, 'w');
+  try {
+    await fh.truncate(size);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function closeFiles(seg: Segment): Promise<void> {
+  const p = seg.files;
+  seg.files = undefined;
+  if (!p) return;
+  let files: Files;
+  try {
+    files = await p;
+  } catch {
+    return; // never opened
+  }
+  await Promise.allSettled([files.data.close(), files.sum.close()]);
+}
+
+async function fsyncDir(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
