@@ -137,8 +137,8 @@ export class SegmentStore {
     }
   }
 
+  /** False for unknown segments and for strings that are not valid segment ids. */
   has(segmentId: string): boolean {
-    parseSegmentId(segmentId);
     return this.segments.has(segmentId);
   }
 
@@ -436,8 +436,9 @@ export class SegmentStore {
       if (offset % BLOCK_SIZE !== 0) edges.add(0);
       if ((offset + data.length) % BLOCK_SIZE !== 0) edges.add(n - 1);
       const bad: number[] = [];
-      for (const i of edges) {
-        const old = await readAt(files.data, (b0 + i) * BLOCK_SIZE, BLOCK_SIZE);
+      const olds = await Promise.all([...edges].map((i) => readAt(files.data, (b0 + i) * BLOCK_SIZE, BLOCK_SIZE)));
+      for (const [k, i] of [...edges].entries()) {
+        const old = olds[k]!;
         const v = verify(old, 0, sums.subarray(i * SUM_ENTRY, (i + 1) * SUM_ENTRY));
         if (!v.ok) bad.push(b0 + i);
         onDisk[i] = v.canonical;
@@ -517,8 +518,7 @@ export class SegmentStore {
       const wasDirty = seg.dirty;
       seg.dirty = false;
       try {
-        await files.data.sync();
-        await files.sum.sync();
+        await Promise.all([files.data.sync(), files.sum.sync()]);
       } catch (err) {
         seg.dirty ||= wasDirty;
         throw err;
