@@ -215,6 +215,7 @@ describe('real NBD clients', () => {
     const dst = path.join(tmp, 'out.img');
     const inR = await run('nbdcopy', [src, `nbd://127.0.0.1:${port}/copy`]);
     assert.equal(inR.code, 0, inR.stderr);
+    assert.ok(provider.get('copy')!.stats.writeZeroes >= 1, 'nbdcopy should have zeroed the hole with NBD_CMD_WRITE_ZEROES');
     assert.ok(provider.get('copy')!.readSync(0, size).equals(srcBytes), 'export content differs from the source file');
     const outR = await run('nbdcopy', [`nbd://127.0.0.1:${port}/copy`, dst]);
     assert.equal(outR.code, 0, outR.stderr);
@@ -416,6 +417,14 @@ describe('protocol details over a raw socket', () => {
       assert.deepEqual([last.handle, last.error], [200n, 0]);
       await c.closedP;
       assert.ok(dev.readSync(65536, 8192).equals(Buffer.alloc(8192, 0x33)));
+
+      // A client that half-closes after sending still gets its replies.
+      const ch = new RawClient(p!);
+      await ch.go('order');
+      ch.send(P.NBD_CMD_WRITE, 300n, 0, 8192, 0, Buffer.alloc(8192, 0x44));
+      ch.socket.end();
+      assert.deepEqual(await ch.reply(), { error: 0, handle: 300n, data: Buffer.alloc(0) });
+      await ch.closedP;
 
       // An abrupt disconnect with requests in flight leaves no connection behind.
       const c2 = new RawClient(p!);

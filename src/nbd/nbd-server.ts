@@ -173,8 +173,14 @@ class NbdConnection {
       this.log.info({ export: exp.name, size: exp.device.size }, 'nbd: transmission started');
       await this.transmit(exp.device);
     } catch (e) {
-      if (e instanceof ConnectionClosed) this.log.debug({ reason: e.message }, 'nbd: connection ended');
-      else if (e instanceof ProtocolError) this.log.warn({ reason: e.message }, 'nbd: closing connection after protocol error');
+      if (e instanceof ConnectionClosed) {
+        this.log.debug({ reason: e.message }, 'nbd: connection ended');
+        // The client may only have shut down its sending side: answer what it already asked.
+        await this.settle();
+        this.socket.end();
+        return;
+      }
+      if (e instanceof ProtocolError) this.log.warn({ reason: e.message }, 'nbd: closing connection after protocol error');
       else this.log.error({ err: e }, 'nbd: closing connection after internal error');
       this.socket.destroy();
     }
@@ -183,9 +189,19 @@ class NbdConnection {
   /** Stops reading new requests, lets in-flight ones finish (up to a grace period), then closes. */
   async shutdown(): Promise<void> {
     this.stopping = true;
-    const all = Promise.all(this.inFlight.map((f) => f.done));
-    await Promise.race([all, new Promise((r) => setTimeout(r, CLOSE_GRACE_MS).unref())]);
+    await this.settle();
     this.socket.destroy();
+  }
+
+  /** Waits for in-flight requests, at most CLOSE_GRACE_MS (a hung device must not pin the connection). */
+  private async settle(): Promise<void> {
+    if (this.inFlight.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(this.inFlight.map((f) => f.done)),
+      new Promise((r) => { timer = setTimeout(r, CLOSE_GRACE_MS); }),
+    ]);
+    clearTimeout(timer);
   }
 
   // ---- handshake ----
@@ -293,7 +309,7 @@ class NbdConnection {
 
       if (req.type === P.NBD_CMD_DISC) {
         this.stopping = true;
-        await Promise.all(this.inFlight.map((f) => f.done));
+        await this.settle();
         this.log.info('nbd: client disconnected (NBD_CMD_DISC)');
         this.socket.end();
         return;
@@ -440,7 +456,7 @@ export class NbdServer {
 
   async listen(opts: NbdListenOptions): Promise<NbdListenResult> {
     if (this.server) throw new Error('NbdServer is already listening');
-    const server = net.createServer((socket) => this.accept(socket));
+    const server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
     server.on('error', (e) => this.log.error({ err: e }, 'nbd: listener error'));
     await new Promise<void>((resolve, reject) => {
       const onError = (e: Error) => reject(new Error(`cannot listen for NBD on ${'path' in opts ? opts.path : `${opts.host}:${opts.port}`}: ${e.message}`));
