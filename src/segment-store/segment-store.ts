@@ -480,6 +480,8 @@ export class SegmentStore {
       forget(seg, b0, b1);
       throw err;
     }
+    // Again after the data landed: a flush that ran meanwhile may have cleared it too early.
+    seg.dirty = true;
     markKnown(seg, b0, b1);
   }
 
