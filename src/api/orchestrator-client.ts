@@ -1,0 +1,78 @@
+// Typed client of the orchestrator's REST API, used by servers, the client library and the CLI.
+
+import { CompactedError, type KvEvent, type KvRange, type KvStore } from '../metadata/kv.ts';
+import type { VolumeRecord, VolumeSpec } from '../metadata/model.ts';
+import { ApiError, httpJson } from './http.ts';
+import type { ClusterStatus, HeartbeatRequest, RegisterRequest, SegmentView } from './types.ts';
+
+export class OrchestratorClient {
+  /** Aborted by close(): ends long-polls at once so a closing process does not linger. */
+  private readonly closing = new AbortController();
+
+  constructor(readonly baseUrl: string) {}
+
+  private call<T>(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+    return httpJson<T>(this.baseUrl, method, path, body, timeoutMs, this.closing.signal);
+  }
+
+  /** Cancels every call in flight (they reject); later calls fail at once. */
+  close(): void {
+    this.closing.abort();
+  }
+
+  health(): Promise<{ ok: boolean }> {
+    return this.call('GET', '/healthz', undefined, 3000);
+  }
+
+  register(req: RegisterRequest): Promise<{ id: string; revision: number }> {
+    return this.call('POST', '/v1/servers', req);
+  }
+
+  heartbeat(id: string, req: HeartbeatRequest): Promise<{ ok: boolean }> {
+    return this.call('POST', `/v1/servers/${encodeURIComponent(id)}/heartbeat`, req, 5000);
+  }
+
+  createVolume(spec: Partial<VolumeSpec> & { name: string; size: number }): Promise<VolumeRecord> {
+    return this.call('POST', '/v1/volumes', spec, 60000);
+  }
+
+  listVolumes(): Promise<VolumeRecord[]> {
+    return this.call('GET', '/v1/volumes');
+  }
+
+  getVolume(name: string): Promise<VolumeRecord> {
+    return this.call('GET', `/v1/volumes/${encodeURIComponent(name)}`);
+  }
+
+  deleteVolume(name: string): Promise<{ deleted: string }> {
+    return this.call('DELETE', `/v1/volumes/${encodeURIComponent(name)}`, undefined, 60000);
+  }
+
+  segments(volume: string): Promise<SegmentView[]> {
+    return this.call('GET', `/v1/volumes/${encodeURIComponent(volume)}/segments`);
+  }
+
+  status(): Promise<ClusterStatus> {
+    return this.call('GET', '/v1/status');
+  }
+
+  /** The metadata store as a watch source for KvReplica: range + long-polled changes. */
+  kvSource(): Pick<KvStore, 'range' | 'changesSince'> {
+    return {
+      range: (prefix: string) => this.call<KvRange>('GET', `/v1/kv/range?prefix=${encodeURIComponent(prefix)}`, undefined, 120000),
+      changesSince: async (prefix: string, after: number, timeoutMs: number) => {
+        try {
+          return await this.call<{ events: KvEvent[]; revision: number }>(
+            'GET',
+            `/v1/kv/changes?prefix=${encodeURIComponent(prefix)}&after=${after}&timeoutMs=${timeoutMs}`,
+            undefined,
+            timeoutMs + 10000,
+          );
+        } catch (err) {
+          if (err instanceof ApiError && err.status === 410) throw new CompactedError(after, Number(/oldest kept: (\d+)/.exec(err.message)?.[1] ?? 0));
+          throw err;
+        }
+      },
+    };
+  }
+}

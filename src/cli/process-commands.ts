@@ -1,0 +1,66 @@
+// Long-running processes: `presage orchestrator` and `presage server`. Both stop cleanly on
+// SIGINT/SIGTERM; everything acknowledged is already durable, so SIGKILL loses nothing acknowledged.
+
+import type { Command } from 'commander';
+import { parseHostPort } from '../common/address.ts';
+import { createLogger } from '../common/log.ts';
+import { Orchestrator } from '../orchestrator/orchestrator.ts';
+import { StorageServer } from '../server/storage-server.ts';
+import { action, intArg, orchestratorOption, orchestratorUrl, sizeArg } from './common.ts';
+
+function stopOn(signals: NodeJS.Signals[], stop: () => Promise<void>): void {
+  let stopping = false;
+  for (const sig of signals) {
+    process.on(sig, () => {
+      if (stopping) process.exit(1);
+      stopping = true;
+      stop().then(() => process.exit(0), () => process.exit(1));
+    });
+  }
+}
+
+export function registerProcessCommands(program: Command): void {
+  program
+    .command('orchestrator')
+    .description('run the orchestrator: metadata store, REST API, heartbeats')
+    .option('-d, --dir <dir>', 'directory for the metadata store', './presage-orchestrator')
+    .option('-l, --listen <host:port>', 'REST API address', '127.0.0.1:7400')
+    .option('--heartbeat-timeout <ms>', 'mark a server down after this long without a heartbeat', intArg('heartbeat timeout', 100, 3_600_000), 10000)
+    .action(action(async (opts: { dir: string; listen: string; heartbeatTimeout: number }) => {
+      const { host, port } = parseHostPort(opts.listen, '--listen');
+      const log = createLogger('orchestrator');
+      const o = await Orchestrator.start({ dir: opts.dir, host, port, logger: log, heartbeatTimeoutMs: opts.heartbeatTimeout });
+      process.stdout.write(`orchestrator listening on ${o.url}\n`);
+      stopOn(['SIGINT', 'SIGTERM'], () => o.stop());
+    }));
+
+  program
+    .command('server')
+    .description('run a storage server: segments, data protocol, replication, admin API')
+    .option('-d, --dir <dir>', 'data directory', './presage-server')
+    .addOption(orchestratorOption())
+    .option('-l, --listen <host:port>', 'data protocol address', '127.0.0.1:7500')
+    .option('-a, --admin <host:port>', 'admin HTTP address (/healthz)', '127.0.0.1:7600')
+    .option('--zone <zone>', 'failure domain: zone label')
+    .option('--rack <rack>', 'failure domain: rack label')
+    .option('--capacity <size>', 'bytes offered for segments (default: the filesystem size)', sizeArg)
+    .action(action(async (opts: { dir: string; orchestrator: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number }) => {
+      const data = parseHostPort(opts.listen, '--listen');
+      const admin = parseHostPort(opts.admin, '--admin');
+      const log = createLogger('server');
+      const s = await StorageServer.start({
+        dir: opts.dir,
+        orchestratorUrl: orchestratorUrl(opts),
+        host: data.host,
+        port: data.port,
+        adminHost: admin.host,
+        adminPort: admin.port,
+        zone: opts.zone,
+        rack: opts.rack,
+        capacityBytes: opts.capacity,
+        logger: log,
+      });
+      process.stdout.write(`server ${s.id} serving data on ${s.dataAddr}, admin on http://${s.adminAddr}\n`);
+      stopOn(['SIGINT', 'SIGTERM'], () => s.stop());
+    }));
+}

@@ -1,0 +1,42 @@
+import type { Command } from 'commander';
+import { OrchestratorClient } from '../api/orchestrator-client.ts';
+import { formatBytes } from '../common/size.ts';
+import { action, isTty, orchestratorOption, orchestratorUrl, printJson } from './common.ts';
+import { colour, table } from './table.ts';
+
+export function registerStatusCommand(program: Command): void {
+  program
+    .command('status')
+    .description('show servers, volumes and segments per server')
+    .addOption(orchestratorOption())
+    .option('--json', 'print JSON')
+    .action(action(async (opts: { orchestrator: string; json?: boolean }) => {
+      const st = await new OrchestratorClient(orchestratorUrl(opts)).status();
+      if (opts.json) return printJson(st);
+      const c = colour(isTty());
+      const out: string[] = [];
+      out.push(c.bold(`Servers (${st.servers.length})`));
+      out.push(table(
+        ['ID', 'STATE', 'DATA', 'ZONE/RACK', 'SEGMENTS', 'PRIMARIES', 'ASSIGNED', 'HEARTBEAT'],
+        st.servers.map((s) => [
+          s.id,
+          s.state === 'up' ? c.green('up') : c.red(s.state),
+          s.dataAddr,
+          [s.zone, s.rack].filter(Boolean).join('/') || '-',
+          s.segments,
+          s.primaries,
+          formatBytes(s.assignedBytes),
+          s.lastHeartbeatAgoMs === undefined ? '-' : `${(s.lastHeartbeatAgoMs / 1000).toFixed(1)}s ago`,
+        ]),
+      ));
+      out.push('');
+      out.push(c.bold(`Volumes (${st.volumes.length})`));
+      out.push(table(
+        ['NAME', 'SIZE', 'SEGMENT', 'SEGMENTS', 'REPLICAS', 'CRITICALITY', 'DEGRADED'],
+        st.volumes.map((v) => [v.name, formatBytes(v.size), formatBytes(v.segmentSize), v.segmentCount, v.replicas, v.criticality, v.degradedSegments ? c.yellow(String(v.degradedSegments)) : '0']),
+      ));
+      out.push('');
+      out.push(`Segments: ${st.segments.total} total, ${st.segments.degraded ? c.yellow(`${st.segments.degraded} degraded`) : '0 degraded'}; metadata revision ${st.revision}`);
+      process.stdout.write(out.join('\n') + '\n');
+    }));
+}

@@ -1,0 +1,128 @@
+// The only writer of cluster metadata. Every change is a transaction that compares what it
+// read (compare-and-swap on modRevision), so concurrent writers can never interleave badly.
+
+import type { RegisterRequest } from '../api/types.ts';
+import type { ClusterView } from '../metadata/cluster-view.ts';
+import type { KvStore } from '../metadata/kv.ts';
+import {
+  segmentCountOf, segmentIdOf, segmentLength, serverKey, smtKey, validateVolumeSpec, volumeKey,
+  type ServerRecord, type ServerState, type SmtEntry, type VolumeRecord, type VolumeSpec,
+} from '../metadata/model.ts';
+import { placeSegments, type PlacementCandidate } from './placement.ts';
+
+export class ConflictError extends Error {}
+export class NotFoundError extends Error {}
+
+const SERVER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export class MetadataWriter {
+  constructor(private readonly kv: KvStore, private readonly view: ClusterView) {}
+
+  async registerServer(req: RegisterRequest): Promise<{ id: string; revision: number }> {
+    if (typeof req.id !== 'string' || !SERVER_ID.test(req.id)) throw new Error(`invalid server id ${JSON.stringify(req.id)}`);
+    if (typeof req.dataAddr !== 'string' || typeof req.adminAddr !== 'string') throw new Error('dataAddr and adminAddr are required');
+    if (!Number.isFinite(req.capacityBytes) || req.capacityBytes <= 0) throw new Error('capacityBytes must be positive');
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const cur = await this.kv.get(serverKey(req.id));
+      const prev = cur ? (JSON.parse(cur.value) as ServerRecord) : undefined;
+      const rec: ServerRecord = {
+        id: req.id,
+        dataAddr: req.dataAddr,
+        adminAddr: req.adminAddr,
+        zone: req.zone || undefined,
+        rack: req.rack || undefined,
+        capacityBytes: req.capacityBytes,
+        state: 'up',
+        registeredAt: prev?.registeredAt ?? new Date().toISOString(),
+      };
+      if (prev && JSON.stringify(prev) === JSON.stringify(rec)) return { id: req.id, revision: await this.kv.revision() };
+      const r = await this.kv.txn({
+        compare: [{ key: serverKey(req.id), modRevision: cur?.modRevision ?? 0 }],
+        put: [{ key: serverKey(req.id), value: JSON.stringify(rec) }],
+      });
+      if (r.succeeded) return { id: req.id, revision: r.revision };
+    }
+    throw new ConflictError(`could not register ${req.id}: too much contention`);
+  }
+
+  async setServerState(id: string, state: ServerState): Promise<void> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const cur = await this.kv.get(serverKey(id));
+      if (!cur) throw new NotFoundError(`no server ${id}`);
+      const rec = JSON.parse(cur.value) as ServerRecord;
+      if (rec.state === state) return;
+      const r = await this.kv.txn({
+        compare: [{ key: serverKey(id), modRevision: cur.modRevision }],
+        put: [{ key: serverKey(id), value: JSON.stringify({ ...rec, state }) }],
+      });
+      if (r.succeeded) return;
+    }
+    throw new ConflictError(`could not update server ${id}: too much contention`);
+  }
+
+  /** Bytes of segments the SMT assigns to each server (replicas and joining replicas). */
+  assignedBytes(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [segId, e] of this.view.smt) {
+      const vol = this.view.volumes.get(segId.slice(0, segId.lastIndexOf('/')));
+      if (!vol) continue;
+      const len = segmentLength(vol, Number(segId.slice(segId.lastIndexOf('/') + 1)));
+      for (const s of [...e.replicas, ...(e.joining ?? [])]) out.set(s, (out.get(s) ?? 0) + len);
+    }
+    return out;
+  }
+
+  placementCandidates(exclude: Set<string> = new Set()): PlacementCandidate[] {
+    const assigned = this.assignedBytes();
+    return [...this.view.servers.values()]
+      .filter((s) => s.state === 'up' && !exclude.has(s.id))
+      .map((s) => ({ id: s.id, zone: s.zone, rack: s.rack, capacityBytes: s.capacityBytes, assignedBytes: assigned.get(s.id) ?? 0 }));
+  }
+
+  async createVolume(input: Partial<VolumeSpec> & { name?: unknown; size?: unknown }): Promise<VolumeRecord> {
+    const spec = validateVolumeSpec(input);
+    await this.view.refresh();
+    if (this.view.volumes.has(spec.name)) throw new ConflictError(`volume ${spec.name} already exists`);
+    const count = segmentCountOf(spec);
+    const placement = placeSegments(this.placementCandidates(), count, spec.replicas, spec.segmentSize);
+    const rec: VolumeRecord = { ...spec, segmentCount: count, createdAt: new Date().toISOString() };
+    const put = [{ key: volumeKey(spec.name), value: JSON.stringify(rec) }];
+    for (let i = 0; i < count; i++) {
+      const entry: SmtEntry = { epoch: 1, replicas: placement[i], state: 'ok' };
+      put.push({ key: smtKey(segmentIdOf(spec.name, i)), value: JSON.stringify(entry) });
+    }
+    const r = await this.kv.txn({ compare: [{ key: volumeKey(spec.name), modRevision: 0 }], put });
+    if (!r.succeeded) throw new ConflictError(`volume ${spec.name} already exists`);
+    await this.view.replica.waitForRevision(r.revision, 5000);
+    return rec;
+  }
+
+  async deleteVolume(name: string): Promise<void> {
+    const cur = await this.kv.get(volumeKey(name));
+    if (!cur) throw new NotFoundError(`no volume ${name}`);
+    const vol = JSON.parse(cur.value) as VolumeRecord;
+    const del = [volumeKey(name)];
+    for (let i = 0; i < vol.segmentCount; i++) del.push(smtKey(segmentIdOf(name, i)));
+    const r = await this.kv.txn({ compare: [{ key: volumeKey(name), modRevision: cur.modRevision }], delete: del });
+    if (!r.succeeded) throw new ConflictError(`volume ${name} changed while deleting; retry`);
+    await this.view.replica.waitForRevision(r.revision, 5000);
+  }
+
+  /**
+   * Compare-and-swap of one SMT entry: succeeds only if the entry still has `expectedEpoch`.
+   * The new entry's epoch must be greater. Returns false when another change won.
+   */
+  async casEntry(segmentId: string, expectedEpoch: number, next: SmtEntry): Promise<boolean> {
+    if (next.epoch <= expectedEpoch) throw new Error('a changed SMT entry must have a greater epoch');
+    const cur = await this.kv.get(smtKey(segmentId));
+    if (!cur) throw new NotFoundError(`no segment ${segmentId}`);
+    const entry = JSON.parse(cur.value) as SmtEntry;
+    if (entry.epoch !== expectedEpoch) return false;
+    const r = await this.kv.txn({
+      compare: [{ key: smtKey(segmentId), modRevision: cur.modRevision }],
+      put: [{ key: smtKey(segmentId), value: JSON.stringify(next) }],
+    });
+    if (r.succeeded) await this.view.replica.waitForRevision(r.revision, 5000);
+    return r.succeeded;
+  }
+}

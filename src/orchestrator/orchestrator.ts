@@ -1,0 +1,200 @@
+// The orchestrator process: owns the metadata store, serves the REST API that servers,
+// clients and the CLI use, and tracks server liveness from heartbeats.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import type { Logger } from '../common/log.ts';
+import { silentLogger } from '../common/log.ts';
+import { ClusterView } from '../metadata/cluster-view.ts';
+import { EmbeddedKvStore } from '../metadata/embedded-kv.ts';
+import { CompactedError, type KvStore } from '../metadata/kv.ts';
+import { KvReplica } from '../metadata/kv-replica.ts';
+import { ROOT, segmentIdOf, type SmtEntry } from '../metadata/model.ts';
+import type { ClusterStatus, HeartbeatRequest, RegisterRequest, SegmentView, ServerStatus } from '../api/types.ts';
+import { ConflictError, MetadataWriter, NotFoundError } from './metadata-writer.ts';
+import { PlacementError } from './placement.ts';
+
+export interface OrchestratorOptions {
+  dir: string;
+  host: string;
+  port: number;
+  logger?: Logger;
+  /** A server with no heartbeat for this long is reported as stale. */
+  heartbeatTimeoutMs?: number;
+}
+
+interface Liveness {
+  at: number;
+  usedBytes: number;
+  segments: number;
+}
+
+export class Orchestrator {
+  readonly kv: KvStore;
+  readonly view: ClusterView;
+  readonly writer: MetadataWriter;
+  private readonly replica: KvReplica;
+  private readonly http: FastifyInstance;
+  private readonly log: Logger;
+  private readonly liveness = new Map<string, Liveness>();
+  readonly heartbeatTimeoutMs: number;
+  private address = '';
+
+  private constructor(private readonly opts: OrchestratorOptions, kv: KvStore) {
+    this.log = opts.logger ?? silentLogger;
+    this.kv = kv;
+    this.replica = new KvReplica(kv, ROOT, { pollTimeoutMs: 30000, onError: (err) => this.log.warn({ err }, 'metadata watch error') });
+    this.view = new ClusterView(this.replica);
+    this.writer = new MetadataWriter(kv, this.view);
+    this.heartbeatTimeoutMs = opts.heartbeatTimeoutMs ?? 10000;
+    this.http = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 });
+    this.routes();
+  }
+
+  static async start(opts: OrchestratorOptions): Promise<Orchestrator> {
+    fs.mkdirSync(opts.dir, { recursive: true });
+    const kv = EmbeddedKvStore.open(path.join(opts.dir, 'metadata.sqlite'));
+    const o = new Orchestrator(opts, kv);
+    await o.replica.start();
+    o.address = await o.http.listen({ host: opts.host, port: opts.port });
+    o.log.info({ address: o.address, revision: o.view.revision }, 'orchestrator listening');
+    return o;
+  }
+
+  get url(): string {
+    return this.address;
+  }
+
+  async stop(): Promise<void> {
+    await this.http.close();
+    await this.replica.stop();
+    await this.kv.close();
+  }
+
+  status(): ClusterStatus {
+    const now = Date.now();
+    const assigned = this.writer.assignedBytes();
+    const perServer = new Map<string, { segments: number; primaries: number }>();
+    let degraded = 0;
+    const degradedPerVolume = new Map<string, number>();
+    for (const [segId, e] of this.view.smt) {
+      e.replicas.forEach((s, i) => {
+        const c = perServer.get(s) ?? { segments: 0, primaries: 0 };
+        c.segments++;
+        if (i === 0) c.primaries++;
+        perServer.set(s, c);
+      });
+      if (this.isDegraded(segId, e)) {
+        degraded++;
+        const vol = segId.slice(0, segId.lastIndexOf('/'));
+        degradedPerVolume.set(vol, (degradedPerVolume.get(vol) ?? 0) + 1);
+      }
+    }
+    const servers: ServerStatus[] = [...this.view.servers.values()]
+      .sort((a, b) => a.id.localeCompare(b.id))
+      .map((s) => {
+        const live = this.liveness.get(s.id);
+        return {
+          ...s,
+          lastHeartbeatAgoMs: live ? now - live.at : undefined,
+          segments: perServer.get(s.id)?.segments ?? 0,
+          primaries: perServer.get(s.id)?.primaries ?? 0,
+          assignedBytes: assigned.get(s.id) ?? 0,
+          usedBytes: live?.usedBytes,
+        };
+      });
+    const volumes = [...this.view.volumes.values()]
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map((v) => ({ ...v, degradedSegments: degradedPerVolume.get(v.name) ?? 0 }));
+    return { revision: this.view.revision, servers, volumes, segments: { total: this.view.smt.size, degraded } };
+  }
+
+  /** Fewer live replicas than the volume asks for. */
+  isDegraded(segmentId: string, e: SmtEntry): boolean {
+    const vol = this.view.volumes.get(segmentId.slice(0, segmentId.lastIndexOf('/')));
+    const up = e.replicas.filter((s) => this.view.servers.get(s)?.state === 'up').length;
+    return e.state === 'degraded' || (vol !== undefined && up < vol.replicas);
+  }
+
+  private routes(): void {
+    const app = this.http;
+    const fail = (reply: FastifyReply, err: unknown) => {
+      const e = err as Error;
+      const code = e instanceof NotFoundError ? 404
+        : e instanceof ConflictError ? 409
+          : e instanceof PlacementError ? 503
+            : 400;
+      return reply.code(code).send({ error: e.message });
+    };
+    app.get('/healthz', async () => ({ ok: true, revision: this.view.revision }));
+
+    app.post('/v1/servers', async (req, reply) => {
+      try {
+        const r = await this.writer.registerServer(req.body as RegisterRequest);
+        this.liveness.set(r.id, { at: Date.now(), usedBytes: 0, segments: 0 });
+        this.log.info({ server: r.id, dataAddr: (req.body as RegisterRequest).dataAddr }, 'server registered');
+        return r;
+      } catch (err) {
+        return fail(reply, err);
+      }
+    });
+    app.post<{ Params: { id: string } }>('/v1/servers/:id/heartbeat', async (req, reply) => {
+      const id = req.params.id;
+      if (!this.view.servers.has(id)) return reply.code(404).send({ error: `no server ${id}; register first` });
+      const b = (req.body ?? {}) as Partial<HeartbeatRequest>;
+      this.liveness.set(id, { at: Date.now(), usedBytes: Number(b.usedBytes) || 0, segments: Number(b.segments) || 0 });
+      return { ok: true };
+    });
+    app.get('/v1/servers', async () => this.status().servers);
+
+    app.post('/v1/volumes', async (req, reply) => {
+      try {
+        const vol = await this.writer.createVolume((req.body ?? {}) as Record<string, never>);
+        this.log.info({ volume: vol.name, size: vol.size, segments: vol.segmentCount }, 'volume created');
+        return reply.code(201).send(vol);
+      } catch (err) {
+        return fail(reply, err);
+      }
+    });
+    app.get('/v1/volumes', async () => [...this.view.volumes.values()].sort((a, b) => a.name.localeCompare(b.name)));
+    app.get<{ Params: { name: string } }>('/v1/volumes/:name', async (req, reply) => {
+      const v = this.view.volumes.get(req.params.name);
+      return v ?? reply.code(404).send({ error: `no volume ${req.params.name}` });
+    });
+    app.get<{ Params: { name: string } }>('/v1/volumes/:name/segments', async (req, reply) => {
+      const v = this.view.volumes.get(req.params.name);
+      if (!v) return reply.code(404).send({ error: `no volume ${req.params.name}` });
+      const out: SegmentView[] = [];
+      for (let i = 0; i < v.segmentCount; i++) {
+        const id = segmentIdOf(v.name, i);
+        const e = this.view.entry(id);
+        if (e) out.push({ segmentId: id, ...e });
+      }
+      return out;
+    });
+    app.delete<{ Params: { name: string } }>('/v1/volumes/:name', async (req, reply) => {
+      try {
+        await this.writer.deleteVolume(req.params.name);
+        this.log.info({ volume: req.params.name }, 'volume deleted');
+        return { deleted: req.params.name };
+      } catch (err) {
+        return fail(reply, err);
+      }
+    });
+    app.get('/v1/status', async () => this.status());
+
+    app.get<{ Querystring: { prefix?: string } }>('/v1/kv/range', async (req) => this.kv.range(req.query.prefix ?? ROOT));
+    app.get<{ Querystring: { prefix?: string; after?: string; timeoutMs?: string } }>('/v1/kv/changes', async (req, reply) => {
+      const after = Number(req.query.after);
+      const timeoutMs = Math.min(Math.max(Number(req.query.timeoutMs ?? 0) || 0, 0), 60000);
+      if (!Number.isSafeInteger(after) || after < 0) return reply.code(400).send({ error: 'after must be a revision' });
+      try {
+        return await this.kv.changesSince(req.query.prefix ?? ROOT, after, timeoutMs);
+      } catch (err) {
+        if (err instanceof CompactedError) return reply.code(410).send({ error: err.message });
+        throw err;
+      }
+    });
+  }
+}

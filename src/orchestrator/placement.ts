@@ -1,0 +1,66 @@
+// Where new replicas go: balanced by free capacity, replicas of one segment on distinct
+// servers, spread over distinct zones and then racks when servers carry those labels.
+
+export interface PlacementCandidate {
+  id: string;
+  zone?: string;
+  rack?: string;
+  capacityBytes: number;
+  /** Bytes already assigned to the server by the SMT. */
+  assignedBytes: number;
+}
+
+export class PlacementError extends Error {}
+
+/**
+ * Picks `replicas` servers for each of `count` segments of `segmentBytes`, updating the
+ * candidates' assignedBytes as it goes so successive segments spread out.
+ * `exclude` lists servers that must not be chosen (e.g. the ones already holding the segment).
+ */
+export function placeSegments(
+  candidates: PlacementCandidate[],
+  count: number,
+  replicas: number,
+  segmentBytes: number,
+): string[][] {
+  if (candidates.length < replicas) {
+    throw new PlacementError(`need ${replicas} servers up for ${replicas} replicas, have ${candidates.length}`);
+  }
+  const out: string[][] = [];
+  for (let i = 0; i < count; i++) out.push(pickReplicas(candidates, replicas, segmentBytes, []));
+  return out;
+}
+
+/** Picks `n` more servers for one segment whose current holders are `existing`. */
+export function pickReplicas(
+  candidates: PlacementCandidate[],
+  n: number,
+  segmentBytes: number,
+  existing: PlacementCandidate[],
+): string[] {
+  const chosen: PlacementCandidate[] = [...existing];
+  const picked: string[] = [];
+  for (let r = 0; r < n; r++) {
+    let best: PlacementCandidate | undefined;
+    let bestKey: [number, number, number, string] | undefined;
+    for (const c of candidates) {
+      if (chosen.some((x) => x.id === c.id)) continue;
+      // Prefer a zone not yet used, then a rack not yet used, then the most free space.
+      const zoneClash = c.zone !== undefined && chosen.some((x) => x.zone === c.zone) ? 1 : 0;
+      const rackClash = c.rack !== undefined && chosen.some((x) => x.rack === c.rack && x.zone === c.zone) ? 1 : 0;
+      const free = c.capacityBytes - c.assignedBytes;
+      const key: [number, number, number, string] = [zoneClash, rackClash, -free, c.id];
+      if (!bestKey || compareKeys(key, bestKey) < 0) { best = c; bestKey = key; }
+    }
+    if (!best) throw new PlacementError(`not enough servers for ${existing.length + n} distinct replicas`);
+    best.assignedBytes += segmentBytes;
+    chosen.push(best);
+    picked.push(best.id);
+  }
+  return picked;
+}
+
+function compareKeys(a: [number, number, number, string], b: [number, number, number, string]): number {
+  for (let i = 0; i < 3; i++) if (a[i] !== b[i]) return (a[i] as number) - (b[i] as number);
+  return a[3] < b[3] ? -1 : a[3] > b[3] ? 1 : 0;
+}

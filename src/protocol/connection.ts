@@ -1,0 +1,180 @@
+// Client side of the data protocol: one TCP connection with many requests in flight, matched
+// to their responses by request id. Used by the client library and by servers forwarding
+// writes to their peers.
+
+import net from 'node:net';
+import { EventEmitter } from 'node:events';
+import { FrameReader, decodeResponse, encodeRequest, type FrameError } from './codec.ts';
+import type { Request, Response } from './messages.ts';
+
+/** The connection failed or closed before the response arrived: the request may or may not have been applied. */
+export class ConnectionError extends Error {
+  constructor(message: string, readonly address: string) {
+    super(`${address}: ${message}`);
+    this.name = 'ConnectionError';
+  }
+}
+
+/** No response within the request timeout. */
+export class RequestTimeoutError extends ConnectionError {
+  constructor(address: string, ms: number) {
+    super(`no response within ${ms} ms`, address);
+    this.name = 'RequestTimeoutError';
+  }
+}
+
+interface Pending {
+  resolve: (r: Response) => void;
+  reject: (e: Error) => void;
+  timer?: NodeJS.Timeout;
+}
+
+export interface ConnectionOptions {
+  connectTimeoutMs?: number;
+  requestTimeoutMs?: number;
+}
+
+export class DataConnection extends EventEmitter {
+  private socket?: net.Socket;
+  private connecting?: Promise<void>;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private closed = false;
+  private readonly connectTimeoutMs: number;
+  private readonly requestTimeoutMs: number;
+
+  constructor(readonly address: string, opts: ConnectionOptions = {}) {
+    super();
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 3000;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 15000;
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /** Closed for good: the pool replaces a closed connection with a new one. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  connect(): Promise<void> {
+    if (this.closed) return Promise.reject(new ConnectionError('connection closed', this.address));
+    if (this.socket) return Promise.resolve();
+    if (this.connecting) return this.connecting;
+    const idx = this.address.lastIndexOf(':');
+    const host = this.address.slice(0, idx).replace(/^\[|\]$/g, '');
+    const port = Number(this.address.slice(idx + 1));
+    this.connecting = new Promise<void>((resolve, reject) => {
+      const sock = net.connect({ host, port });
+      sock.setNoDelay(true);
+      const timer = setTimeout(() => {
+        sock.destroy();
+        reject(new ConnectionError(`connect timed out after ${this.connectTimeoutMs} ms`, this.address));
+      }, this.connectTimeoutMs);
+      sock.once('connect', () => {
+        clearTimeout(timer);
+        this.socket = sock;
+        this.connecting = undefined;
+        resolve();
+      });
+      sock.once('error', (err) => {
+        clearTimeout(timer);
+        if (!this.socket) {
+          this.connecting = undefined;
+          this.closed = true;
+          reject(new ConnectionError(err.message, this.address));
+        }
+      });
+      const reader = new FrameReader(
+        (body) => this.onFrame(body),
+        (err: FrameError) => this.fail(`bad frame from server: ${err.message}`),
+      );
+      sock.on('data', (chunk) => reader.push(chunk));
+      sock.on('close', () => this.fail('connection closed by peer'));
+    });
+    return this.connecting;
+  }
+
+  /** Sends a request (its requestId is assigned here) and resolves with the response, whatever its status. */
+  async send(req: Omit<Request, 'requestId'>, timeoutMs = this.requestTimeoutMs): Promise<Response> {
+    await this.connect();
+    const sock = this.socket;
+    if (!sock || this.closed) throw new ConnectionError('connection closed', this.address);
+    const requestId = this.nextId;
+    this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
+    const frame = encodeRequest({ ...req, requestId });
+    return new Promise<Response>((resolve, reject) => {
+      const p: Pending = { resolve, reject };
+      if (timeoutMs > 0) {
+        p.timer = setTimeout(() => {
+          this.pending.delete(requestId);
+          reject(new RequestTimeoutError(this.address, timeoutMs));
+          // A server that stops answering is treated as gone: later requests reconnect.
+          this.fail(`request timed out after ${timeoutMs} ms`);
+        }, timeoutMs);
+      }
+      this.pending.set(requestId, p);
+      sock.write(frame);
+    });
+  }
+
+  close(): void {
+    this.fail('connection closed');
+  }
+
+  private onFrame(body: Buffer): void {
+    let res: Response;
+    try {
+      res = decodeResponse(body);
+    } catch (err) {
+      this.fail(`bad response: ${(err as Error).message}`);
+      return;
+    }
+    const p = this.pending.get(res.requestId);
+    if (!p) return; // a response to a request that already timed out
+    this.pending.delete(res.requestId);
+    if (p.timer) clearTimeout(p.timer);
+    p.resolve(res);
+  }
+
+  private fail(reason: string): void {
+    if (this.closed && this.pending.size === 0 && !this.socket) return;
+    this.closed = true;
+    const sock = this.socket;
+    this.socket = undefined;
+    sock?.destroy();
+    const err = new ConnectionError(reason, this.address);
+    for (const [, p] of this.pending) {
+      if (p.timer) clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.pending.clear();
+    this.emit('closed', reason);
+  }
+}
+
+/** One live connection per server address, re-dialled after a failure. */
+export class ConnectionPool {
+  private readonly conns = new Map<string, DataConnection>();
+
+  constructor(private readonly opts: ConnectionOptions = {}) {}
+
+  get(address: string): DataConnection {
+    let c = this.conns.get(address);
+    if (!c || c.isClosed) {
+      c = new DataConnection(address, this.opts);
+      const conn = c;
+      conn.once('closed', () => {
+        if (this.conns.get(address) === conn) this.conns.delete(address);
+      });
+      this.conns.set(address, c);
+    }
+    return c;
+  }
+
+  closeAll(): void {
+    for (const c of this.conns.values()) c.close();
+    this.conns.clear();
+  }
+}

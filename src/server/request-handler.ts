@@ -1,0 +1,222 @@
+// How a storage server answers one data-protocol request: check the sender's epoch against
+// this server's SMT copy, check ownership, apply it to the local segment store, and (as the
+// primary) forward writes to the other replicas before acknowledging.
+
+import type { Logger } from '../common/log.ts';
+import type { ClusterView } from '../metadata/cluster-view.ts';
+import { parseSegmentId, segmentLength, type SmtEntry } from '../metadata/model.ts';
+import { encodeChecksums } from '../protocol/codec.ts';
+import type { ConnectionPool } from '../protocol/connection.ts';
+import { Flag, MAX_IO_BYTES, Op, OP_NAMES, Status, type Request, type Response } from '../protocol/messages.ts';
+import { RangeLock } from '../segment-store/range-lock.ts';
+import type { SegmentStore } from '../segment-store/segment-store.ts';
+import { BLOCK_SIZE, CorruptBlockError, OutOfRangeError } from '../segment-store/types.ts';
+
+export interface HandlerContext {
+  serverId: string;
+  store: SegmentStore;
+  view: ClusterView;
+  peers: ConnectionPool;
+  log: Logger;
+  isReady(): boolean;
+  /** Called with each completed request, for telemetry. */
+  onComplete?(op: Op, status: Status, bytes: number, ms: number, segmentId: string): void;
+}
+
+type Checked = { entry: SmtEntry; size: number } | { error: Response };
+
+export class RequestHandler {
+  /** Per-segment ordering of writes on the primary: overlapping writes replicate in arrival order. */
+  private readonly locks = new Map<string, RangeLock>();
+
+  constructor(private readonly ctx: HandlerContext) {}
+
+  async handle(req: Request): Promise<Response> {
+    const t0 = performance.now();
+    let res: Response;
+    try {
+      res = await this.dispatch(req);
+    } catch (err) {
+      res = this.errorResponse(req, err);
+    }
+    this.ctx.onComplete?.(req.op, res.status, req.op === Op.READ ? res.payload.length : req.payload.length, performance.now() - t0, req.segmentId);
+    return res;
+  }
+
+  private reply(req: Request, status: Status, epoch: number, payload: Buffer = EMPTY): Response {
+    return { op: req.op, status, requestId: req.requestId, epoch, payload };
+  }
+
+  private fail(req: Request, status: Status, epoch: number, message: string): Response {
+    return this.reply(req, status, epoch, Buffer.from(message, 'utf8'));
+  }
+
+  private errorResponse(req: Request, err: unknown): Response {
+    if (err instanceof CorruptBlockError) return this.fail(req, Status.CORRUPT, 0, err.message);
+    if (err instanceof OutOfRangeError) return this.fail(req, Status.OUT_OF_RANGE, 0, err.message);
+    this.ctx.log.error({ err, op: OP_NAMES[req.op], segment: req.segmentId }, 'request failed');
+    return this.fail(req, Status.IO_ERROR, 0, (err as Error).message ?? String(err));
+  }
+
+  /** Epoch and ownership checks against this server's SMT copy (catching up first if it is behind). */
+  private async check(req: Request): Promise<Checked> {
+    let seg: { volume: string; index: number };
+    try {
+      seg = parseSegmentId(req.segmentId);
+    } catch (err) {
+      return { error: this.fail(req, Status.BAD_REQUEST, 0, (err as Error).message) };
+    }
+    const view = this.ctx.view;
+    let entry = view.entry(req.segmentId);
+    if (!entry || req.epoch > entry.epoch) {
+      // The sender knows a newer epoch than we do: our copy is behind. Catch up once.
+      await view.refresh();
+      entry = view.entry(req.segmentId);
+    }
+    if (!entry) return { error: this.fail(req, Status.NOT_OWNER, 0, `no segment ${req.segmentId}`) };
+    if (req.epoch > entry.epoch) {
+      return { error: this.fail(req, Status.UNAVAILABLE, entry.epoch, 'server metadata is catching up; retry') };
+    }
+    if (req.epoch < entry.epoch) return { error: this.fail(req, Status.STALE, entry.epoch, `epoch ${req.epoch} is stale`) };
+    const me = this.ctx.serverId;
+    const isReplica = entry.replicas.includes(me);
+    const isJoining = entry.joining?.includes(me) ?? false;
+    const forwarded = (req.flags & (Flag.FORWARDED | Flag.COPY)) !== 0;
+    if (forwarded ? !isReplica && !isJoining : !isReplica) {
+      return { error: this.fail(req, Status.NOT_OWNER, entry.epoch, `${me} does not hold ${req.segmentId}`) };
+    }
+    const mutating = req.op === Op.WRITE || req.op === Op.TRIM || req.op === Op.FLUSH;
+    if (mutating && !forwarded && entry.replicas[0] !== me) {
+      return { error: this.fail(req, Status.NOT_OWNER, entry.epoch, `${me} is not the primary of ${req.segmentId}`) };
+    }
+    const vol = view.volumes.get(seg.volume);
+    if (!vol) return { error: this.fail(req, Status.NOT_OWNER, entry.epoch, `no volume ${seg.volume}`) };
+    return { entry, size: segmentLength(vol, seg.index) };
+  }
+
+  private lockOf(segmentId: string): RangeLock {
+    let l = this.locks.get(segmentId);
+    if (!l) {
+      l = new RangeLock();
+      this.locks.set(segmentId, l);
+    }
+    return l;
+  }
+
+  private async dispatch(req: Request): Promise<Response> {
+    if (!this.ctx.isReady()) return this.fail(req, Status.UNAVAILABLE, 0, 'server is starting');
+    const checked = await this.check(req);
+    if ('error' in checked) return checked.error;
+    const { entry, size } = checked;
+    const { store } = this.ctx;
+    const id = req.segmentId;
+    const epoch = entry.epoch;
+    const inRange = (len: number) => req.offset + len <= size;
+
+    switch (req.op) {
+      case Op.READ: {
+        if (req.length > MAX_IO_BYTES) return this.fail(req, Status.BAD_REQUEST, epoch, `READ of ${req.length} bytes exceeds ${MAX_IO_BYTES}`);
+        if (!inRange(req.length)) return this.fail(req, Status.OUT_OF_RANGE, epoch, `read past the end of ${id} (${size} bytes)`);
+        if (req.length === 0) return this.reply(req, Status.OK, epoch);
+        // Wait for overlapping writes still replicating, so a read never returns unacknowledged data.
+        const release = await this.lockOf(id).acquire(blockOf(req.offset), blockEnd(req.offset + req.length), false);
+        try {
+          const data = store.has(id) ? await store.read(id, req.offset, req.length) : Buffer.alloc(req.length);
+          return this.reply(req, Status.OK, epoch, data);
+        } finally {
+          release();
+        }
+      }
+      case Op.WRITE:
+      case Op.TRIM: {
+        const len = req.op === Op.WRITE ? req.payload.length : req.length;
+        if (!inRange(len)) return this.fail(req, Status.OUT_OF_RANGE, epoch, `${OP_NAMES[req.op]} past the end of ${id} (${size} bytes)`);
+        if (len === 0) return this.reply(req, Status.OK, epoch);
+        const release = await this.lockOf(id).acquire(blockOf(req.offset), blockEnd(req.offset + len), true);
+        try {
+          if (!store.has(id)) await store.ensure(id, size);
+          const local = req.op === Op.WRITE
+            ? store.write(id, req.offset, req.payload, { fua: (req.flags & Flag.FUA) !== 0 })
+            : store.trim(id, req.offset, req.length);
+          const forwarded = (req.flags & (Flag.FORWARDED | Flag.COPY)) !== 0;
+          const problem = await applyEverywhere(local, forwarded ? [] : this.forward(req, entry));
+          if (problem) return this.fail(req, Status.UNAVAILABLE, epoch, `replica did not acknowledge: ${problem}`);
+          return this.reply(req, Status.OK, epoch);
+        } finally {
+          release();
+        }
+      }
+      case Op.FLUSH: {
+        const forwarded = (req.flags & (Flag.FORWARDED | Flag.COPY)) !== 0;
+        const local = store.has(id) ? store.flush(id) : Promise.resolve();
+        const problem = await applyEverywhere(local, forwarded ? [] : this.forward(req, entry));
+        if (problem) return this.fail(req, Status.UNAVAILABLE, epoch, `replica did not flush: ${problem}`);
+        return this.reply(req, Status.OK, epoch);
+      }
+      case Op.CHECKSUMS: {
+        if (req.offset % BLOCK_SIZE !== 0 || req.length % BLOCK_SIZE !== 0 && req.offset + req.length !== size) {
+          return this.fail(req, Status.BAD_REQUEST, epoch, 'CHECKSUMS range must be block-aligned');
+        }
+        if (!inRange(req.length)) return this.fail(req, Status.OUT_OF_RANGE, epoch, `range past the end of ${id}`);
+        const first = req.offset / BLOCK_SIZE;
+        const count = Math.ceil(req.length / BLOCK_SIZE);
+        if (!store.has(id)) return this.reply(req, Status.OK, epoch, encodeChecksums(new Uint32Array(count), []));
+        const sums = await store.checksums(id, first, count);
+        return this.reply(req, Status.OK, epoch, encodeChecksums(sums.sums, sums.corrupt));
+      }
+      case Op.STAT: {
+        const info = store.has(id) ? await store.info(id) : undefined;
+        const body = {
+          segmentId: id,
+          epoch,
+          size,
+          present: !!info,
+          allocatedBytes: info?.allocatedBytes ?? 0,
+          role: entry.replicas[0] === this.ctx.serverId ? 'primary' : entry.replicas.includes(this.ctx.serverId) ? 'replica' : 'joining',
+        };
+        return this.reply(req, Status.OK, epoch, Buffer.from(JSON.stringify(body)));
+      }
+      default:
+        return this.fail(req, Status.BAD_REQUEST, epoch, `unsupported op ${req.op}`);
+    }
+  }
+
+  /** Sends the request on to every other replica (and joining replica) of the entry. */
+  private forward(req: Request, entry: SmtEntry): Promise<Response>[] {
+    const targets = [...entry.replicas, ...(entry.joining ?? [])].filter((s) => s !== this.ctx.serverId);
+    return targets.map((sid) => {
+      const server = this.ctx.view.servers.get(sid);
+      if (!server) return Promise.reject(new Error(`unknown server ${sid}`));
+      return this.ctx.peers.get(server.dataAddr).send({
+        op: req.op,
+        flags: req.flags | Flag.FORWARDED,
+        epoch: req.epoch,
+        segmentId: req.segmentId,
+        offset: req.offset,
+        length: req.length,
+        payload: req.payload,
+      });
+    });
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+const blockOf = (offset: number) => Math.floor(offset / BLOCK_SIZE);
+const blockEnd = (end: number) => Math.ceil(end / BLOCK_SIZE);
+
+/**
+ * Waits for the local operation and every forwarded copy. A local failure is thrown (it maps to
+ * the request's error); a replica that failed or refused is returned as a description.
+ */
+async function applyEverywhere(local: Promise<void>, remote: Promise<Response>[]): Promise<string | undefined> {
+  const [localResult, remoteResults] = await Promise.all([
+    local.then(() => undefined, (err: unknown) => ({ err })),
+    Promise.allSettled(remote),
+  ]);
+  if (localResult) throw localResult.err;
+  for (const r of remoteResults) {
+    if (r.status === 'rejected') return (r.reason as Error).message;
+    if (r.value.status !== Status.OK) return r.value.payload.toString('utf8') || `status ${r.value.status}`;
+  }
+  return undefined;
+}

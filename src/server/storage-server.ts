@@ -1,0 +1,196 @@
+// One storage server process: a data directory of segments, the data protocol, replication to
+// peers, registration and heartbeats with the orchestrator, and an admin HTTP API.
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { OrchestratorClient } from '../api/orchestrator-client.ts';
+import { ApiError } from '../api/http.ts';
+import type { Logger } from '../common/log.ts';
+import { silentLogger } from '../common/log.ts';
+import { ClusterView } from '../metadata/cluster-view.ts';
+import { KvReplica } from '../metadata/kv-replica.ts';
+import { ROOT, SMT } from '../metadata/model.ts';
+import { ConnectionPool } from '../protocol/connection.ts';
+import { SegmentStore } from '../segment-store/segment-store.ts';
+import { DataServer } from './data-server.ts';
+import { RequestHandler } from './request-handler.ts';
+
+export interface StorageServerOptions {
+  dir: string;
+  orchestratorUrl: string;
+  host: string;
+  port: number;
+  adminHost: string;
+  adminPort: number;
+  zone?: string;
+  rack?: string;
+  /** Bytes offered for segments; default: the size of the data directory's filesystem. */
+  capacityBytes?: number;
+  heartbeatIntervalMs?: number;
+  logger?: Logger;
+}
+
+export class StorageServer {
+  readonly id: string;
+  readonly store: SegmentStore;
+  private readonly log: Logger;
+  private readonly orch: OrchestratorClient;
+  private readonly replica: KvReplica;
+  readonly view: ClusterView;
+  private readonly peers = new ConnectionPool({ requestTimeoutMs: 10000 });
+  private readonly data: DataServer;
+  private readonly admin: FastifyInstance;
+  private ready = false;
+  private stopped = false;
+  private heartbeatTimer?: NodeJS.Timeout;
+  dataAddr = '';
+  adminAddr = '';
+
+  private constructor(private readonly opts: StorageServerOptions) {
+    this.log = opts.logger ?? silentLogger;
+    fs.mkdirSync(opts.dir, { recursive: true });
+    this.id = loadOrCreateId(opts.dir);
+    this.store = new SegmentStore(opts.dir);
+    this.orch = new OrchestratorClient(opts.orchestratorUrl);
+    this.replica = new KvReplica(this.orch.kvSource(), ROOT, {
+      pollTimeoutMs: 20000,
+      retryDelayMs: 500,
+      onError: (err) => this.log.warn({ err: (err as Error).message }, 'metadata watch error; retrying'),
+    });
+    this.view = new ClusterView(this.replica);
+    const handler = new RequestHandler({
+      serverId: this.id,
+      store: this.store,
+      view: this.view,
+      peers: this.peers,
+      log: this.log,
+      isReady: () => this.ready,
+    });
+    this.data = new DataServer((req) => handler.handle(req), this.log);
+    this.admin = Fastify({ logger: false });
+    this.adminRoutes();
+  }
+
+  static async start(opts: StorageServerOptions): Promise<StorageServer> {
+    const s = new StorageServer(opts);
+    await s.store.open();
+    s.dataAddr = await s.data.listen(opts.host, opts.port);
+    const adminUrl = await s.admin.listen({ host: opts.adminHost, port: opts.adminPort });
+    s.adminAddr = adminUrl.replace(/^https?:\/\//, '');
+    await s.registerWithRetry();
+    await s.startWatchWithRetry();
+    s.view.on('change', (ev: { type: string; key: string }) => {
+      // A deleted volume's segments are garbage: remove the local copies.
+      if (ev.type === 'delete' && ev.key.startsWith(SMT)) {
+        const segId = ev.key.slice(SMT.length);
+        if (s.store.has(segId)) s.store.delete(segId).catch((err) => s.log.warn({ err, segId }, 'could not delete segment'));
+      }
+    });
+    s.ready = true;
+    s.heartbeatLoop();
+    s.log.info({ id: s.id, dataAddr: s.dataAddr, adminAddr: s.adminAddr, segments: s.store.list().length }, 'storage server ready');
+    return s;
+  }
+
+  private capacity(): number {
+    if (this.opts.capacityBytes) return this.opts.capacityBytes;
+    const st = fs.statfsSync(this.opts.dir);
+    return st.blocks * st.bsize;
+  }
+
+  private async registerWithRetry(): Promise<void> {
+    for (let attempt = 0; !this.stopped; attempt++) {
+      try {
+        await this.orch.register({
+          id: this.id,
+          dataAddr: this.dataAddr,
+          adminAddr: this.adminAddr,
+          zone: this.opts.zone,
+          rack: this.opts.rack,
+          capacityBytes: this.capacity(),
+        });
+        return;
+      } catch (err) {
+        if (err instanceof ApiError && err.status >= 400 && err.status < 500) throw err;
+        if (attempt % 10 === 0) this.log.warn({ err: (err as Error).message }, 'cannot register with the orchestrator yet; retrying');
+        await sleep(Math.min(200 * 2 ** Math.min(attempt, 4), 2000));
+      }
+    }
+  }
+
+  private async startWatchWithRetry(): Promise<void> {
+    for (let attempt = 0; !this.stopped; attempt++) {
+      try {
+        await this.replica.start();
+        return;
+      } catch (err) {
+        if (attempt % 10 === 0) this.log.warn({ err: (err as Error).message }, 'cannot load metadata yet; retrying');
+        await sleep(500);
+      }
+    }
+  }
+
+  private heartbeatLoop(): void {
+    const interval = this.opts.heartbeatIntervalMs ?? 1000;
+    const beat = async () => {
+      if (this.stopped) return;
+      try {
+        await this.orch.heartbeat(this.id, { usedBytes: 0, segments: this.store.list().length });
+      } catch (err) {
+        // An orchestrator that lost our registration (fresh metadata) gets it again.
+        if (err instanceof ApiError && err.status === 404) await this.registerWithRetry().catch(() => {});
+        else this.log.debug({ err: (err as Error).message }, 'heartbeat failed');
+      }
+      if (!this.stopped) this.heartbeatTimer = setTimeout(beat, interval);
+    };
+    this.heartbeatTimer = setTimeout(beat, 0);
+  }
+
+  private adminRoutes(): void {
+    this.admin.get('/healthz', async (_req, reply) => {
+      const body = { ok: this.ready, id: this.id, revision: this.view.revision };
+      return this.ready ? body : reply.code(503).send(body);
+    });
+    this.admin.get('/v1/status', async () => ({
+      id: this.id,
+      dataAddr: this.dataAddr,
+      ready: this.ready,
+      revision: this.view.revision,
+      segments: this.store.list(),
+    }));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.ready = false;
+    if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
+    await this.data.close();
+    await this.admin.close();
+    this.peers.closeAll();
+    const stopped = this.replica.stop();
+    this.orch.close();
+    await stopped;
+    await this.store.close();
+  }
+}
+
+function loadOrCreateId(dir: string): string {
+  const file = path.join(dir, 'server.json');
+  if (fs.existsSync(file)) {
+    const data = JSON.parse(fs.readFileSync(file, 'utf8')) as { id?: string };
+    if (typeof data.id === 'string' && data.id) return data.id;
+    throw new Error(`${file} has no server id`);
+  }
+  const id = `srv-${crypto.randomBytes(4).toString('hex')}`;
+  const tmp = `${file}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify({ id, createdAt: new Date().toISOString() }) + '\n');
+  const fd = fs.openSync(tmp, 'r');
+  fs.fsyncSync(fd);
+  fs.closeSync(fd);
+  fs.renameSync(tmp, file);
+  return id;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,191 @@
+// Starts real Presage processes on loopback ports for integration tests: an orchestrator and
+// storage servers, each a separate `node` process that tests can SIGKILL and restart.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const TSX_LOADER = `file://${REPO}/node_modules/tsx/dist/loader.mjs`;
+const MAIN = path.join(REPO, 'src/cli/main.ts');
+
+/** Argument vector that runs the presage CLI in this very process (no wrapper: signals reach it). */
+export const presageArgv = (args: string[]) => ['--import', TSX_LOADER, MAIN, ...args];
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Proc {
+  child: ChildProcess;
+  stdout: string;
+  stderr: string;
+  exited: Promise<number | null>;
+}
+
+/** Spawns the CLI and resolves once a stdout line matches `ready` (or rejects if it exits first). */
+export function spawnPresage(args: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}, timeoutMs = 30000): Promise<Proc> {
+  const child = spawn(process.execPath, presageArgv(args), {
+    cwd: REPO,
+    env: { ...process.env, PRESAGE_LOG_LEVEL: process.env.PRESAGE_LOG_LEVEL ?? 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const proc: Proc = {
+    child,
+    stdout: '',
+    stderr: '',
+    exited: new Promise((resolve) => child.once('exit', (code, sig) => resolve(code ?? (sig ? -1 : null)))),
+  };
+  child.stdout!.on('data', (d) => (proc.stdout += d));
+  child.stderr!.on('data', (d) => (proc.stderr += d));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`presage ${args[0]} not ready in ${timeoutMs} ms\nstdout: ${proc.stdout}\nstderr: ${proc.stderr}`));
+    }, timeoutMs);
+    const check = () => {
+      if (ready.test(proc.stdout)) {
+        clearTimeout(timer);
+        child.stdout!.off('data', check);
+        resolve(proc);
+      }
+    };
+    child.stdout!.on('data', check);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`presage ${args[0]} exited with ${code} before ready\nstdout: ${proc.stdout}\nstderr: ${proc.stderr}`));
+    });
+  });
+}
+
+/** Runs a CLI command to completion. */
+export function runPresage(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, presageArgv(args), { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`presage ${args.join(' ')} timed out\n${stderr}`));
+    }, timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+export interface ServerHandle {
+  index: number;
+  dir: string;
+  port: number;
+  adminPort: number;
+  id: string;
+  proc?: Proc;
+  extraArgs: string[];
+}
+
+export interface ClusterOptions {
+  servers: number;
+  heartbeatTimeoutMs?: number;
+  /** Extra CLI arguments per server (e.g. --zone). */
+  serverArgs?: (index: number) => string[];
+  orchestratorArgs?: string[];
+}
+
+export class TestCluster {
+  readonly root: string;
+  orchestratorPort = 0;
+  orchestrator?: Proc;
+  readonly servers: ServerHandle[] = [];
+
+  private constructor(private readonly opts: ClusterOptions) {
+    this.root = fs.mkdtempSync(path.join(os.tmpdir(), 'presage-test-'));
+  }
+
+  static async start(opts: ClusterOptions): Promise<TestCluster> {
+    const c = new TestCluster(opts);
+    try {
+      c.orchestratorPort = await freePort();
+      await c.startOrchestrator();
+      for (let i = 0; i < opts.servers; i++) {
+        c.servers.push({ index: i, dir: path.join(c.root, `server-${i}`), port: await freePort(), adminPort: await freePort(), id: '', extraArgs: opts.serverArgs?.(i) ?? [] });
+      }
+      await Promise.all(c.servers.map((s) => c.startServer(s.index)));
+    } catch (err) {
+      await c.stop();
+      throw err;
+    }
+    return c;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.orchestratorPort}`;
+  }
+
+  get env(): NodeJS.ProcessEnv {
+    return { PRESAGE_ORCHESTRATOR: this.url };
+  }
+
+  async startOrchestrator(): Promise<void> {
+    const args = ['orchestrator', '--dir', path.join(this.root, 'orchestrator'), '--listen', `127.0.0.1:${this.orchestratorPort}`];
+    if (this.opts.heartbeatTimeoutMs) args.push('--heartbeat-timeout', String(this.opts.heartbeatTimeoutMs));
+    this.orchestrator = await spawnPresage([...args, ...(this.opts.orchestratorArgs ?? [])], /orchestrator listening/);
+  }
+
+  async startServer(index: number): Promise<ServerHandle> {
+    const s = this.servers[index];
+    s.proc = await spawnPresage([
+      'server', '--dir', s.dir, '--orchestrator', this.url,
+      '--listen', `127.0.0.1:${s.port}`, '--admin', `127.0.0.1:${s.adminPort}`, ...s.extraArgs,
+    ], /serving data on/);
+    s.id = /server (\S+) serving/.exec(s.proc.stdout)![1];
+    return s;
+  }
+
+  /** Sends a real signal and waits for the process to exit. */
+  async kill(proc: Proc | undefined, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    if (!proc || proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+    proc.child.kill(signal);
+    await proc.exited;
+  }
+
+  async killServer(index: number, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    await this.kill(this.servers[index].proc, signal);
+    this.servers[index].proc = undefined;
+  }
+
+  async killOrchestrator(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    await this.kill(this.orchestrator, signal);
+    this.orchestrator = undefined;
+  }
+
+  serverById(id: string): ServerHandle {
+    const s = this.servers.find((x) => x.id === id);
+    if (!s) throw new Error(`no server ${id} in this cluster`);
+    return s;
+  }
+
+  cli(args: string[]) {
+    return runPresage(args, this.env);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.servers.map((s) => this.kill(s.proc, 'SIGKILL')));
+    await this.kill(this.orchestrator, 'SIGKILL');
+    if (!process.env.PRESAGE_KEEP_TEST_DIRS) fs.rmSync(this.root, { recursive: true, force: true });
+  }
+}
