@@ -52,6 +52,14 @@ export class OrchestratorClient {
     return this.call('GET', `/v1/volumes/${encodeURIComponent(volume)}/segments`);
   }
 
+  segment(segmentId: string): Promise<SegmentView> {
+    return this.call('GET', `/v1/segments/${segmentId.split('/').map(encodeURIComponent).join('/')}`);
+  }
+
+  promote(segmentId: string, server: string): Promise<SegmentView> {
+    return this.call('POST', `/v1/segments/${segmentId.split('/').map(encodeURIComponent).join('/')}/promote`, { server });
+  }
+
   status(): Promise<ClusterStatus> {
     return this.call('GET', '/v1/status');
   }

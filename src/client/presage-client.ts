@@ -18,6 +18,11 @@ export interface ClientOptions {
   requestTimeoutMs?: number;
   /** How long one I/O keeps retrying (redirects, failover, a server restarting) before failing. */
   opTimeoutMs?: number;
+  /**
+   * Follow SMT changes in the background (default true). A lazy client (false) loads the SMT once
+   * and catches up only when a server redirects it.
+   */
+  watch?: boolean;
   logger?: Logger;
 }
 
@@ -44,6 +49,7 @@ export class PresageClient {
     this.replica = new KvReplica(this.api.kvSource(), ROOT, {
       pollTimeoutMs: 20000,
       retryDelayMs: 300,
+      follow: opts.watch ?? true,
       onError: (err) => this.log.debug({ err: (err as Error).message }, 'metadata watch error; retrying'),
     });
     this.view = new ClusterView(this.replica);

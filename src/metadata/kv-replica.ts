@@ -15,6 +15,11 @@ export interface KvReplicaOptions {
   onError?: (err: unknown) => void;
   /** Pause before retrying after an error (default 1000 ms). */
   retryDelayMs?: number;
+  /**
+   * Follow changes in the background (default true). A lazy copy (false) loads once and then only
+   * catches up on `refresh()`, e.g. after a server answered STALE: fewer watchers on the store.
+   */
+  follow?: boolean;
 }
 
 export interface KvReplicaStats {
@@ -67,6 +72,7 @@ export class KvReplica extends EventEmitter<KvReplicaEvents> {
   private readonly pollTimeoutMs: number;
   private readonly retryDelayMs: number;
   private readonly onError: (err: unknown) => void;
+  private readonly follows: boolean;
 
   constructor(
     private readonly source: KvSource,
@@ -80,6 +86,7 @@ export class KvReplica extends EventEmitter<KvReplicaEvents> {
     if (!(this.pollTimeoutMs >= 0)) throw new RangeError(`pollTimeoutMs must be >= 0, got ${this.pollTimeoutMs}`);
     if (!(this.retryDelayMs > 0)) throw new RangeError(`retryDelayMs must be > 0, got ${this.retryDelayMs}`);
     this.onError = opts.onError ?? (() => {});
+    this.follows = opts.follow ?? true;
     // Many views may subscribe to one replica.
     this.setMaxListeners(0);
   }
@@ -112,7 +119,7 @@ export class KvReplica extends EventEmitter<KvReplicaEvents> {
       this.running = false;
       throw err;
     }
-    this.loop = this.follow();
+    if (this.follows) this.loop = this.follow();
   }
 
   /** Stops following. Does not wait for the long-poll in flight; its answer is dropped. */

@@ -108,6 +108,20 @@ export class MetadataWriter {
     await this.view.replica.waitForRevision(r.revision, 5000);
   }
 
+  /** Makes `serverId` (already a replica) the primary of a segment: an epoch bump clients follow by redirect. */
+  async promote(segmentId: string, serverId: string): Promise<SmtEntry> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const cur = await this.kv.get(smtKey(segmentId));
+      if (!cur) throw new NotFoundError(`no segment ${segmentId}`);
+      const e = JSON.parse(cur.value) as SmtEntry;
+      if (!e.replicas.includes(serverId)) throw new ConflictError(`${serverId} is not a replica of ${segmentId}`);
+      if (e.replicas[0] === serverId) return e;
+      const next: SmtEntry = { ...e, epoch: e.epoch + 1, replicas: [serverId, ...e.replicas.filter((r) => r !== serverId)] };
+      if (await this.casEntry(segmentId, e.epoch, next)) return next;
+    }
+    throw new ConflictError(`could not promote on ${segmentId}: too much contention`);
+  }
+
   /**
    * Compare-and-swap of one SMT entry: succeeds only if the entry still has `expectedEpoch`.
    * The new entry's epoch must be greater. Returns false when another change won.

@@ -183,6 +183,22 @@ export class Orchestrator {
       }
     });
     app.get('/v1/status', async () => this.status());
+    app.get<{ Params: { volume: string; index: string } }>('/v1/segments/:volume/:index', async (req, reply) => {
+      const id = `${req.params.volume}/${req.params.index}`;
+      const e = this.view.entry(id);
+      return e ? { segmentId: id, ...e } : reply.code(404).send({ error: `no segment ${id}` });
+    });
+    app.post<{ Params: { volume: string; index: string }; Body: { server?: string } }>('/v1/segments/:volume/:index/promote', async (req, reply) => {
+      const id = `${req.params.volume}/${req.params.index}`;
+      try {
+        if (typeof req.body?.server !== 'string') throw new Error('body must name the replica to promote: {"server": ID}');
+        const e = await this.writer.promote(id, req.body.server);
+        this.log.info({ segment: id, primary: e.replicas[0], epoch: e.epoch }, 'primary changed');
+        return { segmentId: id, ...e };
+      } catch (err) {
+        return fail(reply, err);
+      }
+    });
 
     app.get<{ Querystring: { prefix?: string } }>('/v1/kv/range', async (req) => this.kv.range(req.query.prefix ?? ROOT));
     app.get<{ Querystring: { prefix?: string; after?: string; timeoutMs?: string } }>('/v1/kv/changes', async (req, reply) => {
