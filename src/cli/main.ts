@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { registerProcessCommands } from './process-commands.ts';
 import { registerVolumeCommands } from './volume-commands.ts';
 import { registerStatusCommand } from './status-command.ts';
+import { registerNbdCommand } from './nbd-command.ts';
 
 const program = new Command('presage')
   .description('Presage: a distributed block store whose storage servers see their own failures coming')
@@ -14,6 +15,7 @@ const program = new Command('presage')
 registerProcessCommands(program);
 registerVolumeCommands(program);
 registerStatusCommand(program);
+registerNbdCommand(program);
 
 program.parseAsync(process.argv).catch((err) => {
   process.stderr.write(`presage: ${(err as Error).message}\n`);

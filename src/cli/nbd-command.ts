@@ -1,0 +1,92 @@
+// `presage nbd`: exports every Presage volume over the Network Block Device protocol (TCP and/or a
+// Unix socket), so qemu, nbdcopy, fio and the Linux nbd driver use volumes as disks. The export
+// name is the volume name. Stops cleanly on SIGINT/SIGTERM: in-flight requests are answered first.
+
+import fs from 'node:fs';
+import net from 'node:net';
+import type { Command } from 'commander';
+import { PresageClient } from '../client/presage-client.ts';
+import { parseHostPort } from '../common/address.ts';
+import { createLogger } from '../common/log.ts';
+import { NbdServer, type NbdListenOptions } from '../nbd/nbd-server.ts';
+import { PresageBlockDeviceProvider } from '../nbd/presage-provider.ts';
+import { action, intArg, orchestratorOption, orchestratorUrl } from './common.ts';
+
+export const DEFAULT_NBD_LISTEN = '127.0.0.1:10809';
+
+interface NbdOpts {
+  orchestrator: string;
+  listen?: string;
+  socket?: string;
+  maxInFlight: number;
+}
+
+export function registerNbdCommand(program: Command): void {
+  program
+    .command('nbd')
+    .description('export volumes over NBD (export name = volume name) for qemu, nbdcopy, fio, nbd-client')
+    .addOption(orchestratorOption())
+    .option('-l, --listen <host:port>', `TCP address (default ${DEFAULT_NBD_LISTEN} unless only --socket is given)`)
+    .option('-s, --socket <path>', 'also (or only) listen on this Unix socket')
+    .option('--max-in-flight <n>', 'requests processed at once per NBD connection', intArg('max in flight', 1, 4096), 64)
+    .action(action(async (opts: NbdOpts) => {
+      const targets: NbdListenOptions[] = [];
+      if (opts.listen !== undefined || opts.socket === undefined) targets.push(parseHostPort(opts.listen ?? DEFAULT_NBD_LISTEN, '--listen'));
+      if (opts.socket !== undefined) {
+        await clearStaleSocket(opts.socket);
+        targets.push({ path: opts.socket });
+      }
+
+      const log = createLogger('nbd');
+      const client = await PresageClient.connect({ orchestratorUrl: orchestratorUrl(opts), logger: log });
+      const provider = new PresageBlockDeviceProvider(client);
+      // One NbdServer per listener (it binds one address); they share the provider, hence the volumes.
+      const servers: NbdServer[] = [];
+      const uris: string[] = [];
+      try {
+        for (const t of targets) {
+          const s = new NbdServer(provider, { logger: log, maxInFlight: opts.maxInFlight });
+          uris.push((await s.listen(t)).uri);
+          servers.push(s);
+        }
+      } catch (err) {
+        await Promise.all(servers.map((s) => s.close()));
+        await client.close();
+        throw err;
+      }
+      process.stdout.write(`nbd export listening on ${uris.join(' ')}\n`);
+
+      let stopping = false;
+      const stop = (sig: NodeJS.Signals) => {
+        if (stopping) process.exit(1); // a second signal: stop waiting
+        stopping = true;
+        log.info({ signal: sig }, 'nbd: stopping');
+        Promise.all(servers.map((s) => s.close()))
+          .then(() => client.close())
+          .then(() => process.exit(0), (err) => {
+            process.stderr.write(`presage: stopping nbd: ${(err as Error).message}\n`);
+            process.exit(1);
+          });
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    }));
+}
+
+/** Removes a Unix socket left behind by a process that died; refuses one that is still served. */
+async function clearStaleSocket(path: string): Promise<void> {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(path);
+  } catch {
+    return; // nothing there
+  }
+  if (!st.isSocket()) throw new Error(`--socket ${path} exists and is not a socket`);
+  const alive = await new Promise<boolean>((resolve) => {
+    const c = net.connect(path);
+    c.once('connect', () => { c.destroy(); resolve(true); });
+    c.once('error', () => resolve(false));
+  });
+  if (alive) throw new Error(`--socket ${path} is already in use by another process`);
+  fs.unlinkSync(path);
+}
