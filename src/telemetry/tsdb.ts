@@ -264,9 +264,9 @@ export class TimeSeriesStore implements SampleSink {
 
   /** Metric names that have data (on disk or in the current minute), sorted. */
   metrics(): string[] {
-    const out: string[] = [];
-    for (const [name, id] of this.ids) if (this.acc.has(name) || this.st.hasRows.get(id)) out.push(name);
-    return out.sort();
+    const out = new Set(this.acc.keys());
+    for (const [name, id] of this.ids) if (this.st.hasRows.get(id)) out.add(name);
+    return [...out].sort();
   }
 
   /**
