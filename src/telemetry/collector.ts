@@ -40,7 +40,7 @@ export class TelemetryCollector {
   private inFlight: Promise<Sample> | undefined;
   private last: Sample | undefined;
   private listeners: ((s: Sample) => void)[] = [];
-  private smart: { device?: string; lastTry: number; result?: SmartResult; goodAt?: number } = { lastTry: -Infinity };
+  private smart: { device?: string; lastTry: number; result?: SmartResult; good?: { values: Record<string, number>; at: number } } = { lastTry: -Infinity };
   private readonly smartIntervalMs: number;
   /** The last SMART result (available or why not), for status pages. */
   smartStatus(): SmartResult | undefined {
@@ -111,9 +111,7 @@ export class TelemetryCollector {
     }
     await this.maybeReadSmart();
     const sm = this.smart;
-    if (sm.result?.available && sm.goodAt !== undefined && this.now() - sm.goodAt <= 2 * this.smartIntervalMs) {
-      Object.assign(values, sm.result.values);
-    }
+    if (sm.good && this.now() - sm.good.at <= 2 * this.smartIntervalMs) Object.assign(values, sm.good.values);
     for (const [name, fn] of this.sources) {
       try {
         const got = await fn();
@@ -150,9 +148,15 @@ export class TelemetryCollector {
     if (!sm.device || this.now() - sm.lastTry < this.smartIntervalMs) return;
     sm.lastTry = this.now();
     const reader = this.opts.smartReader ?? ((d: string) => readSmart(d));
-    const r = await reader(sm.device);
+    let r: SmartResult;
+    try {
+      r = await reader(sm.device);
+    } catch (e) {
+      r = { available: false, device: sm.device, reason: `SMART read failed: ${(e as Error)?.message ?? String(e)}` };
+      this.opts.onError?.('smart', e);
+    }
     sm.result = r;
-    if (r.available) sm.goodAt = this.now();
+    if (r.available) sm.good = { values: r.values, at: this.now() };
   }
 
   /** Samples now and then every intervalMs. The timer does not keep the process alive. */

@@ -360,9 +360,9 @@ export function importHistory(store: TimeSeriesStore | undefined, spec: HistoryS
 
 export interface BackfillReport extends ImportReport {
   requestedDays: number;
-  /** The data covers the whole requested span. */
+  /** The data reaches back to the start of the requested span. */
   complete: boolean;
-  /** requestedDays − spanDays when the data is shorter, else 0. */
+  /** Days of the requested span before the data starts (0 when complete). */
   shortfallDays: number;
   /** Fraction of the requested span's time points that have data (0..1). */
   fillRatio: number;
@@ -391,8 +391,10 @@ export async function backfill(store: TimeSeriesStore, spec: HistorySpec, days: 
   const fromMs = scan.lastTs - days * DAY_MS + scan.resolutionMs;
   const shiftMs = shiftEndTo === undefined ? 0 : Math.floor(shiftEndTo / scan.resolutionMs) * scan.resolutionMs - scan.lastTs;
   const r = await importHistory(store, spec, { fromMs, toMs, shiftMs });
-  const shortfall = Math.max(0, days - r.spanDays);
-  const complete = shortfall < 1e-9;
+  // Complete = the dataset reaches back to the window's start (gaps inside it, such as
+  // Perseus' 3 hours a day, are what fillRatio reports).
+  const shortfall = Math.max(0, (scan.firstTs! - fromMs) / DAY_MS);
+  const complete = shortfall === 0;
   const cov = `${r.spanDays.toFixed(2)} days span (${r.daysWithData} calendar days with data, ${r.pointsWithData} time points)`;
   const fill = Math.min(1, (r.pointsWithData * r.resolutionMs) / (days * DAY_MS));
   return {
