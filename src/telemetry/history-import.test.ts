@@ -53,6 +53,8 @@ test('own CSV: export of one store imports into another identically (gzip), bad 
   fs.writeFileSync(path.join(d, 'hdr.csv'), 'when,what\n');
   await assert.rejects(importOwnCsv(b, path.join(d, 'hdr.csv')), /expected header/);
   await assert.rejects(importOwnCsv(b, path.join(d, 'missing.csv')), /ENOENT/);
+  fs.writeFileSync(path.join(d, 'corrupt.csv.gz'), Buffer.from([0x1f, 0x8b, 0x41, 0x42, 0x43]));
+  await assert.rejects(importOwnCsv(b, path.join(d, 'corrupt.csv.gz')), /compression|header|unexpected end/);
 });
 
 const PERSEUS_FIXTURE = `cluster,host,disk,date,minute_ts,throughput_mean,latency_mean,latency_max,n_samples,n_missing,slow_drive
