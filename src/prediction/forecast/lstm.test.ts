@@ -44,3 +44,14 @@ test('the LSTM rejects bad input clearly', async () => {
   assert.throws(() => new LstmForecaster().forecast(3), /before fit/);
   assert.throws(() => forecasterFromJSON({ kind: 'lstm', version: 1, window: 2, outputSteps: 1, units: 2, m: 0, mu: 0, sd: 1, tail: [1, 2], stepRmse: [1], epochsRun: 1, weights: [{ shape: [2], values: [1] }] }), /size/);
 });
+
+test('a period shorter than the output block gives a seasonal lag that is a multiple of it (no target leak)', async () => {
+  const y = Float64Array.from({ length: 120 }, (_, t) => [1, 3, 2, 5][t % 4]! + 0.01 * t);
+  const f = new LstmForecaster({ window: 8, outputSteps: 6, units: 4, epochs: 2, seed: 3 });
+  await f.fit(y, { period: 4 });
+  assert.equal(f.toJSON().m, 8); // 4·⌈6/4⌉
+  const fc = f.forecast(15);
+  assert.equal(fc.mean.length, 15);
+  assert.ok(fc.mean.every(Number.isFinite));
+  f.dispose();
+});

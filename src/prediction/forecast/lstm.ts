@@ -2,8 +2,9 @@
  * LSTM forecaster (TensorFlow.js, wasm backend). Inputs are windows of the last W
  * standardised values, each window taken relative to its last value (so the net is
  * level-invariant and can follow counters and level shifts beyond the training range);
- * when a period m is given a second input channel carries, for
- * each window step, the value one season before shifted H steps ahead, so that the last
+ * when a period is given a second input channel carries, for
+ * each window step, the value one seasonal lag m before, shifted H steps ahead (m = the
+ * smallest multiple of the period ≥ H, so no target leaks in), so that the last
  * H steps of that channel are exactly the seasonal-naive forecast of the targets (the net
  * can learn to correct it instead of rediscovering a long season from a short window).
  * One LSTM layer → Dense(H): direct multi-step output for h ≤ H, recursive in blocks of H
@@ -43,7 +44,7 @@ interface LstmModelState {
   window: number;
   outputSteps: number;
   units: number;
-  m: number; // seasonal lag for the second channel, 0 = none
+  m: number; // seasonal lag of the second channel (a multiple of the period ≥ H), 0 = none
   mu: number;
   sd: number;
   tail: number[]; // last (window + m) history values, interpolated, original units
@@ -87,8 +88,10 @@ export class LstmForecaster implements Forecaster {
     const { window: W, outputSteps: H, units, seed } = this.cfg;
     const y = interpolate(series);
     const n = y.length;
-    // Seasonal channel only when a full extra season of history is there to feed it.
-    const m = period !== undefined && period >= 2 && n >= period + W + 2 * H ? period : 0;
+    // Seasonal channel: lag = the smallest multiple of the period ≥ H, so that the channel
+    // never reaches past the window's end into the targets; only with enough history.
+    const lag = period !== undefined && period >= 2 ? period * Math.ceil(H / period) : 0;
+    const m = lag > 0 && n >= lag + W + 2 * H ? lag : 0;
     const firstStart = m > 0 ? Math.max(0, m - H) : 0;
     const nWindows = n - W - H + 1 - firstStart;
     if (nWindows < 4) {

@@ -172,7 +172,7 @@ export class ProphetStyleForecaster implements Forecaster {
     this.model = {
       n, mu, sd, changepoints, seasonalities: seasonalities.map((s) => ({ ...s })), beta: [...beta],
       sigma: Math.sqrt(rss(beta) / Math.max(1, rows.length - 2)),
-      rate: S / 1, // S changepoints per unit of scaled time, as in the history
+      rate: S, // S changepoints per unit of scaled time, as in the history (Prophet: S/T, T = 1)
       lambda,
     };
   }
