@@ -3,7 +3,7 @@
 import { CompactedError, type KvEvent, type KvRange, type KvStore } from '../metadata/kv.ts';
 import type { VolumeRecord, VolumeSpec } from '../metadata/model.ts';
 import { ApiError, httpJson } from './http.ts';
-import type { ClusterStatus, HeartbeatRequest, RegisterRequest, SegmentView } from './types.ts';
+import type { ClusterStatus, HeartbeatRequest, HeartbeatResponse, RegisterRequest, SegmentView } from './types.ts';
 
 export class OrchestratorClient {
   /** Aborted by close(): ends long-polls at once so a closing process does not linger. */
@@ -28,7 +28,7 @@ export class OrchestratorClient {
     return this.call('POST', '/v1/servers', req);
   }
 
-  heartbeat(id: string, req: HeartbeatRequest): Promise<{ ok: boolean }> {
+  heartbeat(id: string, req: HeartbeatRequest): Promise<HeartbeatResponse> {
     return this.call('POST', `/v1/servers/${encodeURIComponent(id)}/heartbeat`, req, 5000);
   }
 

@@ -1,6 +1,7 @@
 // Shapes of the orchestrator's HTTP API, shared by the orchestrator, servers, clients and the CLI.
 
 import type { ServerRecord, SmtEntry, VolumeRecord } from '../metadata/model.ts';
+import type { OperatorView } from '../orchestrator/operators.ts';
 
 export interface RegisterRequest {
   id: string;
@@ -14,6 +15,14 @@ export interface RegisterRequest {
 export interface HeartbeatRequest {
   usedBytes: number;
   segments: number;
+}
+
+export interface HeartbeatResponse {
+  ok: boolean;
+  /** The server may serve for this long after sending an acknowledged heartbeat, and no longer. */
+  leaseMs: number;
+  /** How often to send heartbeats. */
+  intervalMs: number;
 }
 
 export interface ServerStatus extends ServerRecord {
@@ -30,6 +39,8 @@ export interface ClusterStatus {
   servers: ServerStatus[];
   volumes: (VolumeRecord & { degradedSegments: number })[];
   segments: { total: number; degraded: number };
+  /** Data movement in progress (repairs, migrations) with progress. */
+  operators: OperatorView[];
 }
 
 export interface SegmentView extends SmtEntry {

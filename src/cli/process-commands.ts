@@ -25,11 +25,17 @@ export function registerProcessCommands(program: Command): void {
     .description('run the orchestrator: metadata store, REST API, heartbeats')
     .option('-d, --dir <dir>', 'directory for the metadata store', './presage-orchestrator')
     .option('-l, --listen <host:port>', 'REST API address', '127.0.0.1:7400')
-    .option('--heartbeat-timeout <ms>', 'mark a server down after this long without a heartbeat', intArg('heartbeat timeout', 100, 3_600_000), 10000)
-    .action(action(async (opts: { dir: string; listen: string; heartbeatTimeout: number }) => {
+    .option('--heartbeat-timeout <ms>', 'mark a server down (and fail over) after this long without a heartbeat', intArg('heartbeat timeout', 100, 3_600_000), 10000)
+    .option('--max-copies-per-server <n>', 'concurrent copies one server may take part in', intArg('max copies per server', 1, 64), 2)
+    .option('--max-copies-cluster <n>', 'concurrent copies in the whole cluster', intArg('max copies in the cluster', 1, 10000), 16)
+    .option('--no-repair', 'do not re-replicate segments that lost a replica')
+    .action(action(async (opts: { dir: string; listen: string; heartbeatTimeout: number; maxCopiesPerServer: number; maxCopiesCluster: number; repair: boolean }) => {
       const { host, port } = parseHostPort(opts.listen, '--listen');
       const log = createLogger('orchestrator');
-      const o = await Orchestrator.start({ dir: opts.dir, host, port, logger: log, heartbeatTimeoutMs: opts.heartbeatTimeout });
+      const o = await Orchestrator.start({
+        dir: opts.dir, host, port, logger: log, heartbeatTimeoutMs: opts.heartbeatTimeout, repair: opts.repair,
+        limits: { maxCopiesPerServer: opts.maxCopiesPerServer, maxCopiesCluster: opts.maxCopiesCluster },
+      });
       process.stdout.write(`orchestrator listening on ${o.url}\n`);
       stopOn(['SIGINT', 'SIGTERM'], () => o.stop());
     }));
@@ -44,7 +50,11 @@ export function registerProcessCommands(program: Command): void {
     .option('--zone <zone>', 'failure domain: zone label')
     .option('--rack <rack>', 'failure domain: rack label')
     .option('--capacity <size>', 'bytes offered for segments (default: the filesystem size)', sizeArg)
-    .action(action(async (opts: { dir: string; orchestrator: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number }) => {
+    .option('--copy-bandwidth <size>', 'cap on re-replication/migration copy bandwidth into this server, per second (0 = none)', sizeArg, 0)
+    .option('--max-copies <n>', 'concurrent copies into this server', intArg('max copies', 1, 64), 2)
+    .option('--scrub-interval <ms>', 'time between background scrub passes (0 = off)', intArg('scrub interval', 0, 2 ** 31 - 1), 3_600_000)
+    .option('--gc-grace <ms>', 'keep a copy no longer assigned here this long before deleting it', intArg('gc grace', 0, 2 ** 31 - 1), 30000)
+    .action(action(async (opts: { dir: string; orchestrator: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number; copyBandwidth: number; maxCopies: number; scrubInterval: number; gcGrace: number }) => {
       const data = parseHostPort(opts.listen, '--listen');
       const admin = parseHostPort(opts.admin, '--admin');
       const log = createLogger('server');
@@ -58,6 +68,10 @@ export function registerProcessCommands(program: Command): void {
         zone: opts.zone,
         rack: opts.rack,
         capacityBytes: opts.capacity,
+        copyBandwidth: opts.copyBandwidth,
+        maxConcurrentCopies: opts.maxCopies,
+        scrubIntervalMs: opts.scrubInterval,
+        gcGraceMs: opts.gcGrace,
         logger: log,
       });
       process.stdout.write(`server ${s.id} serving data on ${s.dataAddr}, admin on http://${s.adminAddr}\n`);

@@ -37,6 +37,18 @@ export function registerStatusCommand(program: Command): void {
       ));
       out.push('');
       out.push(`Segments: ${st.segments.total} total, ${st.segments.degraded ? c.yellow(`${st.segments.degraded} degraded`) : '0 degraded'}; metadata revision ${st.revision}`);
+      if (st.operators.length) {
+        out.push('');
+        out.push(c.bold(`Data movement (${st.operators.length})`));
+        out.push(table(
+          ['SEGMENT', 'KIND', 'STATE', 'FROM', 'TO', 'PROGRESS', 'RATE', 'ETA', 'REASON'],
+          st.operators.map((o) => {
+            const p = o.progress;
+            const pct = p && p.totalBytes ? `${Math.floor((100 * p.bytesCopied) / p.totalBytes)}%` : '-';
+            return [o.segmentId, o.kind, o.state, o.remove ?? '-', o.target, pct, p ? `${formatBytes(p.rateBytesPerSec)}/s` : '-', p?.etaSeconds !== undefined ? `${p.etaSeconds.toFixed(0)}s` : '-', o.reason];
+          }),
+        ));
+      }
       process.stdout.write(out.join('\n') + '\n');
     }));
 }

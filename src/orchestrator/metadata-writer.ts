@@ -110,16 +110,37 @@ export class MetadataWriter {
 
   /** Makes `serverId` (already a replica) the primary of a segment: an epoch bump clients follow by redirect. */
   async promote(segmentId: string, serverId: string): Promise<SmtEntry> {
-    for (let attempt = 0; attempt < 20; attempt++) {
+    const r = await this.updateEntry(segmentId, (e) => {
+      if (!e.replicas.includes(serverId)) throw new ConflictError(`${serverId} is not a replica of ${segmentId}`);
+      if (e.replicas[0] === serverId) return undefined;
+      return { ...e, replicas: [serverId, ...e.replicas.filter((x) => x !== serverId)] };
+    });
+    return r.entry;
+  }
+
+  /**
+   * Read-modify-CAS of one SMT entry, retried on contention. `change` returns the new entry (its
+   * epoch is set here to the old one + 1) or undefined for "nothing to do"; it may throw to refuse.
+   */
+  async updateEntry(segmentId: string, change: (e: SmtEntry) => SmtEntry | undefined): Promise<{ entry: SmtEntry; changed: boolean }> {
+    for (let attempt = 0; attempt < 50; attempt++) {
       const cur = await this.kv.get(smtKey(segmentId));
       if (!cur) throw new NotFoundError(`no segment ${segmentId}`);
       const e = JSON.parse(cur.value) as SmtEntry;
-      if (!e.replicas.includes(serverId)) throw new ConflictError(`${serverId} is not a replica of ${segmentId}`);
-      if (e.replicas[0] === serverId) return e;
-      const next: SmtEntry = { ...e, epoch: e.epoch + 1, replicas: [serverId, ...e.replicas.filter((r) => r !== serverId)] };
-      if (await this.casEntry(segmentId, e.epoch, next)) return next;
+      const next = change(e);
+      if (!next) return { entry: e, changed: false };
+      const entry: SmtEntry = { ...next, epoch: e.epoch + 1 };
+      if (entry.joining && entry.joining.length === 0) delete entry.joining;
+      const r = await this.kv.txn({
+        compare: [{ key: smtKey(segmentId), modRevision: cur.modRevision }],
+        put: [{ key: smtKey(segmentId), value: JSON.stringify(entry) }],
+      });
+      if (r.succeeded) {
+        await this.view.replica.waitForRevision(r.revision, 5000);
+        return { entry, changed: true };
+      }
     }
-    throw new ConflictError(`could not promote on ${segmentId}: too much contention`);
+    throw new ConflictError(`could not update ${segmentId}: too much contention`);
   }
 
   /**

@@ -12,7 +12,9 @@ import { CompactedError, type KvStore } from '../metadata/kv.ts';
 import { KvReplica } from '../metadata/kv-replica.ts';
 import { ROOT, segmentIdOf, type SmtEntry } from '../metadata/model.ts';
 import type { ClusterStatus, HeartbeatRequest, RegisterRequest, SegmentView, ServerStatus } from '../api/types.ts';
+import { FailoverController, type Liveness } from './failover.ts';
 import { ConflictError, MetadataWriter, NotFoundError } from './metadata-writer.ts';
+import { OperatorController, type ControllerLimits } from './operator-controller.ts';
 import { PlacementError } from './placement.ts';
 
 export interface OrchestratorOptions {
@@ -20,24 +22,24 @@ export interface OrchestratorOptions {
   host: string;
   port: number;
   logger?: Logger;
-  /** A server with no heartbeat for this long is reported as stale. */
+  /** A server with no heartbeat for this long is marked down and its segments fail over. */
   heartbeatTimeoutMs?: number;
-}
-
-interface Liveness {
-  at: number;
-  usedBytes: number;
-  segments: number;
+  /** Limits on concurrent copies. */
+  limits?: Partial<ControllerLimits>;
+  /** Re-replicate segments that lost a replica (default true). */
+  repair?: boolean;
 }
 
 export class Orchestrator {
   readonly kv: KvStore;
   readonly view: ClusterView;
   readonly writer: MetadataWriter;
+  readonly operators: OperatorController;
+  readonly failover: FailoverController;
   private readonly replica: KvReplica;
   private readonly http: FastifyInstance;
   private readonly log: Logger;
-  private readonly liveness = new Map<string, Liveness>();
+  readonly liveness = new Map<string, Liveness>();
   readonly heartbeatTimeoutMs: number;
   private address = '';
 
@@ -48,6 +50,8 @@ export class Orchestrator {
     this.view = new ClusterView(this.replica);
     this.writer = new MetadataWriter(kv, this.view);
     this.heartbeatTimeoutMs = opts.heartbeatTimeoutMs ?? 10000;
+    this.operators = new OperatorController(kv, this.view, this.writer, this.log, opts.limits);
+    this.failover = new FailoverController(kv, this.view, this.writer, this.operators, this.liveness, this.heartbeatTimeoutMs, this.log, opts.repair ?? true);
     this.http = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 });
     this.routes();
   }
@@ -57,6 +61,8 @@ export class Orchestrator {
     const kv = EmbeddedKvStore.open(path.join(opts.dir, 'metadata.sqlite'));
     const o = new Orchestrator(opts, kv);
     await o.replica.start();
+    await o.operators.start();
+    o.failover.start();
     o.address = await o.http.listen({ host: opts.host, port: opts.port });
     o.log.info({ address: o.address, revision: o.view.revision }, 'orchestrator listening');
     return o;
@@ -67,6 +73,8 @@ export class Orchestrator {
   }
 
   async stop(): Promise<void> {
+    this.failover.stop();
+    this.operators.stop();
     await this.http.close();
     await this.replica.stop();
     await this.kv.close();
@@ -107,7 +115,7 @@ export class Orchestrator {
     const volumes = [...this.view.volumes.values()]
       .sort((a, b) => a.name.localeCompare(b.name))
       .map((v) => ({ ...v, degradedSegments: degradedPerVolume.get(v.name) ?? 0 }));
-    return { revision: this.view.revision, servers, volumes, segments: { total: this.view.smt.size, degraded } };
+    return { revision: this.view.revision, servers, volumes, segments: { total: this.view.smt.size, degraded }, operators: this.operators.list() };
   }
 
   /** Fewer live replicas than the volume asks for. */
@@ -144,7 +152,10 @@ export class Orchestrator {
       if (!this.view.servers.has(id)) return reply.code(404).send({ error: `no server ${id}; register first` });
       const b = (req.body ?? {}) as Partial<HeartbeatRequest>;
       this.liveness.set(id, { at: Date.now(), usedBytes: Number(b.usedBytes) || 0, segments: Number(b.segments) || 0 });
-      return { ok: true };
+      if (this.view.servers.get(id)?.state === 'down') await this.failover.markUp(id);
+      // The lease ends well before the orchestrator would declare the server down, so a
+      // partitioned server stops serving before its segments can move elsewhere.
+      return { ok: true, leaseMs: Math.floor(this.heartbeatTimeoutMs * 0.8), intervalMs: Math.max(100, Math.min(1000, Math.floor(this.heartbeatTimeoutMs / 5))) };
     });
     app.get('/v1/servers', async () => this.status().servers);
 
@@ -183,6 +194,12 @@ export class Orchestrator {
       }
     });
     app.get('/v1/status', async () => this.status());
+    app.get('/v1/operators', async () => this.operators.list());
+    app.get('/v1/events', async () => this.operators.events.slice(-1000));
+    app.delete<{ Params: { id: string } }>('/v1/operators/:id', async (req, reply) => {
+      const ok = await this.operators.cancel(decodeURIComponent(req.params.id));
+      return ok ? { cancelled: req.params.id } : reply.code(404).send({ error: `no operator ${req.params.id}` });
+    });
     app.get<{ Params: { volume: string; index: string } }>('/v1/segments/:volume/:index', async (req, reply) => {
       const id = `${req.params.volume}/${req.params.index}`;
       const e = this.view.entry(id);

@@ -30,11 +30,18 @@ export enum Op {
   TRIM = 4,
   CHECKSUMS = 5,
   STAT = 6,
+  /**
+   * Sent to a primary by the copy engine: hold every new write to the segment (in-flight ones
+   * finish first) for at most `length` milliseconds, so source and copy can be compared at rest.
+   */
+  PAUSE = 7,
+  /** Ends a PAUSE early. */
+  RESUME = 8,
 }
 
 export const OP_NAMES: Record<number, string> = {
   [Op.READ]: 'READ', [Op.WRITE]: 'WRITE', [Op.FLUSH]: 'FLUSH', [Op.TRIM]: 'TRIM',
-  [Op.CHECKSUMS]: 'CHECKSUMS', [Op.STAT]: 'STAT',
+  [Op.CHECKSUMS]: 'CHECKSUMS', [Op.STAT]: 'STAT', [Op.PAUSE]: 'PAUSE', [Op.RESUME]: 'RESUME',
 };
 
 export enum Flag {
@@ -43,7 +50,10 @@ export enum Flag {
   FUA = 1 << 0,
   /** Sent by a primary to a replica: apply locally, do not forward again. */
   FORWARDED = 1 << 1,
-  /** Sent by the copy engine: writes to a replica that is still joining the entry. */
+  /**
+   * Sent by the copy engine and scrub: a READ that bypasses the write-ordering lock (used while
+   * the segment is paused), or a repair WRITE that is applied locally and not forwarded.
+   */
   COPY = 1 << 2,
 }
 

@@ -8,7 +8,7 @@ import { parseSegmentId, segmentLength, type SmtEntry } from '../metadata/model.
 import { encodeChecksums } from '../protocol/codec.ts';
 import type { ConnectionPool } from '../protocol/connection.ts';
 import { Flag, MAX_IO_BYTES, Op, OP_NAMES, Status, type Request, type Response } from '../protocol/messages.ts';
-import { RangeLock } from '../segment-store/range-lock.ts';
+import { RangeLock, type Release } from '../segment-store/range-lock.ts';
 import type { SegmentStore } from '../segment-store/segment-store.ts';
 import { BLOCK_SIZE, CorruptBlockError, OutOfRangeError } from '../segment-store/types.ts';
 
@@ -19,15 +19,46 @@ export interface HandlerContext {
   peers: ConnectionPool;
   log: Logger;
   isReady(): boolean;
+  /** False when the server cannot confirm it is still a cluster member (its lease ran out): it must not serve. */
+  leaseValid(): boolean;
+  /** A read found a corrupt block here (scrub repairs it from a replica). */
+  onCorrupt?(segmentId: string): void;
   /** Called with each completed request, for telemetry. */
   onComplete?(op: Op, status: Status, bytes: number, ms: number, segmentId: string): void;
 }
 
 type Checked = { entry: SmtEntry; size: number } | { error: Response };
 
+/** Blocks of one segment written by replicated writes since tracking began (the copy engine's dirty bitmap). */
+export class DirtyTracker {
+  private readonly bits: Uint8Array;
+  count = 0;
+
+  constructor(readonly segmentId: string, blocks: number) {
+    this.bits = new Uint8Array(blocks);
+  }
+
+  mark(first: number, end: number): void {
+    for (let b = first; b < end && b < this.bits.length; b++) {
+      if (!this.bits[b]) {
+        this.bits[b] = 1;
+        this.count++;
+      }
+    }
+  }
+
+  isDirty(block: number): boolean {
+    return this.bits[block] === 1;
+  }
+}
+
+const MAX_PAUSE_MS = 30000;
+
 export class RequestHandler {
   /** Per-segment ordering of writes on the primary: overlapping writes replicate in arrival order. */
   private readonly locks = new Map<string, RangeLock>();
+  private readonly trackers = new Map<string, Set<DirtyTracker>>();
+  private readonly pauses = new Map<string, { release: Release; timer: NodeJS.Timeout }>();
 
   constructor(private readonly ctx: HandlerContext) {}
 
@@ -52,7 +83,10 @@ export class RequestHandler {
   }
 
   private errorResponse(req: Request, err: unknown): Response {
-    if (err instanceof CorruptBlockError) return this.fail(req, Status.CORRUPT, 0, err.message);
+    if (err instanceof CorruptBlockError) {
+      this.ctx.onCorrupt?.(req.segmentId);
+      return this.fail(req, Status.CORRUPT, 0, err.message);
+    }
     if (err instanceof OutOfRangeError) return this.fail(req, Status.OUT_OF_RANGE, 0, err.message);
     this.ctx.log.error({ err, op: OP_NAMES[req.op], segment: req.segmentId }, 'request failed');
     return this.fail(req, Status.IO_ERROR, 0, (err as Error).message ?? String(err));
@@ -94,6 +128,39 @@ export class RequestHandler {
     return { entry, size: segmentLength(vol, seg.index) };
   }
 
+  private resume(segmentId: string): void {
+    const p = this.pauses.get(segmentId);
+    if (!p) return;
+    this.pauses.delete(segmentId);
+    clearTimeout(p.timer);
+    p.release();
+  }
+
+  private markDirty(segmentId: string, first: number, end: number): void {
+    const set = this.trackers.get(segmentId);
+    if (set) for (const t of set) t.mark(first, end);
+  }
+
+  /** Starts recording which blocks replicated writes touch (for the copy engine). */
+  beginTracking(segmentId: string, blocks: number): DirtyTracker {
+    const t = new DirtyTracker(segmentId, blocks);
+    let set = this.trackers.get(segmentId);
+    if (!set) this.trackers.set(segmentId, (set = new Set()));
+    set.add(t);
+    return t;
+  }
+
+  endTracking(t: DirtyTracker): void {
+    const set = this.trackers.get(t.segmentId);
+    set?.delete(t);
+    if (set?.size === 0) this.trackers.delete(t.segmentId);
+  }
+
+  /** The write-ordering lock of a segment's block range (the copy engine and scrub apply repairs under it). */
+  lock(segmentId: string, firstBlock: number, endBlock: number, exclusive: boolean): Promise<Release> {
+    return this.lockOf(segmentId).acquire(firstBlock, endBlock, exclusive);
+  }
+
   private lockOf(segmentId: string): RangeLock {
     let l = this.locks.get(segmentId);
     if (!l) {
@@ -105,6 +172,7 @@ export class RequestHandler {
 
   private async dispatch(req: Request): Promise<Response> {
     if (!this.ctx.isReady()) return this.fail(req, Status.UNAVAILABLE, 0, 'server is starting');
+    if (!this.ctx.leaseValid()) return this.fail(req, Status.UNAVAILABLE, 0, 'server lease expired: cannot confirm membership with the orchestrator');
     const checked = await this.check(req);
     if ('error' in checked) return checked.error;
     const { entry, size } = checked;
@@ -119,7 +187,10 @@ export class RequestHandler {
         if (!inRange(req.length)) return this.fail(req, Status.OUT_OF_RANGE, epoch, `read past the end of ${id} (${size} bytes)`);
         if (req.length === 0) return this.reply(req, Status.OK, epoch);
         // Wait for overlapping writes still replicating, so a read never returns unacknowledged data.
-        const release = await this.lockOf(id).acquire(blockOf(req.offset), blockEnd(req.offset + req.length), false);
+        // The copy engine's reads skip this: they run while the segment is paused (PAUSE holds the lock).
+        const release = (req.flags & Flag.COPY) !== 0
+          ? () => {}
+          : await this.lockOf(id).acquire(blockOf(req.offset), blockEnd(req.offset + req.length), false);
         try {
           const data = store.has(id) ? await store.read(id, req.offset, req.length) : Buffer.alloc(req.length);
           return this.reply(req, Status.OK, epoch, data);
@@ -140,6 +211,7 @@ export class RequestHandler {
             : store.trim(id, req.offset, req.length);
           const forwarded = (req.flags & (Flag.FORWARDED | Flag.COPY)) !== 0;
           const problem = await applyEverywhere(local, forwarded ? [] : this.forward(req, entry));
+          if ((req.flags & Flag.COPY) === 0) this.markDirty(id, blockOf(req.offset), blockEnd(req.offset + len));
           if (problem) return this.fail(req, Status.UNAVAILABLE, epoch, `replica did not acknowledge: ${problem}`);
           return this.reply(req, Status.OK, epoch);
         } finally {
@@ -163,6 +235,20 @@ export class RequestHandler {
         if (!store.has(id)) return this.reply(req, Status.OK, epoch, encodeChecksums(new Uint32Array(count), []));
         const sums = await store.checksums(id, first, count);
         return this.reply(req, Status.OK, epoch, encodeChecksums(sums.sums, sums.corrupt));
+      }
+      case Op.PAUSE: {
+        if (entry.replicas[0] !== this.ctx.serverId) return this.fail(req, Status.NOT_OWNER, epoch, 'PAUSE goes to the primary');
+        this.resume(id);
+        const release = await this.lockOf(id).acquire(0, Math.ceil(size / BLOCK_SIZE), true);
+        const ms = Math.min(Math.max(req.length, 1), MAX_PAUSE_MS);
+        // A copier that dies must not stall the segment forever: the pause ends by itself.
+        const timer = setTimeout(() => this.resume(id), ms);
+        this.pauses.set(id, { release, timer });
+        return this.reply(req, Status.OK, epoch);
+      }
+      case Op.RESUME: {
+        this.resume(id);
+        return this.reply(req, Status.OK, epoch);
       }
       case Op.STAT: {
         const info = store.has(id) ? await store.info(id) : undefined;

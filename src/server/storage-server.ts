@@ -14,8 +14,10 @@ import { KvReplica } from '../metadata/kv-replica.ts';
 import { ROOT, SMT } from '../metadata/model.ts';
 import { ConnectionPool } from '../protocol/connection.ts';
 import { SegmentStore } from '../segment-store/segment-store.ts';
+import { CopyEngine, type CopyJobSpec } from './copy-engine.ts';
 import { DataServer } from './data-server.ts';
 import { RequestHandler } from './request-handler.ts';
+import { Scrubber } from './scrubber.ts';
 
 export interface StorageServerOptions {
   dir: string;
@@ -28,7 +30,14 @@ export interface StorageServerOptions {
   rack?: string;
   /** Bytes offered for segments; default: the size of the data directory's filesystem. */
   capacityBytes?: number;
-  heartbeatIntervalMs?: number;
+  /** Server-wide cap on background copy bandwidth (bytes/s; 0 = unlimited). */
+  copyBandwidth?: number;
+  /** Concurrent copies this server runs as a destination. */
+  maxConcurrentCopies?: number;
+  /** Time between scrub passes (0 = no background scrub). */
+  scrubIntervalMs?: number;
+  /** How long a copy of a segment no longer assigned here is kept before deletion. */
+  gcGraceMs?: number;
   logger?: Logger;
 }
 
@@ -42,9 +51,19 @@ export class StorageServer {
   private readonly peers = new ConnectionPool({ requestTimeoutMs: 10000 });
   private readonly data: DataServer;
   private readonly admin: FastifyInstance;
+  readonly handler: RequestHandler;
+  readonly copies: CopyEngine;
+  readonly scrubber: Scrubber;
   private ready = false;
   private stopped = false;
   private heartbeatTimer?: NodeJS.Timeout;
+  private gcTimer?: NodeJS.Timeout;
+  /** Set by the orchestrator's heartbeat answers. */
+  private heartbeatIntervalMs = 1000;
+  private leaseMs = 8000;
+  /** When the last acknowledged heartbeat was sent: the lease runs from there. */
+  private leaseFrom = 0;
+  private readonly unassignedSince = new Map<string, number>();
   dataAddr = '';
   adminAddr = '';
 
@@ -60,15 +79,20 @@ export class StorageServer {
       onError: (err) => this.log.warn({ err: (err as Error).message }, 'metadata watch error; retrying'),
     });
     this.view = new ClusterView(this.replica);
-    const handler = new RequestHandler({
+    this.handler = new RequestHandler({
       serverId: this.id,
       store: this.store,
       view: this.view,
       peers: this.peers,
       log: this.log,
       isReady: () => this.ready,
+      leaseValid: () => Date.now() - this.leaseFrom < this.leaseMs,
+      onCorrupt: (segmentId) => this.scrubber.repairSoon(segmentId),
     });
-    this.data = new DataServer((req) => handler.handle(req), this.log);
+    const parts = { serverId: this.id, store: this.store, view: this.view, peers: this.peers, handler: this.handler, log: this.log };
+    this.copies = new CopyEngine({ ...parts, bandwidthBytesPerSec: opts.copyBandwidth, maxConcurrent: opts.maxConcurrentCopies });
+    this.scrubber = new Scrubber(parts);
+    this.data = new DataServer((req) => this.handler.handle(req), this.log);
     this.admin = Fastify({ logger: false });
     this.adminRoutes();
   }
@@ -80,6 +104,7 @@ export class StorageServer {
     const adminUrl = await s.admin.listen({ host: opts.adminHost, port: opts.adminPort });
     s.adminAddr = adminUrl.replace(/^https?:\/\//, '');
     await s.registerWithRetry();
+    s.leaseFrom = Date.now();
     await s.startWatchWithRetry();
     s.view.on('change', (ev: { type: string; key: string }) => {
       // A deleted volume's segments are garbage: remove the local copies.
@@ -90,6 +115,8 @@ export class StorageServer {
     });
     s.ready = true;
     s.heartbeatLoop();
+    s.gcLoop();
+    if ((opts.scrubIntervalMs ?? 0) > 0) s.scrubber.start(opts.scrubIntervalMs!);
     s.log.info({ id: s.id, dataAddr: s.dataAddr, adminAddr: s.adminAddr, segments: s.store.list().length }, 'storage server ready');
     return s;
   }
@@ -133,19 +160,51 @@ export class StorageServer {
   }
 
   private heartbeatLoop(): void {
-    const interval = this.opts.heartbeatIntervalMs ?? 1000;
     const beat = async () => {
       if (this.stopped) return;
+      const sentAt = Date.now();
       try {
-        await this.orch.heartbeat(this.id, { usedBytes: 0, segments: this.store.list().length });
+        const r = await this.orch.heartbeat(this.id, { usedBytes: 0, segments: this.store.list().length });
+        this.leaseFrom = sentAt;
+        if (r.leaseMs > 0) this.leaseMs = r.leaseMs;
+        if (r.intervalMs > 0) this.heartbeatIntervalMs = r.intervalMs;
       } catch (err) {
         // An orchestrator that lost our registration (fresh metadata) gets it again.
         if (err instanceof ApiError && err.status === 404) await this.registerWithRetry().catch(() => {});
         else this.log.debug({ err: (err as Error).message }, 'heartbeat failed');
       }
-      if (!this.stopped) this.heartbeatTimer = setTimeout(beat, interval);
+      if (!this.stopped) this.heartbeatTimer = setTimeout(beat, this.heartbeatIntervalMs);
     };
     this.heartbeatTimer = setTimeout(beat, 0);
+  }
+
+  /**
+   * Deletes local copies the SMT no longer assigns here (moved away while this server was down,
+   * or after a migration), once they have stayed unassigned for a grace period.
+   */
+  private gcLoop(): void {
+    const grace = this.opts.gcGraceMs ?? 30000;
+    const tick = async () => {
+      if (this.stopped) return;
+      const now = Date.now();
+      for (const id of this.store.list()) {
+        const e = this.view.entry(id);
+        const mine = e && (e.replicas.includes(this.id) || e.joining?.includes(this.id));
+        if (mine || this.copies.list().some((j) => j.segmentId === id && j.state === 'running')) {
+          this.unassignedSince.delete(id);
+          continue;
+        }
+        const since = this.unassignedSince.get(id) ?? now;
+        this.unassignedSince.set(id, since);
+        if (now - since >= grace) {
+          this.unassignedSince.delete(id);
+          await this.store.delete(id).catch((err) => this.log.warn({ err, id }, 'could not delete unassigned segment'));
+          this.log.info({ segment: id }, 'deleted a copy no longer assigned to this server');
+        }
+      }
+      if (!this.stopped) this.gcTimer = setTimeout(tick, Math.min(grace / 2, 5000) || 1000);
+    };
+    this.gcTimer = setTimeout(tick, 1000);
   }
 
   private adminRoutes(): void {
@@ -157,15 +216,37 @@ export class StorageServer {
       id: this.id,
       dataAddr: this.dataAddr,
       ready: this.ready,
+      leaseValid: Date.now() - this.leaseFrom < this.leaseMs,
       revision: this.view.revision,
       segments: this.store.list(),
+      scrub: this.scrubber.stats,
+      copies: this.copies.list().filter((j) => j.state === 'running'),
     }));
+    this.admin.post('/v1/copy-jobs', async (req, reply) => {
+      try {
+        const spec = (req.body ?? {}) as CopyJobSpec;
+        if (typeof spec.segmentId !== 'string') throw new Error('segmentId is required');
+        return reply.code(202).send(this.copies.start(spec));
+      } catch (err) {
+        return reply.code(400).send({ error: (err as Error).message });
+      }
+    });
+    this.admin.get('/v1/copy-jobs', async () => this.copies.list());
+    this.admin.get<{ Params: { id: string } }>('/v1/copy-jobs/:id', async (req, reply) => this.copies.get(req.params.id) ?? reply.code(404).send({ error: `no copy job ${req.params.id}` }));
+    this.admin.delete<{ Params: { id: string } }>('/v1/copy-jobs/:id', async (req, reply) => (this.copies.cancel(req.params.id) ? { cancelled: req.params.id } : reply.code(404).send({ error: `no running copy job ${req.params.id}` })));
+    this.admin.post<{ Body: { segmentId?: string } }>('/v1/scrub', async (req) => {
+      if (req.body?.segmentId) await this.scrubber.scrubSegment(req.body.segmentId);
+      else await this.scrubber.scrubAll();
+      return this.scrubber.stats;
+    });
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     this.ready = false;
     if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
+    if (this.gcTimer) clearTimeout(this.gcTimer);
+    this.scrubber.stop();
     await this.data.close();
     await this.admin.close();
     this.peers.closeAll();

@@ -1,0 +1,145 @@
+// Reactive failover: the baseline every storage system has. A server that misses heartbeats for
+// the timeout is marked down; every SMT entry that names it drops it in one transaction (a
+// surviving replica becomes primary where needed; epochs bump, so the dead server is fenced);
+// then the repair policy proposes, at the highest priority, a new replica for every segment
+// below its replication factor.
+
+import type { Logger } from '../common/log.ts';
+import type { ClusterView } from '../metadata/cluster-view.ts';
+import type { KvStore } from '../metadata/kv.ts';
+import { smtKey, type SmtEntry } from '../metadata/model.ts';
+import type { MetadataWriter } from './metadata-writer.ts';
+import type { OperatorController } from './operator-controller.ts';
+import { PRIORITY } from './operators.ts';
+import { pickReplicas } from './placement.ts';
+
+export interface Liveness {
+  at: number;
+  usedBytes: number;
+  segments: number;
+}
+
+export class FailoverController {
+  private timer?: NodeJS.Timeout;
+  private stopped = false;
+  private readonly startedAt = Date.now();
+  /** Segments whose repair found no target yet (logged once, retried every tick). */
+  private readonly stuck = new Set<string>();
+
+  constructor(
+    private readonly kv: KvStore,
+    private readonly view: ClusterView,
+    private readonly writer: MetadataWriter,
+    private readonly controller: OperatorController,
+    private readonly liveness: Map<string, Liveness>,
+    readonly timeoutMs: number,
+    private readonly log: Logger,
+    private readonly repairEnabled = true,
+  ) {}
+
+  start(intervalMs = 200): void {
+    const loop = async () => {
+      if (this.stopped) return;
+      await this.tick().catch((err) => this.log.error({ err }, 'failover tick failed'));
+      if (!this.stopped) this.timer = setTimeout(loop, intervalMs);
+    };
+    this.timer = setTimeout(loop, intervalMs);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  async tick(): Promise<void> {
+    const now = Date.now();
+    for (const s of [...this.view.servers.values()]) {
+      if (s.state !== 'up') continue;
+      // After an orchestrator restart every server gets a full timeout to check in.
+      const last = this.liveness.get(s.id)?.at ?? this.startedAt;
+      if (now - last > this.timeoutMs) await this.markDown(s.id, now - last);
+    }
+    if (this.repairEnabled) await this.proposeRepairs();
+  }
+
+  /** Marks a server down and removes it from every entry in one transaction per batch. */
+  async markDown(serverId: string, silentMs: number): Promise<void> {
+    this.log.warn({ server: serverId, silentMs }, 'server missed heartbeats: marking down');
+    await this.writer.setServerState(serverId, 'down');
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const r = await this.kv.range(smtKey(''));
+      const compare = [];
+      const put = [];
+      for (const e of r.entries) {
+        const entry = JSON.parse(e.value) as SmtEntry;
+        const inReplicas = entry.replicas.includes(serverId);
+        const inJoining = entry.joining?.includes(serverId) ?? false;
+        if (!inReplicas && !inJoining) continue;
+        const survivors = entry.replicas.filter((x) => x !== serverId);
+        // The last copy stays named: the data is unavailable until that server returns, never silently lost.
+        const replicas = survivors.length > 0 ? survivors : entry.replicas;
+        const next: SmtEntry = { ...entry, epoch: entry.epoch + 1, replicas, state: 'degraded' };
+        const joining = entry.joining?.filter((x) => x !== serverId);
+        if (joining && joining.length) next.joining = joining;
+        else delete next.joining;
+        compare.push({ key: e.key, modRevision: e.modRevision });
+        put.push({ key: e.key, value: JSON.stringify(next) });
+      }
+      if (put.length === 0) return;
+      const res = await this.kv.txn({ compare, put });
+      if (res.succeeded) {
+        await this.view.replica.waitForRevision(res.revision, 5000);
+        this.log.warn({ server: serverId, segments: put.length, revision: res.revision }, 'failed over: entries updated');
+        return;
+      }
+    }
+    this.log.error({ server: serverId }, 'could not fail over: too much contention; will retry');
+    await this.writer.setServerState(serverId, 'up'); // so the next tick tries again
+  }
+
+  /** A heartbeat from a server marked down brings it back as an empty-handed member. */
+  async markUp(serverId: string): Promise<void> {
+    const s = this.view.servers.get(serverId);
+    if (s && s.state === 'down') {
+      await this.writer.setServerState(serverId, 'up');
+      this.log.info({ server: serverId }, 'server is back');
+    }
+  }
+
+  private async proposeRepairs(): Promise<void> {
+    for (const [segId, e] of this.view.smt) {
+      const vol = this.view.volumes.get(segId.slice(0, segId.lastIndexOf('/')));
+      if (!vol) continue;
+      const live = e.replicas.filter((r) => this.view.servers.get(r)?.state === 'up');
+      if (live.length === 0) continue; // nothing to copy from
+      const missing = vol.replicas - e.replicas.length;
+      if (missing <= 0) {
+        if (e.state === 'degraded' && !this.controller.get(segId) && live.length === e.replicas.length) {
+          await this.writer.updateEntry(segId, (x) => (x.state === 'degraded' && x.replicas.length >= vol.replicas ? { ...x, state: 'ok' } : undefined));
+        }
+        continue;
+      }
+      if (this.controller.get(segId)) continue;
+      const holders = new Set([...e.replicas, ...(e.joining ?? [])]);
+      const candidates = this.writer.placementCandidates(holders);
+      const existing = this.writer.placementCandidates().filter((c) => holders.has(c.id));
+      let target: string | undefined;
+      try {
+        [target] = pickReplicas(candidates, 1, vol.segmentSize, existing);
+      } catch {
+        if (!this.stuck.has(segId)) this.log.warn({ segment: segId }, 'no server available to restore redundancy');
+        this.stuck.add(segId);
+        continue;
+      }
+      this.stuck.delete(segId);
+      await this.controller.propose({
+        segmentId: segId,
+        kind: 'repair',
+        target,
+        priority: PRIORITY.repair,
+        reason: `${e.replicas.length} of ${vol.replicas} replicas`,
+        source: 'reactive-repair',
+      });
+    }
+  }
+}

@@ -1,0 +1,24 @@
+// The orchestrator's client for a storage server's admin API (copy jobs, scrub).
+
+import { httpJson } from '../api/http.ts';
+import type { CopyJobSpec, CopyJobStatus } from '../server/copy-engine.ts';
+
+export class ServerAdminClient {
+  private readonly base: string;
+
+  constructor(adminAddr: string) {
+    this.base = `http://${adminAddr}`;
+  }
+
+  startCopy(spec: CopyJobSpec): Promise<CopyJobStatus> {
+    return httpJson(this.base, 'POST', '/v1/copy-jobs', spec, 5000);
+  }
+
+  copyJob(id: string): Promise<CopyJobStatus> {
+    return httpJson(this.base, 'GET', `/v1/copy-jobs/${id}`, undefined, 5000);
+  }
+
+  cancelCopy(id: string): Promise<unknown> {
+    return httpJson(this.base, 'DELETE', `/v1/copy-jobs/${id}`, undefined, 5000);
+  }
+}
