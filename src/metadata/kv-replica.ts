@@ -67,6 +67,8 @@ export class KvReplica extends EventEmitter<KvReplicaEvents> {
   private running = false;
   private loop: Promise<void> | undefined;
   private stopWake: (() => void) | undefined;
+  private stopped: Promise<void> = Promise.resolve();
+  private catchingUp: Promise<void> | undefined;
   private readonly revWaiters = new Set<{ rev: number; done: (ok: boolean) => void }>();
 
   private readonly pollTimeoutMs: number;
@@ -119,6 +121,7 @@ export class KvReplica extends EventEmitter<KvReplicaEvents> {
       this.running = false;
       throw err;
     }
+    this.stopped = new Promise<void>((resolve) => (this.stopWake = resolve));
     if (this.follows) this.loop = this.follow();
   }
 
@@ -128,15 +131,21 @@ export class KvReplica extends EventEmitter<KvReplicaEvents> {
     this.running = false;
     this.stopWake?.();
     await this.loop;
+    await this.catchingUp;
     this.loop = undefined;
     for (const w of [...this.revWaiters]) w.done(false);
   }
 
-  /** True once the copy is at `rev` or later; false after `timeoutMs` or on stop. */
+  /**
+   * True once the copy is at `rev` or later; false after `timeoutMs` or on stop. The long-poll
+   * only returns on changes under our prefix, so the copy's revision lags the store's while the
+   * store changes elsewhere; a waiter therefore also pulls (timeout 0), which brings the copy to
+   * the store's current revision, and again every `retryDelayMs` while the store is behind `rev`.
+   */
   waitForRevision(rev: number, timeoutMs: number): Promise<boolean> {
     if (this.rev >= rev) return Promise.resolve(true);
     if (!this.running || timeoutMs <= 0) return Promise.resolve(false);
-    return new Promise<boolean>((resolve) => {
+    const result = new Promise<boolean>((resolve) => {
       const w = {
         rev,
         done: (ok: boolean) => {
@@ -148,6 +157,23 @@ export class KvReplica extends EventEmitter<KvReplicaEvents> {
       const timer = setTimeout(() => w.done(false), Math.min(timeoutMs, 2 ** 31 - 1));
       this.revWaiters.add(w);
     });
+    this.catchUp();
+    return result;
+  }
+
+  private catchUp(): void {
+    if (this.catchingUp) return;
+    this.catchingUp = (async () => {
+      const behind = () => this.running && [...this.revWaiters].some((w) => w.rev > this.rev);
+      while (behind()) {
+        try {
+          await this.pull(0, this.stopped);
+        } catch (err) {
+          this.report(err);
+        }
+        if (behind()) await this.sleep(this.retryDelayMs);
+      }
+    })().finally(() => (this.catchingUp = undefined));
   }
 
   /** Pulls the pending changes now (after a STALE answer) rather than waiting for the long-poll. */
@@ -234,7 +260,7 @@ export class KvReplica extends EventEmitter<KvReplicaEvents> {
       (this.emit as (n: K, ...a: KvReplicaEvents[K]) => boolean)(name, ...args);
     } catch (err) {
       // A throwing listener must not stop the replica from following.
-      this.onError(err);
+      this.report(err);
     }
   }
 
@@ -243,7 +269,7 @@ export class KvReplica extends EventEmitter<KvReplicaEvents> {
   }
 
   private async follow(): Promise<void> {
-    const stopped = new Promise<void>((resolve) => (this.stopWake = resolve));
+    const stopped = this.stopped;
     while (this.running) {
       const started = Date.now();
       const progress = this.stats.deltaEvents + this.stats.fullLoads;
@@ -252,22 +278,27 @@ export class KvReplica extends EventEmitter<KvReplicaEvents> {
         // A source that answers "nothing" at once instead of long-polling must not make us spin.
         const quick = Date.now() - started < Math.max(this.pollTimeoutMs / 2, 10);
         if (this.running && quick && this.stats.deltaEvents + this.stats.fullLoads === progress) {
-          await this.sleep(Math.min(this.retryDelayMs, Math.max(this.pollTimeoutMs, 50)), stopped);
+          await this.sleep(Math.min(this.retryDelayMs, Math.max(this.pollTimeoutMs, 50)));
         }
       } catch (err) {
         if (!this.running) break;
-        try {
-          this.onError(err);
-        } catch {
-          // the error reporter itself failed: nothing more to do than carry on
-        }
-        await this.sleep(this.retryDelayMs, stopped);
+        this.report(err);
+        await this.sleep(this.retryDelayMs);
       }
     }
   }
 
-  private sleep(ms: number, stopped: Promise<void>): Promise<void> {
+  private report(err: unknown): void {
+    try {
+      this.onError(err);
+    } catch {
+      // the error reporter itself failed: nothing more to do than carry on
+    }
+  }
+
+  /** Sleeps `ms`, or less when stopped. */
+  private sleep(ms: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
-    return Promise.race([new Promise<void>((r) => (timer = setTimeout(r, ms))), stopped]).finally(() => clearTimeout(timer));
+    return Promise.race([new Promise<void>((r) => (timer = setTimeout(r, ms))), this.stopped]).finally(() => clearTimeout(timer));
   }
 }
