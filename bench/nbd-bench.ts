@@ -1,0 +1,262 @@
+// Data-path benchmark: the same fio jobs (ioengine=nbd) against
+//   presage-r1   `presage nbd` over a 3-server loopback cluster, a volume with 1 replica
+//   presage-r2   the same, 2 replicas (every write goes primary -> secondary before the ack)
+//   qemu-nbd     qemu-nbd serving a raw file (the reference every ratio is taken against)
+//   nbdkit-mem   nbdkit's memory plugin (an upper bound: no disk, no page-cache file)
+// Every target is prefilled with a sequential write before the jobs, so reads hit real data.
+//
+//   npx tsx bench/nbd-bench.ts [--runtime 10] [--ramp 2] [--size 1GiB] [--segment-size 64MiB]
+//                              [--qemu-cache writeback|none] [--targets presage-r1,qemu-nbd,...]
+//                              [--save]     (writes bench/results/nbd-<date>.md)
+//
+// Absolute numbers from a shared, noisy machine mean little; the ratios to qemu-nbd on the same
+// machine, in the same run, are the result.
+
+import { spawn, spawnSync, execFile, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { parseSize } from '../src/common/size.ts';
+import { freePort, REPO, spawnPresage, TestCluster, type Proc } from '../test/helpers/cluster.ts';
+
+const MiB = 1024 * 1024;
+
+interface Job { name: string; rw: 'randread' | 'randwrite' | 'read' | 'write'; bs: string; iodepth: number }
+
+export const JOBS: Job[] = [
+  { name: '4k randread qd1', rw: 'randread', bs: '4k', iodepth: 1 },
+  { name: '4k randread qd32', rw: 'randread', bs: '4k', iodepth: 32 },
+  { name: '4k randwrite qd1', rw: 'randwrite', bs: '4k', iodepth: 1 },
+  { name: '4k randwrite qd32', rw: 'randwrite', bs: '4k', iodepth: 32 },
+  { name: '1M seqread qd8', rw: 'read', bs: '1M', iodepth: 8 },
+  { name: '1M seqwrite qd8', rw: 'write', bs: '1M', iodepth: 8 },
+];
+
+const TARGETS = ['presage-r1', 'presage-r2', 'qemu-nbd', 'nbdkit-mem'] as const;
+type TargetName = (typeof TARGETS)[number];
+const REFERENCE: TargetName = 'qemu-nbd';
+
+export interface Result { target: string; job: string; iops: number; mbps: number; p50us: number; p99us: number }
+
+interface FioSide { iops: number; bw_bytes: number; clat_ns: { percentile?: Record<string, number> } }
+interface FioJson { jobs: { error: number; read: FioSide; write: FioSide }[] }
+
+/** Extracts IOPS, MB/s (10^6 bytes/s) and clat p50/p99 (µs) from fio's JSON for one job. */
+export function parseFio(json: string, rw: Job['rw']): Omit<Result, 'target' | 'job'> {
+  const doc = JSON.parse(json.slice(json.indexOf('{'))) as FioJson;
+  const job = doc.jobs[0];
+  if (!job) throw new Error('fio JSON has no jobs');
+  if (job.error) throw new Error(`fio job failed with error ${job.error}`);
+  const side = rw === 'randread' || rw === 'read' ? job.read : job.write;
+  const pct = side.clat_ns.percentile ?? {};
+  return {
+    iops: side.iops,
+    mbps: side.bw_bytes / 1e6,
+    p50us: (pct['50.000000'] ?? NaN) / 1000,
+    p99us: (pct['99.000000'] ?? NaN) / 1000,
+  };
+}
+
+function run(cmd: string, args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { cwd: opts.cwd, timeout: opts.timeoutMs ?? 600_000, maxBuffer: 64 * MiB }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function ensureTools(tools: string[]): void {
+  const missing = () => tools.filter((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0);
+  if (missing().length) spawnSync('bash', ['scripts/install-deps.sh'], { cwd: REPO, stdio: 'inherit', env: { ...process.env, PRESAGE_SKIP_BROWSER: '1' } });
+  const still = missing();
+  if (still.length) throw new Error(`missing after scripts/install-deps.sh: ${still.join(', ')}`);
+}
+
+/** Spawns a plain (non-presage) server and waits until its TCP port accepts connections. */
+async function spawnDaemon(cmd: string, args: string[], uri: string): Promise<ChildProcess> {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${cmd} exited with ${child.exitCode}: ${stderr}`);
+    const r = await run('nbdinfo', ['--size', uri], { timeoutMs: 5000 });
+    if (r.code === 0) return child;
+    if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error(`${cmd} not ready at ${uri}: ${stderr}`); }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function stopChild(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(t);
+}
+
+async function fio(uri: string, args: string[], cwd: string): Promise<string> {
+  const r = await run('fio', ['--ioengine=nbd', `--uri=${uri}`, '--output-format=json', ...args], { cwd });
+  if (r.code !== 0) throw new Error(`fio ${args.join(' ')} on ${uri} failed (${r.code}): ${r.stderr}${r.stdout.slice(-1000)}`);
+  return r.stdout;
+}
+
+function fmt(n: number, digits = 0): string {
+  if (!Number.isFinite(n)) return '-';
+  return n >= 100 || digits === 0 ? Math.round(n).toLocaleString('en-US') : n.toFixed(digits);
+}
+
+/** The results table in Markdown, with each Presage figure's ratio to the reference target's. */
+export function renderTable(results: Result[], reference = REFERENCE): string {
+  const ref = new Map(results.filter((r) => r.target === reference).map((r) => [r.job, r]));
+  const ratio = (a: number, b: number | undefined) => (b && Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : '-');
+  const head = ['target', 'job', 'IOPS', 'MB/s', 'p50 µs', 'p99 µs', `IOPS vs ${reference}`, `p50 vs ${reference}`, `p99 vs ${reference}`];
+  const order = (r: Result) => [...new Set(results.map((x) => x.target))].indexOf(r.target) * 1000 + JOBS.findIndex((j) => j.name === r.job);
+  const rows = [...results].sort((a, b) => order(a) - order(b)).map((r) => {
+    const q = ref.get(r.job);
+    const showRatio = r.target !== reference;
+    return [r.target, r.job, fmt(r.iops), fmt(r.mbps, 1), fmt(r.p50us, 1), fmt(r.p99us, 1),
+      showRatio ? ratio(r.iops, q?.iops) : '1', showRatio ? ratio(r.p50us, q?.p50us) : '1', showRatio ? ratio(r.p99us, q?.p99us) : '1'];
+  });
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  return [line(head), line(head.map((_, i) => (i < 2 ? '---' : '---:'))), ...rows.map(line)].join('\n');
+}
+
+export function machineInfo(): string {
+  const cpu = /model name\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
+  const ver = (cmd: string, args: string[]) => (spawnSync(cmd, args, { encoding: 'utf8' }).stdout ?? '').split('\n')[0]!.trim();
+  return [
+    `- nproc: ${os.availableParallelism()}; memory: ${(os.totalmem() / 1024 ** 3).toFixed(1)} GiB; CPU: ${cpu}`,
+    `- kernel: ${os.release()}; node ${process.version}; ${ver('fio', ['--version'])}; ${ver('qemu-nbd', ['--version'])}; ${ver('nbdkit', ['--version'])}`,
+    '- the machine is a shared VM with other work running at the same time: absolute figures are noisy, compare ratios taken in the same run',
+  ].join('\n');
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      runtime: { type: 'string', default: '10' },
+      ramp: { type: 'string', default: '2' },
+      size: { type: 'string', default: '1GiB' },
+      'segment-size': { type: 'string', default: '64MiB' },
+      'qemu-cache': { type: 'string', default: 'writeback' },
+      targets: { type: 'string', default: TARGETS.join(',') },
+      save: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(fs.readFileSync(new URL(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n') + '\n');
+    return;
+  }
+  const runtime = Number(values.runtime);
+  const ramp = Number(values.ramp);
+  if (!(runtime > 0) || !(ramp >= 0)) throw new Error('--runtime must be > 0 and --ramp >= 0 (seconds)');
+  const size = parseSize(values.size!);
+  const segmentSize = parseSize(values['segment-size']!);
+  const qemuCache = values['qemu-cache']!;
+  if (!['writeback', 'none', 'writethrough', 'directsync', 'unsafe'].includes(qemuCache)) throw new Error(`unknown --qemu-cache ${qemuCache}`);
+  const targets = values.targets!.split(',').map((t) => t.trim()) as TargetName[];
+  for (const t of targets) if (!TARGETS.includes(t)) throw new Error(`unknown target "${t}" (known: ${TARGETS.join(', ')})`);
+
+  ensureTools(['fio', 'qemu-nbd', 'nbdkit', 'nbdinfo']);
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'presage-nbd-bench-'));
+  const results: Result[] = [];
+  const started = Date.now();
+  const loadStart = os.loadavg()[0]!;
+  let cluster: TestCluster | undefined;
+  let nbd: Proc | undefined;
+  const daemons: ChildProcess[] = [];
+  const log = (m: string) => process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${m}\n`);
+  try {
+    const uris = new Map<TargetName, string>();
+    if (targets.some((t) => t.startsWith('presage'))) {
+      log('starting a 3-server Presage cluster on loopback');
+      cluster = await TestCluster.start({ servers: 3 });
+      for (const [t, replicas] of [['presage-r1', 1], ['presage-r2', 2]] as const) {
+        if (!targets.includes(t)) continue;
+        const r = await cluster.cli(['volume', 'create', t, '--size', String(size), '--segment-size', String(segmentSize), '--replicas', String(replicas)]);
+        if (r.code !== 0) throw new Error(`volume create ${t}: ${r.stderr}`);
+      }
+      const port = await freePort();
+      nbd = await spawnPresage(['nbd', '--orchestrator', cluster.url, '--listen', `127.0.0.1:${port}`], /nbd export listening on/);
+      for (const t of ['presage-r1', 'presage-r2'] as const) if (targets.includes(t)) uris.set(t, `nbd://127.0.0.1:${port}/${t}`);
+    }
+    if (targets.includes('qemu-nbd')) {
+      const file = path.join(work, 'qemu.raw');
+      fs.writeFileSync(file, '');
+      fs.truncateSync(file, size);
+      const port = await freePort();
+      // -t: keep serving after a client disconnects; --shared: fio may reconnect before the old one is gone.
+      daemons.push(await spawnDaemon('qemu-nbd', ['-f', 'raw', '-x', 'bench', '-b', '127.0.0.1', '-p', String(port), '-t', '--shared=8', `--cache=${qemuCache}`, file], `nbd://127.0.0.1:${port}/bench`));
+      uris.set('qemu-nbd', `nbd://127.0.0.1:${port}/bench`);
+    }
+    if (targets.includes('nbdkit-mem')) {
+      const port = await freePort();
+      daemons.push(await spawnDaemon('nbdkit', ['-f', '-i', '127.0.0.1', '-p', String(port), 'memory', String(size)], `nbd://127.0.0.1:${port}`));
+      uris.set('nbdkit-mem', `nbd://127.0.0.1:${port}`);
+    }
+
+    for (const t of targets) {
+      log(`${t}: prefilling ${size / MiB} MiB`);
+      await fio(uris.get(t)!, ['--name=prefill', '--rw=write', '--bs=1M', '--iodepth=8', `--size=${size}`], work);
+    }
+    // Job-major order: each job runs on every target back to back, so the load that other work
+    // puts on a shared machine drifts less between the figures that a ratio compares.
+    for (const j of JOBS) {
+      for (const t of targets) {
+        const out = await fio(uris.get(t)!, [
+          `--name=${j.name.replace(/\s+/g, '-')}`, `--rw=${j.rw}`, `--bs=${j.bs}`, `--iodepth=${j.iodepth}`, `--size=${size}`,
+          '--time_based', `--runtime=${runtime}`, `--ramp_time=${ramp}`, '--randrepeat=0', '--norandommap',
+        ], work);
+        const r = { target: t, job: j.name, ...parseFio(out, j.rw) };
+        results.push(r);
+        log(`${t} ${j.name}: ${fmt(r.iops)} IOPS, ${fmt(r.mbps, 1)} MB/s, p50 ${fmt(r.p50us, 1)} µs, p99 ${fmt(r.p99us, 1)} µs`);
+      }
+    }
+  } finally {
+    if (cluster) { await cluster.kill(nbd, 'SIGTERM'); await cluster.stop(); }
+    for (const d of daemons) await stopChild(d);
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+
+  const table = renderTable(results);
+  process.stdout.write(`\n${table}\n`);
+  if (values.save) {
+    const date = new Date().toISOString().slice(0, 10);
+    const file = path.join(REPO, 'bench/results', `nbd-${date}.md`);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const doc = [
+      `# NBD data path: Presage vs qemu-nbd vs nbdkit memory (${date})`,
+      '',
+      `Command: \`npx tsx bench/nbd-bench.ts ${process.argv.slice(2).join(' ')}\` (total ${((Date.now() - started) / 1000).toFixed(0)} s)`,
+      '',
+      '## Machine',
+      machineInfo(),
+      `- 1-minute load average: ${loadStart.toFixed(1)} at the start of the run, ${os.loadavg()[0]!.toFixed(1)} at the end (other sessions' tests were running)`,
+      '',
+      '## Setup',
+      `- fio ioengine=nbd, one job per line, ${runtime} s time_based after a ${ramp} s ramp, over the whole ${size / MiB} MiB device, prefilled by a sequential 1 MiB write first.`,
+      `- presage-r1 / presage-r2: \`presage nbd\` in front of a 3-server cluster on loopback (orchestrator, servers and the nbd process all on this machine), volumes of ${size / MiB} MiB in ${segmentSize / MiB} MiB segments with 1 and 2 replicas.`,
+      `- qemu-nbd: \`qemu-nbd -f raw -x bench -t --shared=8 --cache=${qemuCache}\` on a raw file on the same filesystem as the Presage servers' data.${qemuCache === 'writeback' ? ' writeback, like Presage\'s servers, leaves writes in the page cache until a flush, so the comparison is like for like.' : ''}`,
+      '- nbdkit-mem: `nbdkit memory SIZE` (RAM only; an upper bound for an NBD server on this machine).',
+      '- Ratios are Presage (or nbdkit) divided by qemu-nbd: IOPS above 1× is faster, latency above 1× is slower.',
+      '',
+      '## Results',
+      table,
+      '',
+    ].join('\n');
+    fs.writeFileSync(file, doc);
+    process.stderr.write(`saved ${path.relative(REPO, file)}\n`);
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(new URL(import.meta.url).pathname)) {
+  main().catch((err) => {
+    process.stderr.write(`nbd-bench: ${(err as Error).message}\n`);
+    process.exit(1);
+  });
+}
