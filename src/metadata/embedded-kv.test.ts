@@ -185,8 +185,10 @@ test('changesSince: ordered, filtered by prefix, revision lets a caller move on'
       ['y/1', 4],
     ],
   );
-  // Past the current revision: nothing, and the current revision.
-  assert.deepEqual(await s.changesSince('', 9, 0), { revision: 4, events: [] });
+  // Past the current revision: nothing, and the current revision, without waiting.
+  const t0 = Date.now();
+  assert.deepEqual(await s.changesSince('', 9, 5000), { revision: 4, events: [] });
+  assert.ok(Date.now() - t0 < 1000);
   await s.close();
 });
 

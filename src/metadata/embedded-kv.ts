@@ -306,7 +306,9 @@ export class EmbeddedKvStore implements KvStore {
     }
     if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs)) throw new TypeError('timeoutMs must be a number');
     const first = this.readChanges(prefix, afterRevision);
-    if (first.events.length > 0 || timeoutMs <= 0) return first;
+    // A cursor ahead of the store means the caller followed another history (the store was
+    // replaced): answer at once so that it can reload, rather than after the timeout.
+    if (first.events.length > 0 || timeoutMs <= 0 || afterRevision > first.revision) return first;
     await this.waitForChange(prefix, Math.min(timeoutMs, MAX_TIMEOUT_MS));
     this.check(); // closed while waiting: do not answer "nothing changed", that could be a lie
     return this.readChanges(prefix, afterRevision);
