@@ -5,6 +5,7 @@
 // orchestrator picks up where it left off.
 
 import crypto from 'node:crypto';
+import { failpoint } from '../common/failpoints.ts';
 import type { Logger } from '../common/log.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
 import type { KvStore } from '../metadata/kv.ts';
@@ -238,6 +239,7 @@ export class OperatorController {
         if (primary && (per.get(primary) ?? 0) >= this.limits.maxCopiesPerServer) return;
         // Step 1: the target joins the entry (epoch+1): from now on writes reach it too.
         await this.writer.updateEntry(op.segmentId, (e) => (e.joining?.includes(op.target) ? undefined : { ...e, joining: [...(e.joining ?? []), op.target] }));
+        await failpoint('operator.after-join');
         if (await this.save(op, { state: 'copying' })) this.record('started', op.segmentId, `copying to ${op.target}`, op);
         return;
       }
@@ -278,6 +280,7 @@ export class OperatorController {
       }
       case 'committing': {
         // Step 4: compare-and-swap: the verified copy becomes a replica (replacing `remove`), epoch+1.
+        await failpoint('operator.before-commit');
         let lost = false;
         const vol = this.view.volumes.get(op.segmentId.slice(0, op.segmentId.lastIndexOf('/')));
         await this.writer.updateEntry(op.segmentId, (e): SmtEntry | undefined => {
@@ -297,6 +300,7 @@ export class OperatorController {
           await this.save(op, { state: 'pending', attempts: op.attempts + 1 });
           return;
         }
+        await failpoint('operator.after-commit');
         await this.finish(op);
         this.record('committed', op.segmentId, op.remove ? `${op.target} replaced ${op.remove}` : `${op.target} added`, op);
         return;

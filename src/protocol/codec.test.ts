@@ -142,11 +142,8 @@ test('encodeRequest rejects a segment id over the limit with FrameError', () => 
   frameError(() => encodeRequest({ op: Op.READ, flags: 0, requestId: 1, epoch: 1, segmentId: 'é'.repeat(MAX_SEGMENT_ID_BYTES / 2 + 1), offset: 0, length: 1, payload: Buffer.alloc(0) }));
 });
 
-// Known encoder gaps, kept visible as TODO tests (reported in every run, they do not fail it):
-// encodeRequest validates almost nothing, so a caller's bad field goes on the wire as a
-// *different* request (silent wrong answer), or produces a frame the decoder rejects, or fails
-// with a RangeError instead of a FrameError. Not reachable through Volume (which validates
-// ranges, splits I/O and builds ASCII segment ids), but the codec is a public interface.
+// encodeRequest refuses every field that would otherwise go on the wire as a *different* request
+// (silent wrong answer), produce a frame the decoder rejects, or fail with a RangeError.
 const encoderGaps: [string, Partial<Request>][] = [
   ['empty segment id (decoder rejects id length 0)', { segmentId: '' }],
   ['lone surrogate in segment id (silently becomes U+FFFD)', { segmentId: 'v/\uD800' }],
@@ -162,7 +159,7 @@ const encoderGaps: [string, Partial<Request>][] = [
   ['unknown op (decoder rejects)', { op: 200 as Op }],
 ];
 for (const [what, over] of encoderGaps) {
-  test(`encodeRequest rejects with FrameError: ${what}`, { todo: 'encodeRequest does not validate its input (see report)' }, () => {
+  test(`encodeRequest rejects with FrameError: ${what}`, () => {
     const base: Request = { op: Op.READ, flags: 0, requestId: 1, epoch: 1, segmentId: 'v/0', offset: 0, length: 1, payload: Buffer.alloc(0) };
     frameError(() => encodeRequest({ ...base, ...over }));
   });

@@ -15,9 +15,28 @@ export class FrameError extends Error {
   }
 }
 
-export function encodeRequest(req: Request): Buffer {
+const isUint32 = (n: number) => Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
+
+/** Refuses to encode anything the decoder would reject or read back differently. */
+function validateRequest(req: Request): Buffer {
+  if (!(req.op in OP_NAMES)) throw new FrameError(`unknown op ${req.op}`);
+  if (!Number.isInteger(req.flags) || req.flags < 0 || req.flags & ~KNOWN_FLAGS) throw new FrameError(`unknown flags ${req.flags}`);
+  if (!isUint32(req.requestId)) throw new FrameError(`request id ${req.requestId} is not a 32-bit unsigned integer`);
+  if (!isUint32(req.epoch)) throw new FrameError(`epoch ${req.epoch} is not a 32-bit unsigned integer`);
+  if (!isUint32(req.length)) throw new FrameError(`length ${req.length} is not a 32-bit unsigned integer`);
+  if (!Number.isSafeInteger(req.offset) || req.offset < 0) throw new FrameError(`offset ${req.offset} is not a non-negative safe integer`);
+  if (req.op === Op.WRITE ? req.payload.length !== req.length : req.payload.length !== 0) {
+    throw new FrameError(`${OP_NAMES[req.op]} payload of ${req.payload.length} bytes does not match length ${req.length}`);
+  }
+  if (req.segmentId.length === 0) throw new FrameError('empty segment id');
   const id = Buffer.from(req.segmentId, 'utf8');
+  if (id.toString('utf8') !== req.segmentId) throw new FrameError('segment id is not valid unicode');
   if (id.length > MAX_SEGMENT_ID_BYTES) throw new FrameError('segment id too long');
+  return id;
+}
+
+export function encodeRequest(req: Request): Buffer {
+  const id = validateRequest(req);
   const bodyLen = REQUEST_FIXED + id.length + req.payload.length;
   if (bodyLen > MAX_FRAME_BYTES) throw new FrameError(`frame of ${bodyLen} bytes exceeds ${MAX_FRAME_BYTES}`);
   const head = Buffer.allocUnsafe(4 + REQUEST_FIXED + id.length);
@@ -26,12 +45,12 @@ export function encodeRequest(req: Request): Buffer {
   o = head.writeUInt8(PROTOCOL_VERSION, o);
   o = head.writeUInt8(req.op, o);
   o = head.writeUInt16BE(req.flags, o);
-  o = head.writeUInt32BE(req.requestId >>> 0, o);
-  o = head.writeUInt32BE(req.epoch >>> 0, o);
+  o = head.writeUInt32BE(req.requestId, o);
+  o = head.writeUInt32BE(req.epoch, o);
   o = head.writeUInt16BE(id.length, o);
   o += id.copy(head, o);
   o = head.writeBigUInt64BE(BigInt(req.offset), o);
-  head.writeUInt32BE(req.length >>> 0, o);
+  head.writeUInt32BE(req.length, o);
   return req.payload.length ? Buffer.concat([head, req.payload]) : head;
 }
 

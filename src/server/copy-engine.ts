@@ -14,6 +14,7 @@
 // that changed while it was away move.
 
 import crypto from 'node:crypto';
+import { failpoint } from '../common/failpoints.ts';
 import type { Logger } from '../common/log.ts';
 import { TokenBucket } from '../common/token-bucket.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
@@ -211,12 +212,14 @@ export class CopyEngine {
         const diff = await this.diff(job, blocks, (b) => !t.isDirty(b));
         if (diff.length === 0 || (pass > 1 && diff.length <= SMALL_DIFF_BLOCKS)) break;
         await copy(diff, true, false);
+        await failpoint('copy.after-pass');
       }
 
       // Final pass with writes paused at the primary: compare everything, re-copy mismatches.
       const primary = this.primaryAddr(job);
       await this.expectOk(job, await this.ctx.peers.get(primary).send({ op: Op.PAUSE, flags: 0, epoch: this.epoch(job), segmentId: job.segmentId, offset: 0, length: PAUSE_MS, payload: EMPTY }));
       try {
+        await failpoint('copy.paused');
         for (let attempt = 0; attempt < FINAL_ATTEMPTS; attempt++) {
           const diff = await this.diff(job, blocks, () => true, true);
           if (diff.length === 0) {

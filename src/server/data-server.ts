@@ -5,10 +5,12 @@
 import net from 'node:net';
 import type { Logger } from '../common/log.ts';
 import { FrameError, FrameReader, decodeRequest, encodeResponse } from '../protocol/codec.ts';
-import { Status, type Request, type Response } from '../protocol/messages.ts';
+import { Op, Status, type Request, type Response } from '../protocol/messages.ts';
 
 /** Per-connection cap on requests being handled; reading pauses above it (backpressure). */
 const MAX_IN_FLIGHT = 256;
+/** Reading also pauses while this much response data waits to be sent (a peer not reading). */
+const MAX_UNSENT_BYTES = 16 * 1024 * 1024;
 
 export class DataServer {
   private readonly server: net.Server;
@@ -42,9 +44,37 @@ export class DataServer {
     const peer = `${sock.remoteAddress}:${sock.remotePort}`;
     let inFlight = 0;
     let open = true;
+    // Requests decoded but not yet handed to the handler: a chunk may carry many frames, so
+    // pausing the socket alone does not stop them. They wait here while the connection is congested.
+    const backlog: Request[] = [];
+    // READ data being fetched counts too: it will sit in the send buffer soon.
+    let readBytesInFlight = 0;
+    const congested = () => inFlight >= MAX_IN_FLIGHT || sock.writableLength + readBytesInFlight > MAX_UNSENT_BYTES;
     const send = (res: Response) => {
       if (open) sock.write(encodeResponse(res));
     };
+    const dispatch = (req: Request) => {
+      inFlight++;
+      const readBytes = req.op === Op.READ ? req.length : 0;
+      readBytesInFlight += readBytes;
+      // Promise.resolve().then: a handler that throws synchronously still becomes a response.
+      Promise.resolve().then(() => this.handle(req)).then(send, (err) => {
+        // The handler maps every error to a response; reaching here is a bug, but not a crash.
+        this.log.error({ err, peer }, 'request handler threw');
+        send({ op: req.op, status: Status.IO_ERROR, requestId: req.requestId, epoch: 0, payload: Buffer.from(String(err)) });
+      }).finally(() => {
+        inFlight--;
+        readBytesInFlight -= readBytes;
+        pump();
+      });
+    };
+    const pump = () => {
+      while (open && backlog.length > 0 && !congested()) dispatch(backlog.shift()!);
+      if (!open) return;
+      if (backlog.length > 0 || congested()) sock.pause();
+      else if (sock.isPaused()) sock.resume();
+    };
+    sock.on('drain', pump);
     const reader = new FrameReader(
       (body) => {
         let req: Request;
@@ -60,16 +90,8 @@ export class DataServer {
           }
           return;
         }
-        inFlight++;
-        if (inFlight >= MAX_IN_FLIGHT) sock.pause();
-        this.handle(req).then(send, (err) => {
-          // The handler maps every error to a response; reaching here is a bug, but not a crash.
-          this.log.error({ err, peer }, 'request handler threw');
-          send({ op: req.op, status: Status.IO_ERROR, requestId: req.requestId, epoch: 0, payload: Buffer.from(String(err)) });
-        }).finally(() => {
-          inFlight--;
-          if (inFlight < MAX_IN_FLIGHT && sock.isPaused()) sock.resume();
-        });
+        backlog.push(req);
+        pump();
       },
       (err) => {
         this.log.warn({ peer, reason: err.message }, 'closing connection: bad frame');
