@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import Database from 'better-sqlite3';
 import { EmbeddedKvStore, KvStoreClosedError, prefixUpperBound } from './embedded-kv.ts';
 import { CompactedError, type KvEntry } from './kv.ts';
+import { kvContractTests } from './kv-contract.ts';
 
 function mem(opts?: Parameters<typeof EmbeddedKvStore.open>[1]): EmbeddedKvStore {
   return EmbeddedKvStore.open(':memory:', opts);
@@ -370,3 +371,6 @@ test('durability: every acknowledged txn survives SIGKILL of the writer', { time
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+// The behaviour every KvStore backend shares (the etcd backend runs the same checks).
+kvContractTests('embedded contract', async () => EmbeddedKvStore.open(':memory:'));
