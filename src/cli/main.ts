@@ -6,6 +6,7 @@ import { registerProcessCommands } from './process-commands.ts';
 import { registerVolumeCommands } from './volume-commands.ts';
 import { registerStatusCommand } from './status-command.ts';
 import { registerNbdCommand } from './nbd-command.ts';
+import { registerTelemetryCommands } from './telemetry-commands.ts';
 
 const program = new Command('presage')
   .description('Presage: a distributed block store whose storage servers see their own failures coming')
@@ -16,6 +17,7 @@ registerProcessCommands(program);
 registerVolumeCommands(program);
 registerStatusCommand(program);
 registerNbdCommand(program);
+registerTelemetryCommands(program);
 
 program.parseAsync(process.argv).catch((err) => {
   process.stderr.write(`presage: ${(err as Error).message}\n`);

@@ -54,7 +54,11 @@ export function registerProcessCommands(program: Command): void {
     .option('--max-copies <n>', 'concurrent copies into this server', intArg('max copies', 1, 64), 2)
     .option('--scrub-interval <ms>', 'time between background scrub passes (0 = off)', intArg('scrub interval', 0, 2 ** 31 - 1), 3_600_000)
     .option('--gc-grace <ms>', 'keep a copy no longer assigned here this long before deleting it', intArg('gc grace', 0, 2 ** 31 - 1), 30000)
-    .action(action(async (opts: { dir: string; orchestrator: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number; copyBandwidth: number; maxCopies: number; scrubInterval: number; gcGrace: number }) => {
+    .option('--allow-faults', 'enable the fault-injection API (/v1/faults, presage fault): for tests and demos only')
+    .option('--telemetry-interval <ms>', 'telemetry sampling interval', intArg('telemetry interval', 100, 3_600_000), 5000)
+    .option('--telemetry-retention <days>', 'days of per-minute telemetry kept in <dir>/telemetry.sqlite', intArg('telemetry retention', 1, 3650), 35)
+    .option('--smart <device>', 'SMART device to read (e.g. /dev/sda), "auto" (the data directory\'s disk) or "off"', 'auto')
+    .action(action(async (opts: { dir: string; orchestrator: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number; copyBandwidth: number; maxCopies: number; scrubInterval: number; gcGrace: number; allowFaults?: boolean; telemetryInterval: number; telemetryRetention: number; smart: string }) => {
       const data = parseHostPort(opts.listen, '--listen');
       const admin = parseHostPort(opts.admin, '--admin');
       const log = createLogger('server');
@@ -72,6 +76,10 @@ export function registerProcessCommands(program: Command): void {
         maxConcurrentCopies: opts.maxCopies,
         scrubIntervalMs: opts.scrubInterval,
         gcGraceMs: opts.gcGrace,
+        allowFaults: opts.allowFaults === true,
+        telemetryIntervalMs: opts.telemetryInterval,
+        telemetryRetentionDays: opts.telemetryRetention,
+        smartDevice: opts.smart === 'off' ? false : opts.smart,
         logger: log,
       });
       process.stdout.write(`server ${s.id} serving data on ${s.dataAddr}, admin on http://${s.adminAddr}\n`);

@@ -16,6 +16,7 @@ import { FailoverController, type Liveness } from './failover.ts';
 import { ConflictError, MetadataWriter, NotFoundError } from './metadata-writer.ts';
 import { OperatorController, type ControllerLimits } from './operator-controller.ts';
 import { PlacementError } from './placement.ts';
+import { registerOrchestratorMetrics } from './metrics.ts';
 
 export interface OrchestratorOptions {
   dir: string;
@@ -136,6 +137,7 @@ export class Orchestrator {
       return reply.code(code).send({ error: e.message });
     };
     app.get('/healthz', async () => ({ ok: true, revision: this.view.revision }));
+    registerOrchestratorMetrics(app, this);
 
     app.post('/v1/servers', async (req, reply) => {
       try {

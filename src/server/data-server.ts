@@ -59,6 +59,12 @@ export class DataServer {
       readBytesInFlight += readBytes;
       // Promise.resolve().then: a handler that throws synchronously still becomes a response.
       Promise.resolve().then(() => this.handle(req)).then(send, (err) => {
+        if ((err as { closeConnection?: boolean } | undefined)?.closeConnection === true) {
+          // Fault injection (net-loss): the connection is reset instead of answered.
+          open = false;
+          sock.destroy();
+          return;
+        }
         // The handler maps every error to a response; reaching here is a bug, but not a crash.
         this.log.error({ err, peer }, 'request handler threw');
         send({ op: req.op, status: Status.IO_ERROR, requestId: req.requestId, epoch: 0, payload: Buffer.from(String(err)) });

@@ -23,8 +23,14 @@ export interface HandlerContext {
   leaseValid(): boolean;
   /** A read found a corrupt block here (scrub repairs it from a replica). */
   onCorrupt?(segmentId: string): void;
-  /** Called with each completed request, for telemetry. */
-  onComplete?(op: Op, status: Status, bytes: number, ms: number, segmentId: string): void;
+  /** Called with each completed request, for telemetry (flags tell forwarded and copy traffic apart). */
+  onComplete?(op: Op, status: Status, bytes: number, ms: number, segmentId: string, flags?: number): void;
+  /**
+   * Called when a write or trim the primary forwarded has been acknowledged by every replica:
+   * lagMs = how long after the local apply the last replica answered (0 when the local disk was
+   * the slower), forwardMs = the whole round trip to the replicas. For telemetry.
+   */
+  onReplicated?(segmentId: string, lagMs: number, forwardMs: number): void;
 }
 
 type Checked = { entry: SmtEntry; size: number } | { error: Response };
@@ -70,7 +76,7 @@ export class RequestHandler {
     } catch (err) {
       res = this.errorResponse(req, err);
     }
-    this.ctx.onComplete?.(req.op, res.status, req.op === Op.READ ? res.payload.length : req.payload.length, performance.now() - t0, req.segmentId);
+    this.ctx.onComplete?.(req.op, res.status, req.op === Op.READ ? res.payload.length : req.payload.length, performance.now() - t0, req.segmentId, req.flags);
     return res;
   }
 
@@ -210,7 +216,9 @@ export class RequestHandler {
             ? store.write(id, req.offset, req.payload, { fua: (req.flags & Flag.FUA) !== 0 })
             : store.trim(id, req.offset, req.length);
           const forwarded = (req.flags & (Flag.FORWARDED | Flag.COPY)) !== 0;
-          const problem = await applyEverywhere(local, forwarded ? [] : this.forward(req, entry));
+          const remote = forwarded ? [] : this.forward(req, entry);
+          if (remote.length > 0 && this.ctx.onReplicated) observeReplication(req.segmentId, local, remote, this.ctx.onReplicated);
+          const problem = await applyEverywhere(local, remote);
           if ((req.flags & Flag.COPY) === 0) this.markDirty(id, blockOf(req.offset), blockEnd(req.offset + len));
           if (problem) return this.fail(req, Status.UNAVAILABLE, epoch, `replica did not acknowledge: ${problem}`);
           return this.reply(req, Status.OK, epoch);
@@ -289,6 +297,18 @@ export class RequestHandler {
 const EMPTY = Buffer.alloc(0);
 const blockOf = (offset: number) => Math.floor(offset / BLOCK_SIZE);
 const blockEnd = (end: number) => Math.ceil(end / BLOCK_SIZE);
+
+/** Times how long the replicas trail the local apply (telemetry's replication lag); never throws. */
+function observeReplication(segmentId: string, local: Promise<void>, remote: Promise<Response>[], cb: (segmentId: string, lagMs: number, forwardMs: number) => void): void {
+  const t0 = performance.now();
+  let localAt: number | undefined;
+  local.then(() => { localAt = performance.now(); }, () => {});
+  void Promise.allSettled(remote).then((rs) => {
+    if (rs.some((r) => r.status === 'rejected' || r.value.status !== Status.OK)) return;
+    const end = performance.now();
+    cb(segmentId, localAt === undefined ? 0 : end - localAt, end - t0);
+  });
+}
 
 /**
  * Waits for the local operation and every forwarded copy. A local failure is thrown (it maps to

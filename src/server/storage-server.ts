@@ -18,6 +18,9 @@ import { CopyEngine, type CopyJobSpec } from './copy-engine.ts';
 import { DataServer } from './data-server.ts';
 import { RequestHandler } from './request-handler.ts';
 import { Scrubber } from './scrubber.ts';
+import { FaultInjector } from './faults.ts';
+import { ServerTelemetry } from './telemetry.ts';
+import { registerTelemetryRoutes } from './telemetry-routes.ts';
 
 export interface StorageServerOptions {
   dir: string;
@@ -38,6 +41,14 @@ export interface StorageServerOptions {
   scrubIntervalMs?: number;
   /** How long a copy of a segment no longer assigned here is kept before deletion. */
   gcGraceMs?: number;
+  /** Enables the fault-injection API (/v1/faults); off by default. */
+  allowFaults?: boolean;
+  /** Telemetry sampling interval (default 5000 ms). */
+  telemetryIntervalMs?: number;
+  /** Days of per-minute telemetry kept (default 35). */
+  telemetryRetentionDays?: number;
+  /** SMART device to read, 'auto' (the default: the data directory's disk) or false. */
+  smartDevice?: string | 'auto' | false;
   logger?: Logger;
 }
 
@@ -54,6 +65,9 @@ export class StorageServer {
   readonly handler: RequestHandler;
   readonly copies: CopyEngine;
   readonly scrubber: Scrubber;
+  readonly telemetry: ServerTelemetry;
+  /** Present only with allowFaults. */
+  readonly faults?: FaultInjector;
   private ready = false;
   private stopped = false;
   private heartbeatTimer?: NodeJS.Timeout;
@@ -71,7 +85,18 @@ export class StorageServer {
     this.log = opts.logger ?? silentLogger;
     fs.mkdirSync(opts.dir, { recursive: true });
     this.id = loadOrCreateId(opts.dir);
-    this.store = new SegmentStore(opts.dir);
+    if (opts.allowFaults) this.faults = new FaultInjector({ segments: () => this.store });
+    this.store = new SegmentStore(opts.dir, this.faults ? { ioHook: this.faults.ioHook } : {});
+    this.telemetry = new ServerTelemetry({
+      dir: opts.dir,
+      intervalMs: opts.telemetryIntervalMs,
+      retentionDays: opts.telemetryRetentionDays,
+      smartDevice: opts.smartDevice,
+      segments: () => this.store.list(),
+      scrubCorrupt: () => this.scrubber.stats.corruptFound,
+      extraSource: this.faults ? () => this.faults!.metrics() : undefined,
+      onError: (source, err) => this.log.debug({ source, err: (err as Error)?.message }, 'telemetry source failed'),
+    });
     this.orch = new OrchestratorClient(opts.orchestratorUrl);
     this.replica = new KvReplica(this.orch.kvSource(), ROOT, {
       pollTimeoutMs: 20000,
@@ -88,18 +113,22 @@ export class StorageServer {
       isReady: () => this.ready,
       leaseValid: () => Date.now() - this.leaseFrom < this.leaseMs,
       onCorrupt: (segmentId) => this.scrubber.repairSoon(segmentId),
+      onComplete: (op, status, bytes, ms, segmentId, flags) => this.telemetry.onComplete(op, status, bytes, ms, segmentId, flags),
+      onReplicated: (segmentId, lagMs, forwardMs) => this.telemetry.onReplicated(segmentId, lagMs, forwardMs),
     });
     const parts = { serverId: this.id, store: this.store, view: this.view, peers: this.peers, handler: this.handler, log: this.log };
     this.copies = new CopyEngine({ ...parts, bandwidthBytesPerSec: opts.copyBandwidth, maxConcurrent: opts.maxConcurrentCopies });
     this.scrubber = new Scrubber(parts);
-    this.data = new DataServer((req) => this.handler.handle(req), this.log);
+    this.data = new DataServer((req) => (this.faults ? this.faults.aroundRequest(req, () => this.handler.handle(req)) : this.handler.handle(req)), this.log);
     this.admin = Fastify({ logger: false });
     this.adminRoutes();
+    registerTelemetryRoutes(this.admin, { telemetry: this.telemetry, faults: this.faults });
   }
 
   static async start(opts: StorageServerOptions): Promise<StorageServer> {
     const s = new StorageServer(opts);
     await s.store.open();
+    s.telemetry.start();
     s.dataAddr = await s.data.listen(opts.host, opts.port);
     const adminUrl = await s.admin.listen({ host: opts.adminHost, port: opts.adminPort });
     s.adminAddr = adminUrl.replace(/^https?:\/\//, '');
@@ -247,6 +276,7 @@ export class StorageServer {
     if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
     if (this.gcTimer) clearTimeout(this.gcTimer);
     this.scrubber.stop();
+    this.faults?.close();
     await this.data.close();
     await this.admin.close();
     this.peers.closeAll();
@@ -254,6 +284,7 @@ export class StorageServer {
     this.orch.close();
     await stopped;
     await this.store.close();
+    await this.telemetry.stop();
   }
 }
 
