@@ -184,6 +184,14 @@ describe('presage nbd on a 3-server cluster, real NBD clients', () => {
     const late = await run('nbdinfo', ['--json', `nbd://127.0.0.1:${port}/late`]);
     assert.equal(late.code, 0, late.stderr);
     assert.equal((JSON.parse(late.stdout) as { exports: { 'export-size': number }[] }).exports[0]!['export-size'], 2 * MiB);
+    // Deleted and created again with another size: the export follows the new volume.
+    assert.equal((await cluster.cli(['volume', 'delete', 'late'])).code, 0);
+    const again = await cluster.cli(['volume', 'create', 'late', '--size', '3MiB', '--segment-size', '1MiB', '--replicas', '1']);
+    assert.equal(again.code, 0, again.stderr);
+    const late2 = await run('nbdinfo', ['--json', `nbd://127.0.0.1:${port}/late`]);
+    assert.equal(late2.code, 0, late2.stderr);
+    assert.equal((JSON.parse(late2.stdout) as { exports: { 'export-size': number }[] }).exports[0]!['export-size'], 3 * MiB);
+    assert.equal((await cluster.cli(['volume', 'delete', 'late'])).code, 0);
     const bad = await run('nbdinfo', [`nbd://127.0.0.1:${port}/no-such-volume`]);
     assert.notEqual(bad.code, 0);
   });
