@@ -83,6 +83,7 @@ export function createOrchestratorMetrics(source: ClusterStatusSource, registry:
 /** GET /metrics on the orchestrator's HTTP server. */
 export function registerOrchestratorMetrics(app: FastifyInstance, source: ClusterStatusSource): Registry {
   const registry = createOrchestratorMetrics(source);
-  app.get('/metrics', async (_req, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()));
+  app.get('/metrics', async (_req, reply) => reply.header('content-type', registry.contentType).send((await registry.metrics()).replace(/ Nan$/gm, ' NaN')));
+  // (prom-client writes NaN as "Nan", which strict parsers reject.)
   return registry;
 }

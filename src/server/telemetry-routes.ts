@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { backfill, importHistory, type HistorySpec } from '../telemetry/history-import.ts';
 import { FAULT_PROFILES, FaultSpecError, PROFILE_INFO, type FaultInjector, type FaultProfile } from './faults.ts';
-import { parseStep, parseTime, type ServerTelemetry } from './telemetry.ts';
+import { parseStep, parseTime, prometheusText, type ServerTelemetry } from './telemetry.ts';
 
 /** At most this many points in one history answer (35 days per minute is 50 400). */
 const MAX_POINTS = 200_000;
@@ -33,7 +33,7 @@ export function registerTelemetryRoutes(app: FastifyInstance, ctx: TelemetryRout
   const bad = (reply: FastifyReply, err: unknown) => reply.code(400).send({ error: (err as Error).message ?? String(err) });
 
   app.get('/metrics', async (_req, reply) => {
-    const text = await t.registry.metrics();
+    const text = await prometheusText(t.registry);
     return reply.header('content-type', t.registry.contentType).send(text);
   });
 

@@ -50,6 +50,14 @@ export class LatencyReservoir {
   }
 }
 
+/**
+ * The registry's text exposition. prom-client writes NaN as "Nan" (e.g. the event-loop lag
+ * gauges before their first sample), which strict parsers reject: it is written as "NaN".
+ */
+export async function prometheusText(registry: Registry): Promise<string> {
+  return (await registry.metrics()).replace(/ Nan$/gm, ' NaN');
+}
+
 // ---------------------------------------------------------------------------------------------
 // Segment heat
 
