@@ -2,6 +2,8 @@
 
 import { CompactedError, type KvEvent, type KvRange, type KvStore } from '../metadata/kv.ts';
 import type { VolumeRecord, VolumeSpec } from '../metadata/model.ts';
+import type { OperatorEvent } from '../orchestrator/operator-controller.ts';
+import type { Operator, OperatorView } from '../orchestrator/operators.ts';
 import { ApiError, httpJson } from './http.ts';
 import type { ClusterStatus, HeartbeatRequest, HeartbeatResponse, RegisterRequest, SegmentView } from './types.ts';
 
@@ -58,6 +60,30 @@ export class OrchestratorClient {
 
   promote(segmentId: string, server: string): Promise<SegmentView> {
     return this.call('POST', `/v1/segments/${segmentId.split('/').map(encodeURIComponent).join('/')}/promote`, { server });
+  }
+
+  migrations(): Promise<OperatorView[]> {
+    return this.call('GET', '/v1/migrations');
+  }
+
+  migrate(req: { segmentId: string; to?: string; from?: string }): Promise<Operator> {
+    return this.call('POST', '/v1/migrations', req);
+  }
+
+  cancelMigration(id: string): Promise<{ cancelled: string }> {
+    return this.call('DELETE', `/v1/migrations/${encodeURIComponent(id)}`);
+  }
+
+  drain(server: string, reason?: string): Promise<{ server: string; draining: boolean; remaining: number }> {
+    return this.call('POST', `/v1/servers/${encodeURIComponent(server)}/drain`, { reason });
+  }
+
+  undrain(server: string): Promise<{ server: string; draining: boolean; remaining: number }> {
+    return this.call('DELETE', `/v1/servers/${encodeURIComponent(server)}/drain`);
+  }
+
+  events(): Promise<OperatorEvent[]> {
+    return this.call('GET', '/v1/events');
   }
 
   status(): Promise<ClusterStatus> {

@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { registerProcessCommands } from './process-commands.ts';
 import { registerVolumeCommands } from './volume-commands.ts';
 import { registerStatusCommand } from './status-command.ts';
+import { registerMigrationCommands } from './migration-commands.ts';
 import { registerNbdCommand } from './nbd-command.ts';
 import { registerTelemetryCommands } from './telemetry-commands.ts';
 
@@ -16,6 +17,7 @@ const program = new Command('presage')
 registerProcessCommands(program);
 registerVolumeCommands(program);
 registerStatusCommand(program);
+registerMigrationCommands(program);
 registerNbdCommand(program);
 registerTelemetryCommands(program);
 

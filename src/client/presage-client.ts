@@ -63,16 +63,19 @@ export class PresageClient {
     return c;
   }
 
-  /** Opens a volume by name; the same object is returned for the same name (flush covers all its writers). */
+  /**
+   * Opens a volume by name. The same object is returned while the volume is the same one (so a
+   * flush covers all its writers); a volume deleted and created again under the name gets a new one.
+   */
   async openVolume(name: string): Promise<Volume> {
-    const open = this.volumes.get(name);
-    if (open) return open;
     let rec = this.view.volumes.get(name);
     if (!rec) {
       await this.view.refresh();
       rec = this.view.volumes.get(name);
     }
     if (!rec) throw new Error(`no volume named "${name}"`);
+    const open = this.volumes.get(name);
+    if (open && open.record.createdAt === rec.createdAt && open.size === rec.size) return open;
     const v = new Volume(this, rec);
     this.volumes.set(name, v);
     return v;

@@ -48,6 +48,10 @@ export interface ServerRecord {
   /** Bytes the server offers for segments (its filesystem's size at registration, or configured). */
   capacityBytes: number;
   state: ServerState;
+  /** Being emptied (by hand or by predictive drain): takes no new data, its segments move away. */
+  draining?: boolean;
+  /** Why it is draining, for status and the decision log. */
+  drainReason?: string;
   registeredAt: string;
 }
 

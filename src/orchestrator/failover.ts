@@ -107,6 +107,7 @@ export class FailoverController {
   }
 
   private async proposeRepairs(): Promise<void> {
+    let pool: ReturnType<MetadataWriter['placementCandidates']> | undefined;
     for (const [segId, e] of this.view.smt) {
       const vol = this.view.volumes.get(segId.slice(0, segId.lastIndexOf('/')));
       if (!vol) continue;
@@ -121,11 +122,11 @@ export class FailoverController {
       }
       if (this.controller.get(segId)) continue;
       const holders = new Set([...e.replicas, ...(e.joining ?? [])]);
-      const candidates = this.writer.placementCandidates(holders);
-      const existing = this.writer.placementCandidates().filter((c) => holders.has(c.id));
+      // One pool per tick, so the repairs of one failure spread over the survivors.
+      pool ??= this.writer.placementCandidates(new Set(), this.controller.pendingTargets());
       let target: string | undefined;
       try {
-        [target] = pickReplicas(candidates, 1, vol.segmentSize, existing);
+        [target] = pickReplicas(pool.filter((c) => !holders.has(c.id)), 1, vol.segmentSize, pool.filter((c) => holders.has(c.id)));
       } catch {
         if (!this.stuck.has(segId)) this.log.warn({ segment: segId }, 'no server available to restore redundancy');
         this.stuck.add(segId);

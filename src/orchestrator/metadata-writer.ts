@@ -26,6 +26,7 @@ export class MetadataWriter {
       const cur = await this.kv.get(serverKey(req.id));
       const prev = cur ? (JSON.parse(cur.value) as ServerRecord) : undefined;
       const rec: ServerRecord = {
+        ...(prev?.draining ? { draining: true, drainReason: prev.drainReason } : {}),
         id: req.id,
         dataAddr: req.dataAddr,
         adminAddr: req.adminAddr,
@@ -46,16 +47,33 @@ export class MetadataWriter {
   }
 
   async setServerState(id: string, state: ServerState): Promise<void> {
+    await this.updateServer(id, (rec) => (rec.state === state ? undefined : { ...rec, state }));
+  }
+
+  /** Starts or stops draining a server: a draining server takes no new data and its segments move away. */
+  async setDraining(id: string, draining: boolean, reason?: string): Promise<ServerRecord> {
+    return this.updateServer(id, (rec) => {
+      if (!!rec.draining === draining && (!draining || rec.drainReason === reason)) return undefined;
+      const { draining: _d, drainReason: _r, ...rest } = rec;
+      return draining ? { ...rest, draining: true, drainReason: reason } : rest;
+    });
+  }
+
+  private async updateServer(id: string, change: (rec: ServerRecord) => ServerRecord | undefined): Promise<ServerRecord> {
     for (let attempt = 0; attempt < 20; attempt++) {
       const cur = await this.kv.get(serverKey(id));
       if (!cur) throw new NotFoundError(`no server ${id}`);
       const rec = JSON.parse(cur.value) as ServerRecord;
-      if (rec.state === state) return;
+      const next = change(rec);
+      if (!next) return rec;
       const r = await this.kv.txn({
         compare: [{ key: serverKey(id), modRevision: cur.modRevision }],
-        put: [{ key: serverKey(id), value: JSON.stringify({ ...rec, state }) }],
+        put: [{ key: serverKey(id), value: JSON.stringify(next) }],
       });
-      if (r.succeeded) return;
+      if (r.succeeded) {
+        await this.view.replica.waitForRevision(r.revision, 5000);
+        return next;
+      }
     }
     throw new ConflictError(`could not update server ${id}: too much contention`);
   }
@@ -72,10 +90,15 @@ export class MetadataWriter {
     return out;
   }
 
-  placementCandidates(exclude: Set<string> = new Set()): PlacementCandidate[] {
+  /**
+   * Up, non-draining servers with the bytes already assigned to them, plus `extra` (bytes that
+   * admitted operators will soon add, before they show in the SMT).
+   */
+  placementCandidates(exclude: Set<string> = new Set(), extra?: Map<string, number>): PlacementCandidate[] {
     const assigned = this.assignedBytes();
+    for (const [id, b] of extra ?? []) assigned.set(id, (assigned.get(id) ?? 0) + b);
     return [...this.view.servers.values()]
-      .filter((s) => s.state === 'up' && !exclude.has(s.id))
+      .filter((s) => s.state === 'up' && !s.draining && !exclude.has(s.id))
       .map((s) => ({ id: s.id, zone: s.zone, rack: s.rack, capacityBytes: s.capacityBytes, assignedBytes: assigned.get(s.id) ?? 0 }));
   }
 

@@ -93,6 +93,17 @@ export class OperatorController {
       .sort((a, b) => b.priority - a.priority || a.createdAt.localeCompare(b.createdAt));
   }
 
+  /** Bytes that pending operators will add to their targets once they join (not yet in the SMT). */
+  pendingTargets(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const { op } of this.ops.values()) {
+      if (op.state !== 'pending') continue;
+      const vol = this.view.volumes.get(op.segmentId.slice(0, op.segmentId.lastIndexOf('/')));
+      if (vol) out.set(op.target, (out.get(op.target) ?? 0) + vol.segmentSize);
+    }
+    return out;
+  }
+
   get(segmentId: string): Operator | undefined {
     return this.ops.get(segmentId)?.op;
   }

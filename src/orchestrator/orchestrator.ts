@@ -12,10 +12,12 @@ import { CompactedError, type KvStore } from '../metadata/kv.ts';
 import { KvReplica } from '../metadata/kv-replica.ts';
 import { ROOT, segmentIdOf, type SmtEntry } from '../metadata/model.ts';
 import type { ClusterStatus, HeartbeatRequest, RegisterRequest, SegmentView, ServerStatus } from '../api/types.ts';
+import { DrainPolicy } from './drain-policy.ts';
 import { FailoverController, type Liveness } from './failover.ts';
 import { ConflictError, MetadataWriter, NotFoundError } from './metadata-writer.ts';
 import { OperatorController, type ControllerLimits } from './operator-controller.ts';
-import { PlacementError } from './placement.ts';
+import { PRIORITY } from './operators.ts';
+import { PlacementError, pickReplicas } from './placement.ts';
 import { registerOrchestratorMetrics } from './metrics.ts';
 
 export interface OrchestratorOptions {
@@ -37,6 +39,7 @@ export class Orchestrator {
   readonly writer: MetadataWriter;
   readonly operators: OperatorController;
   readonly failover: FailoverController;
+  readonly drain: DrainPolicy;
   private readonly replica: KvReplica;
   private readonly http: FastifyInstance;
   private readonly log: Logger;
@@ -53,6 +56,7 @@ export class Orchestrator {
     this.heartbeatTimeoutMs = opts.heartbeatTimeoutMs ?? 10000;
     this.operators = new OperatorController(kv, this.view, this.writer, this.log, opts.limits);
     this.failover = new FailoverController(kv, this.view, this.writer, this.operators, this.liveness, this.heartbeatTimeoutMs, this.log, opts.repair ?? true);
+    this.drain = new DrainPolicy(this.view, this.writer, this.operators, this.log);
     this.http = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 });
     this.routes();
   }
@@ -64,6 +68,7 @@ export class Orchestrator {
     await o.replica.start();
     await o.operators.start();
     o.failover.start();
+    o.drain.start();
     o.address = await o.http.listen({ host: opts.host, port: opts.port });
     o.log.info({ address: o.address, revision: o.view.revision }, 'orchestrator listening');
     return o;
@@ -75,6 +80,7 @@ export class Orchestrator {
 
   async stop(): Promise<void> {
     this.failover.stop();
+    this.drain.stop();
     this.operators.stop();
     await this.http.close();
     await this.replica.stop();
@@ -117,6 +123,25 @@ export class Orchestrator {
       .sort((a, b) => a.name.localeCompare(b.name))
       .map((v) => ({ ...v, degradedSegments: degradedPerVolume.get(v.name) ?? 0 }));
     return { revision: this.view.revision, servers, volumes, segments: { total: this.view.smt.size, degraded }, operators: this.operators.list() };
+  }
+
+  /** A manual migration: moves `from` (default: the primary) of a segment to `to` (default: chosen by placement). */
+  async migrate(req: { segmentId?: string; to?: string; from?: string }) {
+    if (typeof req.segmentId !== 'string') throw new Error('segmentId is required');
+    await this.view.refresh();
+    const e = this.view.entry(req.segmentId);
+    if (!e) throw new NotFoundError(`no segment ${req.segmentId}`);
+    const from = req.from ?? e.replicas[0];
+    if (!e.replicas.includes(from)) throw new ConflictError(`${from} does not hold ${req.segmentId}`);
+    let to = req.to;
+    if (!to) {
+      const vol = this.view.volumes.get(req.segmentId.slice(0, req.segmentId.lastIndexOf('/')))!;
+      const holders = new Set([...e.replicas, ...(e.joining ?? [])]);
+      [to] = pickReplicas(this.writer.placementCandidates(holders), 1, vol.segmentSize, this.writer.placementCandidates().filter((x) => holders.has(x.id) && x.id !== from));
+    } else if (!this.view.servers.has(to)) {
+      throw new NotFoundError(`no server ${to}`);
+    }
+    return this.operators.propose({ segmentId: req.segmentId, kind: 'migrate', target: to, remove: from, priority: PRIORITY.manual, reason: `moved by hand from ${from}`, source: 'user' });
   }
 
   /** Fewer live replicas than the volume asks for. */
@@ -197,6 +222,37 @@ export class Orchestrator {
     });
     app.get('/v1/status', async () => this.status());
     app.get('/v1/operators', async () => this.operators.list());
+    app.get('/v1/migrations', async () => this.operators.list());
+    app.post<{ Body: { segmentId?: string; to?: string; from?: string } }>('/v1/migrations', async (req, reply) => {
+      try {
+        const r = await this.migrate(req.body ?? {});
+        return r.accepted ? reply.code(201).send(r.operator) : reply.code(409).send({ error: r.reason, existing: r.existing });
+      } catch (err) {
+        return fail(reply, err);
+      }
+    });
+    app.delete<{ Params: { id: string } }>('/v1/migrations/:id', async (req, reply) => {
+      const ok = await this.operators.cancel(decodeURIComponent(req.params.id));
+      return ok ? { cancelled: req.params.id } : reply.code(404).send({ error: `no migration ${req.params.id}` });
+    });
+    app.post<{ Params: { id: string }; Body: { reason?: string } }>('/v1/servers/:id/drain', async (req, reply) => {
+      try {
+        const rec = await this.writer.setDraining(req.params.id, true, req.body?.reason ?? 'drain requested by user');
+        this.log.info({ server: rec.id }, 'draining');
+        await this.drain.tick();
+        return { server: rec.id, draining: true, remaining: this.drain.remaining(rec.id) };
+      } catch (err) {
+        return fail(reply, err);
+      }
+    });
+    app.delete<{ Params: { id: string } }>('/v1/servers/:id/drain', async (req, reply) => {
+      try {
+        const rec = await this.writer.setDraining(req.params.id, false);
+        return { server: rec.id, draining: false, remaining: this.drain.remaining(rec.id) };
+      } catch (err) {
+        return fail(reply, err);
+      }
+    });
     app.get('/v1/events', async () => this.operators.events.slice(-1000));
     app.delete<{ Params: { id: string } }>('/v1/operators/:id', async (req, reply) => {
       const ok = await this.operators.cancel(decodeURIComponent(req.params.id));

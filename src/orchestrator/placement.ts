@@ -27,7 +27,16 @@ export function placeSegments(
     throw new PlacementError(`need ${replicas} servers up for ${replicas} replicas, have ${candidates.length}`);
   }
   const out: string[][] = [];
-  for (let i = 0; i < count; i++) out.push(pickReplicas(candidates, replicas, segmentBytes, []));
+  // Primaries take every write first: spread them too, not just the bytes.
+  const primaries = new Map<string, number>();
+  for (let i = 0; i < count; i++) {
+    const set = pickReplicas(candidates, replicas, segmentBytes, []);
+    let p = 0;
+    for (let j = 1; j < set.length; j++) if ((primaries.get(set[j]) ?? 0) < (primaries.get(set[p]) ?? 0)) p = j;
+    const ordered = [set[p], ...set.filter((_, j) => j !== p)];
+    primaries.set(ordered[0], (primaries.get(ordered[0]) ?? 0) + 1);
+    out.push(ordered);
+  }
   return out;
 }
 

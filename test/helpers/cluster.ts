@@ -104,6 +104,9 @@ export interface ClusterOptions {
   /** Extra CLI arguments per server (e.g. --zone). */
   serverArgs?: (index: number) => string[];
   orchestratorArgs?: string[];
+  /** Extra environment (e.g. PRESAGE_FAILPOINTS) for the orchestrator and for servers. */
+  orchestratorEnv?: NodeJS.ProcessEnv;
+  serverEnv?: NodeJS.ProcessEnv;
 }
 
 export class TestCluster {
@@ -143,7 +146,7 @@ export class TestCluster {
   async startOrchestrator(): Promise<void> {
     const args = ['orchestrator', '--dir', path.join(this.root, 'orchestrator'), '--listen', `127.0.0.1:${this.orchestratorPort}`];
     if (this.opts.heartbeatTimeoutMs) args.push('--heartbeat-timeout', String(this.opts.heartbeatTimeoutMs));
-    this.orchestrator = await spawnPresage([...args, ...(this.opts.orchestratorArgs ?? [])], /orchestrator listening/);
+    this.orchestrator = await spawnPresage([...args, ...(this.opts.orchestratorArgs ?? [])], /orchestrator listening/, this.opts.orchestratorEnv);
   }
 
   async startServer(index: number): Promise<ServerHandle> {
@@ -151,7 +154,7 @@ export class TestCluster {
     s.proc = await spawnPresage([
       'server', '--dir', s.dir, '--orchestrator', this.url,
       '--listen', `127.0.0.1:${s.port}`, '--admin', `127.0.0.1:${s.adminPort}`, ...s.extraArgs,
-    ], /serving data on/);
+    ], /serving data on/, this.opts.serverEnv);
     s.id = /server (\S+) serving/.exec(s.proc.stdout)![1];
     return s;
   }

@@ -1,0 +1,98 @@
+// Draining: every segment replica on a draining server is moved to a healthy server, one
+// operator per segment, highest priority first. Used by `presage drain` and by predictive drain.
+
+import type { Logger } from '../common/log.ts';
+import type { ClusterView } from '../metadata/cluster-view.ts';
+import type { MetadataWriter } from './metadata-writer.ts';
+import type { OperatorController } from './operator-controller.ts';
+import { pickReplicas } from './placement.ts';
+import { migrationPriority } from './priority.ts';
+
+export interface DrainCandidate {
+  segmentId: string;
+  server: string;
+  priority: number;
+}
+
+export class DrainPolicy {
+  private timer?: NodeJS.Timeout;
+  private stopped = false;
+
+  constructor(
+    private readonly view: ClusterView,
+    private readonly writer: MetadataWriter,
+    private readonly controller: OperatorController,
+    private readonly log: Logger,
+    /** Per-segment access rate (ops/s) for priority; 0 when unknown. */
+    private readonly accessRate: (segmentId: string) => number = () => 0,
+    /** Risk (0..1) of a draining server; 1 for a drain asked by hand. */
+    private readonly riskOf: (serverId: string) => number = () => 1,
+  ) {}
+
+  start(intervalMs = 500): void {
+    const loop = async () => {
+      if (this.stopped) return;
+      await this.tick().catch((err) => this.log.error({ err }, 'drain tick failed'));
+      if (!this.stopped) this.timer = setTimeout(loop, intervalMs);
+    };
+    this.timer = setTimeout(loop, intervalMs);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  /** Segments still to move off draining servers, most urgent first. */
+  candidates(): DrainCandidate[] {
+    const out: DrainCandidate[] = [];
+    for (const s of this.view.servers.values()) {
+      if (!s.draining || s.state !== 'up') continue;
+      const risk = this.riskOf(s.id);
+      for (const [segId, e] of this.view.smt) {
+        if (!e.replicas.includes(s.id)) continue;
+        const vol = this.view.volumes.get(segId.slice(0, segId.lastIndexOf('/')));
+        if (!vol) continue;
+        out.push({ segmentId: segId, server: s.id, priority: migrationPriority({ risk, accessRate: this.accessRate(segId), criticality: vol.criticality }) });
+      }
+    }
+    return out.sort((a, b) => b.priority - a.priority || a.segmentId.localeCompare(b.segmentId));
+  }
+
+  /** Segments of a server not yet moved away. */
+  remaining(serverId: string): number {
+    let n = 0;
+    for (const e of this.view.smt.values()) if (e.replicas.includes(serverId)) n++;
+    return n;
+  }
+
+  async tick(): Promise<void> {
+    // One candidate list for the whole tick: each pick adds to its target's assigned bytes, so
+    // the segments of a drained server spread out instead of all landing on the emptiest one.
+    const pool = this.writer.placementCandidates(new Set(), this.controller.pendingTargets());
+    for (const c of this.candidates()) {
+      if (this.stopped) return;
+      if (this.controller.get(c.segmentId)) continue;
+      const e = this.view.entry(c.segmentId);
+      const vol = this.view.volumes.get(c.segmentId.slice(0, c.segmentId.lastIndexOf('/')));
+      if (!e || !vol) continue;
+      const holders = new Set([...e.replicas, ...(e.joining ?? [])]);
+      let target: string;
+      try {
+        [target] = pickReplicas(pool.filter((x) => !holders.has(x.id)), 1, vol.segmentSize, pool.filter((x) => holders.has(x.id) && x.id !== c.server));
+      } catch {
+        continue; // no healthy server with room: try again next tick
+      }
+      const server = this.view.servers.get(c.server);
+      await this.controller.propose({
+        segmentId: c.segmentId,
+        kind: 'migrate',
+        target,
+        remove: c.server,
+        priority: c.priority,
+        reason: `drain ${c.server}${server?.drainReason ? `: ${server.drainReason}` : ''}`,
+        source: 'drain',
+      });
+    }
+  }
+}
