@@ -175,10 +175,18 @@ class Workload {
     }
   }
 
-  /** The first op of that kind issued at or after `after` to complete, as its completion time. */
-  firstCompletion(op: 'read' | 'write', after: number): number | undefined {
+  /**
+   * The completion time of the first op of that kind to complete after `after`: only among ops
+   * issued after it when `issuedAfter` (none of those can have been served by a server that was
+   * dead by then), or among every op, in flight at that moment included (the victim may have
+   * answered one of those just before it died, so this is a lower bound).
+   */
+  firstCompletion(op: 'read' | 'write', after: number, issuedAfter = true): number | undefined {
     let best: number | undefined;
-    for (const r of this.ops) if (r.op === op && r.start >= after && (best === undefined || r.end < best)) best = r.end;
+    for (const r of this.ops) {
+      if (r.op !== op || r.end < after || (issuedAfter && r.start < after)) continue;
+      if (best === undefined || r.end < best) best = r.end;
+    }
     return best;
   }
 }
@@ -250,10 +258,14 @@ interface Trial {
   exitMs: number;
   readStallMs?: number;
   writeStallMs?: number;
+  readStallLoMs?: number;
+  writeStallLoMs?: number;
   detectMs?: number;
   failoverMs: number;
   repairBytes: number;
   repairSegments: number;
+  /** Distinct servers left holding the victim's segments: every copy reads from one of them. */
+  sources: number;
   repairMs: number;
   repairMBps: number;
   cpMs: number;
@@ -279,7 +291,7 @@ function machine(): string[] {
 
 function usage(msg?: string): never {
   if (msg) console.error(`error: ${msg}`);
-  console.error('usage: npx tsx bench/failover-bench.ts [--trials N] [--heartbeat-timeout MS] [--size-mib N] [--segment-mib N] [--readers N] [--writers N] [--out FILE|-]');
+  console.error('usage: npx tsx bench/failover-bench.ts [--trials N] [--heartbeat-timeout MS] [--size-mib N] [--segment-mib N] [--readers N] [--writers N] [--fault kill|hang] [--request-timeout MS] [--out FILE|-]');
   process.exit(2);
 }
 
@@ -297,6 +309,8 @@ async function main(): Promise<void> {
       options: {
         trials: { type: 'string' },
         'heartbeat-timeout': { type: 'string' },
+        fault: { type: 'string' },
+        'request-timeout': { type: 'string' },
         'size-mib': { type: 'string' },
         'segment-mib': { type: 'string' },
         readers: { type: 'string' },
@@ -315,10 +329,16 @@ async function main(): Promise<void> {
   const segMiB = intArg(parsed['segment-mib'], 'segment-mib', 32, 1);
   const readers = intArg(parsed.readers, 'readers', 4, 1);
   const writers = intArg(parsed.writers, 'writers', 4, 1);
+  // kill: SIGKILL (the kernel resets its connections, so clients notice at once). hang: SIGSTOP
+  // (connections stay open and nothing answers, like a frozen host or a partition; the process is
+  // SIGKILLed once the stall has been measured).
+  const fault = parsed.fault ?? 'kill';
+  if (fault !== 'kill' && fault !== 'hang') usage('--fault must be kill or hang');
+  const requestTimeoutMs = intArg(parsed['request-timeout'], 'request-timeout', 2000, 1);
   if ((segMiB & (segMiB - 1)) !== 0) usage('--segment-mib must be a power of two');
   if (sizeMiB % segMiB !== 0) usage('--size-mib must be a multiple of --segment-mib');
   const date = new Date().toISOString().slice(0, 10);
-  const out = parsed.out ?? path.join(REPO, `bench/results/failover-${date}.md`);
+  const out = parsed.out ?? path.join(REPO, `bench/results/failover-${date}${fault === 'hang' ? '-hang' : ''}.md`);
   const size = sizeMiB * MiB;
   const segSize = segMiB * MiB;
   const blocksPerSeg = segSize / BLOCK;
@@ -367,7 +387,7 @@ async function main(): Promise<void> {
       });
       const api = new OrchestratorClient(cluster.url);
       await api.createVolume({ name: VOLUME, size, segmentSize: segSize, replicas: 2 });
-      client = await PresageClient.connect({ orchestratorUrl: cluster.url, requestTimeoutMs: 2000 });
+      client = await PresageClient.connect({ orchestratorUrl: cluster.url, requestTimeoutMs });
       const vol = await client.openVolume(VOLUME);
       const model = new Model(size / BLOCK);
 
@@ -408,8 +428,10 @@ async function main(): Promise<void> {
       const handle = cluster.serverById(victim);
       const killWall = Date.now();
       const tKill = performance.now();
-      await cluster.killServer(handle.index, 'SIGKILL');
-      const tExit = performance.now();
+      if (fault === 'kill') await cluster.killServer(handle.index, 'SIGKILL');
+      else handle.proc!.child.kill('SIGSTOP');
+      // A stopped process answers nothing more from the moment the signal lands.
+      const tExit = fault === 'kill' ? performance.now() : tKill;
 
       // Failover: the orchestrator's log says when it marked the victim down and moved its entries.
       const orch = cluster.orchestrator!;
@@ -427,6 +449,7 @@ async function main(): Promise<void> {
       const firstWrite = wl.firstCompletion('write', tExit);
       const during = wl.ops.filter((o) => o.end >= tKill);
       const maxOpMs = Math.max(0, ...during.map((o) => o.end - o.start));
+      if (fault === 'hang') await cluster.killServer(handle.index, 'SIGKILL');
 
       // Re-replication: until every segment has 2 replicas again on the 3 survivors.
       const restored = await waitFor('replication factor restored', () => fullyReplicated(api, 2, 3), 300000, 50);
@@ -455,18 +478,22 @@ async function main(): Promise<void> {
       if (fs.statSync(dst).size !== repairBytes) problems.push(`trial ${t}: cp produced a file of the wrong size`);
       fs.rmSync(dst, { force: true });
 
+      const sinceKill = (at: number | undefined) => (at === undefined ? undefined : at - tKill);
       const repairMBps = repairBytes / 1e6 / (repairMs / 1000);
       const cpMBps = repairBytes / 1e6 / (cpMs / 1000);
       const trial: Trial = {
         victim,
         affectedSegments: affected.length,
         exitMs: tExit - tKill,
-        readStallMs: firstRead === undefined ? undefined : firstRead - tKill,
-        writeStallMs: firstWrite === undefined ? undefined : firstWrite - tKill,
+        readStallMs: sinceKill(firstRead),
+        writeStallMs: sinceKill(firstWrite),
+        readStallLoMs: sinceKill(wl.firstCompletion('read', tExit, false)),
+        writeStallLoMs: sinceKill(wl.firstCompletion('write', tExit, false)),
         detectMs: detectWall === undefined ? undefined : detectWall - killWall,
         failoverMs: failWall - killWall,
         repairBytes,
         repairSegments: lost.length,
+        sources: new Set(lost.flatMap((x) => x.replicas.filter((r) => r !== victim))).size,
         repairMs,
         repairMBps,
         cpMs,
@@ -521,19 +548,22 @@ async function main(): Promise<void> {
   const summary = (name: string, unit: string, v: number[], fmt: (n: number) => string) =>
     `| ${name} | ${unit} | ${fmt(pct(v, 50))} | ${fmt(pct(v, 99))} | ${fmt(Math.max(...v))} | ${fmt(Math.min(...v))} |`;
   const lines: string[] = [];
-  lines.push(`# Failover benchmark, ${date}`, '', 'Machine:', '', ...header, `- load average at end: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`, '');
+  lines.push(`# Failover benchmark (${fault === "kill" ? "SIGKILL" : "hang"}), ${date}`, '', 'Machine:', '', ...header, `- load average at end: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`, '');
   lines.push(
-    `Setup: orchestrator + 4 storage servers on loopback (real processes, SIGKILL), heartbeat timeout **${hbTimeout} ms** ` +
+    `Setup: orchestrator + 4 storage servers on loopback (real processes), fault **${fault === 'kill' ? 'SIGKILL' : 'hang (SIGSTOP, SIGKILL after the stall is measured)'}**, heartbeat timeout **${hbTimeout} ms** ` +
+    `(client request timeout ${requestTimeoutMs} ms) ` +
     `(servers heartbeat every ${Math.max(100, Math.min(1000, Math.floor(hbTimeout / 5)))} ms), default copy limits (2 copies per server, no bandwidth cap); ` +
     `volume ${sizeMiB} MiB, ${segMiB} MiB segments, 2 replicas; ` +
     `${trials} trials, each on a fresh cluster with the volume filled first (fill p50 ${f1(pct(fillSecs, 50))} s, ${f1(size / 1e6 / pct(fillSecs, 50))} MB/s through the client); the victim is the server that leads the most segments; closed loop of ${readers} readers + ${writers} writers, 4 KiB, on the segments whose primary is the victim. ` +
-    `Stall = SIGKILL → first completion of an op issued after the victim exited. Re-replication = orchestrator's failover commit → replication factor restored (polled every 50 ms), over every segment that lost a replica; ` +
+    `Stall = SIGKILL → first completion of an op issued after the victim was seen to exit (none of those can have been served by it; an upper bound by one op's service time); ` +
+    `the per-trial lower bound in parentheses also counts ops in flight at the fault (one of those may have been answered by the victim just before the signal landed, so it can read near 0). Re-replication = orchestrator's failover commit → replication factor restored (polled every 50 ms), over every segment that lost a replica; ` +
     `reference = \`cp --reflink=never\` of a file of the same size + \`sync FILE\`, same filesystem.`,
     '',
   );
   lines.push('| metric | unit | p50 | p99 | max | min |', '|---|---|---:|---:|---:|---:|');
-  lines.push(summary('first READ after SIGKILL', 'ms', col((t) => t.readStallMs), f0));
-  lines.push(summary('first WRITE after SIGKILL', 'ms', col((t) => t.writeStallMs), f0));
+  const sig = fault === 'kill' ? 'SIGKILL' : 'SIGSTOP';
+  lines.push(summary(`**first READ after ${sig}**`, 'ms', col((t) => t.readStallMs), f0));
+  lines.push(summary(`**first WRITE after ${sig}**`, 'ms', col((t) => t.writeStallMs), f0));
   lines.push(summary('marked down (orchestrator)', 'ms', col((t) => t.detectMs), f0));
   lines.push(summary('entries failed over (orchestrator)', 'ms', col((t) => t.failoverMs), f0));
   lines.push(summary('re-replication time', 's', col((t) => t.repairMs / 1000), f2));
@@ -542,10 +572,10 @@ async function main(): Promise<void> {
   lines.push(summary('re-replication / cp', 'ratio', col((t) => t.ratio), f2));
   lines.push('', `p99 is nearest-rank over ${results.length} trial(s): with fewer than 100 trials it is the largest value. MB = 10^6 bytes.`, '');
   lines.push('Per trial:', '');
-  lines.push('| # | victim | segs led | exited ms | first read ms | first write ms | down ms | failed over ms | max op ms | re-replicated MiB | time s | MB/s | cp MB/s | ratio |');
-  lines.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push('| # | victim | segs led | exited ms | first read ms (lower) | first write ms (lower) | down ms | failed over ms | max op ms | re-replicated MiB | sources | time s | MB/s | cp MB/s | ratio |');
+  lines.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   results.forEach((r, i) => lines.push(
-    `| ${i + 1} | ${r.victim.slice(0, 12)} | ${r.affectedSegments} | ${f0(r.exitMs)} | ${f0(r.readStallMs)} | ${f0(r.writeStallMs)} | ${f0(r.detectMs)} | ${f0(r.failoverMs)} | ${f0(r.maxOpMs)} | ${r.repairBytes / MiB} | ${f2(r.repairMs / 1000)} | ${f1(r.repairMBps)} | ${f1(r.cpMBps)} | ${f2(r.ratio)} |`,
+    `| ${i + 1} | ${r.victim.slice(0, 12)} | ${r.affectedSegments} | ${f0(r.exitMs)} | ${f0(r.readStallMs)} (${f0(r.readStallLoMs)}) | ${f0(r.writeStallMs)} (${f0(r.writeStallLoMs)}) | ${f0(r.detectMs)} | ${f0(r.failoverMs)} | ${f0(r.maxOpMs)} | ${r.repairBytes / MiB} | ${r.sources} | ${f2(r.repairMs / 1000)} | ${f1(r.repairMBps)} | ${f1(r.cpMBps)} | ${f2(r.ratio)} |`,
   ));
   lines.push('', `Data checks: ${problems.length === 0 ? 'passed — no I/O error reached the client, every read was well-formed and never older than an acknowledged write, replicas of every re-replicated segment agree block by block, and every block of the victim\'s segments holds its last acknowledged write.' : 'FAILED:'}`);
   for (const p of problems) lines.push(`- ${p}`);
