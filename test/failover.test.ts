@@ -9,7 +9,7 @@ import type { SegmentView } from '../src/api/types.ts';
 import { PresageClient } from '../src/client/presage-client.ts';
 import { ConnectionPool } from '../src/protocol/connection.ts';
 import { Op, Status } from '../src/protocol/messages.ts';
-import { TestCluster } from './helpers/cluster.ts';
+import { TestCluster, metaBackends } from './helpers/cluster.ts';
 import { VerifyingWorkload, randomBytes, prng } from './helpers/workload.ts';
 
 const MiB = 1024 * 1024;
@@ -34,12 +34,13 @@ async function fullyReplicated(api: OrchestratorClient, volume: string, want: nu
   return ok ? segs : false;
 }
 
-describe('replication and reactive failover', () => {
+for (const meta of metaBackends()) describe(`replication and reactive failover [${meta} metadata]`, () => {
   let cluster: TestCluster;
   let api: OrchestratorClient;
 
   before(async () => {
     cluster = await TestCluster.start({
+      meta,
       servers: 4,
       heartbeatTimeoutMs: 2000,
       serverArgs: () => ['--gc-grace', '1500', '--scrub-interval', '0'],

@@ -7,16 +7,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PresageClient } from '../src/client/presage-client.ts';
 import { OrchestratorClient } from '../src/api/orchestrator-client.ts';
-import { TestCluster } from './helpers/cluster.ts';
+import { TestCluster, metaBackends } from './helpers/cluster.ts';
 import { VerifyingWorkload, prng, randomBytes } from './helpers/workload.ts';
 
 const MiB = 1024 * 1024;
 
-describe('foundation: a 3-server cluster on loopback', () => {
+for (const meta of metaBackends()) describe(`foundation: a 3-server cluster on loopback [${meta} metadata]`, () => {
   let cluster: TestCluster;
 
   before(async () => {
-    cluster = await TestCluster.start({ servers: 3 });
+    cluster = await TestCluster.start({ servers: 3, meta });
   });
   after(async () => {
     await cluster?.stop();

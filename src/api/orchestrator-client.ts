@@ -11,10 +11,35 @@ export class OrchestratorClient {
   /** Aborted by close(): ends long-polls at once so a closing process does not linger. */
   private readonly closing = new AbortController();
 
-  constructor(readonly baseUrl: string) {}
+  private base?: string;
 
-  private call<T>(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
-    return httpJson<T>(this.baseUrl, method, path, body, timeoutMs, this.closing.signal);
+  /**
+   * `target` is the orchestrator's URL, or a function that finds the active orchestrator (with
+   * etcd, from the leader election); it is asked again when a call cannot reach the one it had
+   * or is told "not the leader".
+   */
+  constructor(private readonly target: string | (() => Promise<string>)) {
+    if (typeof target === 'string') this.base = target;
+  }
+
+  /** The URL calls currently go to (undefined until first resolved). */
+  get baseUrl(): string | undefined {
+    return this.base;
+  }
+
+  private async call<T>(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+    if (typeof this.target === 'string') return httpJson<T>(this.target, method, path, body, timeoutMs, this.closing.signal);
+    for (let attempt = 0; ; attempt++) {
+      this.base ??= await this.target();
+      try {
+        return await httpJson<T>(this.base, method, path, body, timeoutMs, this.closing.signal);
+      } catch (err) {
+        const moved = err instanceof ApiError && (err.status === 0 || (err.status === 503 && /not the leader/.test(err.message)));
+        if (!moved || attempt >= 3 || this.closing.signal.aborted) throw err;
+        this.base = undefined; // find the leader again
+        await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+      }
+    }
   }
 
   /** Cancels every call in flight (they reject); later calls fail at once. */

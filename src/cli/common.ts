@@ -3,13 +3,36 @@
 import { InvalidArgumentError, Option } from 'commander';
 import { parseSize } from '../common/size.ts';
 import { normaliseUrl } from '../common/address.ts';
+import { connectMeta, type MetaConnection, type MetaTarget } from '../api/connect.ts';
+import type { OrchestratorClient } from '../api/orchestrator-client.ts';
+import { parseMetaOption } from '../metadata/backend.ts';
 
 export const DEFAULT_ORCHESTRATOR = 'http://127.0.0.1:7400';
 
 export function orchestratorOption(): Option {
-  return new Option('-o, --orchestrator <url>', 'orchestrator URL (or host:port)')
-    .env('PRESAGE_ORCHESTRATOR')
-    .default(DEFAULT_ORCHESTRATOR);
+  return new Option('-o, --orchestrator <url>', `orchestrator URL or host:port (default ${DEFAULT_ORCHESTRATOR}; with --meta etcd://… the leader is found in etcd)`)
+    .env('PRESAGE_ORCHESTRATOR');
+}
+
+export function metaOption(): Option {
+  return new Option('--meta <url>', 'metadata store: "embedded" (the orchestrator\'s own) or etcd://HOST:PORT[,HOST:PORT…]')
+    .env('PRESAGE_META');
+}
+
+/** Where the cluster is, from --orchestrator / --meta (and their environment variables). */
+export function connectTarget(opts: { orchestrator?: string; meta?: string }): MetaTarget {
+  const backend = parseMetaOption(opts.meta);
+  if (backend.kind === 'etcd') return { meta: opts.meta, orchestratorUrl: opts.orchestrator ? normaliseUrl(opts.orchestrator) : undefined };
+  return { orchestratorUrl: orchestratorUrl(opts) };
+}
+
+const openConnections: MetaConnection[] = [];
+
+/** The orchestrator API for a one-shot command; its connections close when the command ends. */
+export function apiFor(opts: { orchestrator?: string; meta?: string }): OrchestratorClient {
+  const conn = connectMeta(connectTarget(opts));
+  openConnections.push(conn);
+  return conn.api;
 }
 
 export function intArg(name: string, min: number, max: number) {
@@ -28,6 +51,8 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<void> | 
     } catch (err) {
       process.stderr.write(`presage: ${(err as Error).message ?? String(err)}\n`);
       process.exit(1);
+    } finally {
+      await Promise.all(openConnections.splice(0).map((c) => c.close().catch(() => {})));
     }
   };
 }

@@ -2,10 +2,10 @@
 
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { OrchestratorClient } from '../api/orchestrator-client.ts';
+import type { OrchestratorClient } from '../api/orchestrator-client.ts';
 import { formatBytes } from '../common/size.ts';
 import type { OperatorView } from '../orchestrator/operators.ts';
-import { action, isTty, orchestratorOption, orchestratorUrl, printJson } from './common.ts';
+import { action, isTty, orchestratorOption, printJson, metaOption, apiFor } from './common.ts';
 import { table } from './table.ts';
 
 type Common = { orchestrator: string; json?: boolean };
@@ -19,9 +19,10 @@ export function registerMigrationCommands(program: Command): void {
     .option('--from <server>', 'the replica to replace (default: the primary)')
     .option('--wait', 'wait until the migration is committed (or rolled back)')
     .addOption(orchestratorOption())
+    .addOption(metaOption())
     .option('--json', 'print JSON')
     .action(action(async (segment: string, opts: Common & { to?: string; from?: string; wait?: boolean }) => {
-      const api = new OrchestratorClient(orchestratorUrl(opts));
+      const api = apiFor(opts);
       const op = await api.migrate({ segmentId: segment, to: opts.to, from: opts.from });
       if (!opts.wait) {
         if (opts.json) return printJson(op);
@@ -43,9 +44,10 @@ export function registerMigrationCommands(program: Command): void {
     .option('--reason <text>', 'recorded in the decision log')
     .option('--wait', 'wait until nothing is left on the server')
     .addOption(orchestratorOption())
+    .addOption(metaOption())
     .option('--json', 'print JSON')
     .action(action(async (server: string, opts: Common & { undo?: boolean; reason?: string; wait?: boolean }) => {
-      const api = new OrchestratorClient(orchestratorUrl(opts));
+      const api = apiFor(opts);
       if (opts.undo) {
         const r = await api.undrain(server);
         if (opts.json) return printJson(r);
@@ -69,9 +71,10 @@ export function registerMigrationCommands(program: Command): void {
     .description('list data movement in flight (migrations, drains, repairs) with progress')
     .option('-w, --watch', 'keep showing progress until nothing is moving')
     .addOption(orchestratorOption())
+    .addOption(metaOption())
     .option('--json', 'print JSON')
     .action(action(async (opts: Common & { watch?: boolean }) => {
-      const api = new OrchestratorClient(orchestratorUrl(opts));
+      const api = apiFor(opts);
       if (opts.watch) return watch(api, (ops) => ops.length > 0, opts.json === true);
       const ops = await api.migrations();
       if (opts.json) return printJson(ops);
@@ -83,9 +86,10 @@ export function registerMigrationCommands(program: Command): void {
     .command('cancel <id>')
     .description('cancel a migration (by id or segment): the copy stops and the SMT is left as it was')
     .addOption(orchestratorOption())
+    .addOption(metaOption())
     .option('--json', 'print JSON')
     .action(action(async (id: string, opts: Common) => {
-      const r = await new OrchestratorClient(orchestratorUrl(opts)).cancelMigration(id);
+      const r = await apiFor(opts).cancelMigration(id);
       if (opts.json) return printJson(r);
       process.stdout.write(`cancelled ${id}\n`);
     }));

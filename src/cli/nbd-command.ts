@@ -10,7 +10,7 @@ import { parseHostPort } from '../common/address.ts';
 import { createLogger } from '../common/log.ts';
 import { NbdServer, type NbdListenOptions } from '../nbd/nbd-server.ts';
 import { PresageBlockDeviceProvider } from '../nbd/presage-provider.ts';
-import { action, intArg, orchestratorOption, orchestratorUrl } from './common.ts';
+import { action, intArg, orchestratorOption, metaOption, connectTarget } from './common.ts';
 
 export const DEFAULT_NBD_LISTEN = '127.0.0.1:10809';
 
@@ -26,6 +26,7 @@ export function registerNbdCommand(program: Command): void {
     .command('nbd')
     .description('export volumes over NBD (export name = volume name) for qemu, nbdcopy, fio, nbd-client')
     .addOption(orchestratorOption())
+    .addOption(metaOption())
     .option('-l, --listen <host:port>', `TCP address (default ${DEFAULT_NBD_LISTEN} unless only --socket is given)`)
     .option('-s, --socket <path>', 'also (or only) listen on this Unix socket')
     .option('--max-in-flight <n>', 'requests processed at once per NBD connection', intArg('max in flight', 1, 4096), 64)
@@ -38,7 +39,7 @@ export function registerNbdCommand(program: Command): void {
       }
 
       const log = createLogger('nbd');
-      const client = await PresageClient.connect({ orchestratorUrl: orchestratorUrl(opts), logger: log });
+      const client = await PresageClient.connect({ ...connectTarget(opts), logger: log });
       const provider = new PresageBlockDeviceProvider(client);
       // One NbdServer per listener (it binds one address); they share the provider, hence the volumes.
       const servers: NbdServer[] = [];

@@ -6,7 +6,7 @@ import { parseHostPort } from '../common/address.ts';
 import { createLogger } from '../common/log.ts';
 import { Orchestrator } from '../orchestrator/orchestrator.ts';
 import { StorageServer } from '../server/storage-server.ts';
-import { action, intArg, orchestratorOption, orchestratorUrl, sizeArg } from './common.ts';
+import { action, connectTarget, intArg, metaOption, orchestratorOption, sizeArg } from './common.ts';
 
 function stopOn(signals: NodeJS.Signals[], stop: () => Promise<void>): void {
   let stopping = false;
@@ -29,14 +29,20 @@ export function registerProcessCommands(program: Command): void {
     .option('--max-copies-per-server <n>', 'concurrent copies one server may take part in', intArg('max copies per server', 1, 64), 2)
     .option('--max-copies-cluster <n>', 'concurrent copies in the whole cluster', intArg('max copies in the cluster', 1, 10000), 16)
     .option('--no-repair', 'do not re-replicate segments that lost a replica')
-    .action(action(async (opts: { dir: string; listen: string; heartbeatTimeout: number; maxCopiesPerServer: number; maxCopiesCluster: number; repair: boolean }) => {
+    .addOption(metaOption())
+    .option('--election-ttl <seconds>', 'with etcd: a dead leader is replaced after about this long', intArg('election ttl', 1, 600), 3)
+    .action(action(async (opts: { dir: string; listen: string; heartbeatTimeout: number; maxCopiesPerServer: number; maxCopiesCluster: number; repair: boolean; meta?: string; electionTtl: number }) => {
       const { host, port } = parseHostPort(opts.listen, '--listen');
       const log = createLogger('orchestrator');
       const o = await Orchestrator.start({
         dir: opts.dir, host, port, logger: log, heartbeatTimeoutMs: opts.heartbeatTimeout, repair: opts.repair,
         limits: { maxCopiesPerServer: opts.maxCopiesPerServer, maxCopiesCluster: opts.maxCopiesCluster },
+        meta: opts.meta,
+        electionTtlSeconds: opts.electionTtl,
+        // A deposed leader must stop acting at once; exit so a supervisor restarts it as a standby.
+        onLostLeadership: () => process.exit(3),
       });
-      process.stdout.write(`orchestrator listening on ${o.url}\n`);
+      process.stdout.write(`orchestrator listening on ${o.url}${o.isLeader ? '' : ' (standby)'}\n`);
       stopOn(['SIGINT', 'SIGTERM'], () => o.stop());
     }));
 
@@ -45,6 +51,7 @@ export function registerProcessCommands(program: Command): void {
     .description('run a storage server: segments, data protocol, replication, admin API')
     .option('-d, --dir <dir>', 'data directory', './presage-server')
     .addOption(orchestratorOption())
+    .addOption(metaOption())
     .option('-l, --listen <host:port>', 'data protocol address', '127.0.0.1:7500')
     .option('-a, --admin <host:port>', 'admin HTTP address (/healthz)', '127.0.0.1:7600')
     .option('--zone <zone>', 'failure domain: zone label')
@@ -58,13 +65,13 @@ export function registerProcessCommands(program: Command): void {
     .option('--telemetry-interval <ms>', 'telemetry sampling interval', intArg('telemetry interval', 100, 3_600_000), 5000)
     .option('--telemetry-retention <days>', 'days of per-minute telemetry kept in <dir>/telemetry.sqlite', intArg('telemetry retention', 1, 3650), 35)
     .option('--smart <device>', 'SMART device to read (e.g. /dev/sda), "auto" (the data directory\'s disk) or "off"', 'auto')
-    .action(action(async (opts: { dir: string; orchestrator: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number; copyBandwidth: number; maxCopies: number; scrubInterval: number; gcGrace: number; allowFaults?: boolean; telemetryInterval: number; telemetryRetention: number; smart: string }) => {
+    .action(action(async (opts: { dir: string; orchestrator?: string; meta?: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number; copyBandwidth: number; maxCopies: number; scrubInterval: number; gcGrace: number; allowFaults?: boolean; telemetryInterval: number; telemetryRetention: number; smart: string }) => {
       const data = parseHostPort(opts.listen, '--listen');
       const admin = parseHostPort(opts.admin, '--admin');
       const log = createLogger('server');
       const s = await StorageServer.start({
         dir: opts.dir,
-        orchestratorUrl: orchestratorUrl(opts),
+        ...connectTarget(opts),
         host: data.host,
         port: data.port,
         adminHost: admin.host,

@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
-import { OrchestratorClient } from '../api/orchestrator-client.ts';
 import { formatBytes } from '../common/size.ts';
-import { action, isTty, orchestratorOption, orchestratorUrl, printJson } from './common.ts';
+import { action, isTty, orchestratorOption, printJson, metaOption, apiFor } from './common.ts';
 import { colour, table } from './table.ts';
 
 export function registerStatusCommand(program: Command): void {
@@ -9,9 +8,10 @@ export function registerStatusCommand(program: Command): void {
     .command('status')
     .description('show servers, volumes and segments per server')
     .addOption(orchestratorOption())
+    .addOption(metaOption())
     .option('--json', 'print JSON')
     .action(action(async (opts: { orchestrator: string; json?: boolean }) => {
-      const st = await new OrchestratorClient(orchestratorUrl(opts)).status();
+      const st = await apiFor(opts).status();
       if (opts.json) return printJson(st);
       const c = colour(isTty());
       const out: string[] = [];

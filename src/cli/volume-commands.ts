@@ -1,10 +1,9 @@
 import fs from 'node:fs';
 import type { Command } from 'commander';
-import { OrchestratorClient } from '../api/orchestrator-client.ts';
 import { PresageClient, type Volume } from '../client/presage-client.ts';
 import { formatBytes } from '../common/size.ts';
 import { CRITICALITY, type Criticality } from '../metadata/model.ts';
-import { action, intArg, isTty, orchestratorOption, orchestratorUrl, printJson, sizeArg } from './common.ts';
+import { action, intArg, isTty, orchestratorOption, printJson, sizeArg, metaOption, apiFor, connectTarget } from './common.ts';
 import { ByteProgress } from './progress.ts';
 import { table } from './table.ts';
 
@@ -24,10 +23,11 @@ export function registerVolumeCommands(program: Command): void {
     .option('-r, --replicas <n>', 'replication factor (1-5)', intArg('replicas', 1, 5), 2)
     .option('-c, --criticality <class>', `criticality class (${CRITICALITY.join(', ')})`, 'normal')
     .addOption(orchestratorOption())
+    .addOption(metaOption())
     .option('--json', 'print JSON')
     .action(action(async (name: string, opts: Common & { size: number; segmentSize: number; replicas: number; criticality: string }) => {
       if (!CRITICALITY.includes(opts.criticality as Criticality)) throw new Error(`criticality must be one of ${CRITICALITY.join(', ')}`);
-      const v = await new OrchestratorClient(orchestratorUrl(opts)).createVolume({
+      const v = await apiFor(opts).createVolume({
         name, size: opts.size, segmentSize: opts.segmentSize, replicas: opts.replicas, criticality: opts.criticality as Criticality,
       });
       if (opts.json) return printJson(v);
@@ -38,9 +38,10 @@ export function registerVolumeCommands(program: Command): void {
     .command('list')
     .description('list volumes')
     .addOption(orchestratorOption())
+    .addOption(metaOption())
     .option('--json', 'print JSON')
     .action(action(async (opts: Common) => {
-      const vols = await new OrchestratorClient(orchestratorUrl(opts)).listVolumes();
+      const vols = await apiFor(opts).listVolumes();
       if (opts.json) return printJson(vols);
       if (vols.length === 0) return void process.stdout.write('no volumes\n');
       process.stdout.write(table(
@@ -53,9 +54,10 @@ export function registerVolumeCommands(program: Command): void {
     .command('delete <name>')
     .description('delete a volume and its data')
     .addOption(orchestratorOption())
+    .addOption(metaOption())
     .option('--json', 'print JSON')
     .action(action(async (name: string, opts: Common) => {
-      const r = await new OrchestratorClient(orchestratorUrl(opts)).deleteVolume(name);
+      const r = await apiFor(opts).deleteVolume(name);
       if (opts.json) return printJson(r);
       process.stdout.write(`deleted volume ${name}\n`);
     }));
@@ -64,6 +66,7 @@ export function registerVolumeCommands(program: Command): void {
     .command('import <name> <file>')
     .description('copy a local file (or - for stdin) into a volume, from offset 0')
     .addOption(orchestratorOption())
+    .addOption(metaOption())
     .option('--json', 'print a JSON summary')
     .action(action(async (name: string, file: string, opts: Common) => {
       await withVolume(opts, name, async (vol) => {
@@ -107,6 +110,7 @@ export function registerVolumeCommands(program: Command): void {
     .description('copy a volume into a local file (or - for stdout)')
     .option('--length <size>', 'bytes to export from offset 0 (default: the whole volume)', sizeArg)
     .addOption(orchestratorOption())
+    .addOption(metaOption())
     .option('--json', 'print a JSON summary')
     .action(action(async (name: string, file: string, opts: Common & { length?: number }) => {
       await withVolume(opts, name, async (vol) => {
@@ -141,7 +145,7 @@ export function registerVolumeCommands(program: Command): void {
 }
 
 async function withVolume(opts: Common, name: string, fn: (v: Volume) => Promise<void>): Promise<void> {
-  const client = await PresageClient.connect({ orchestratorUrl: orchestratorUrl(opts) });
+  const client = await PresageClient.connect(connectTarget(opts));
   try {
     await fn(await client.openVolume(name));
   } finally {

@@ -2,7 +2,8 @@
 // orchestrator's metadata by deltas), sends each I/O straight to the server that holds the
 // segment, and turns STALE / NOT_OWNER answers into one refresh and a retry — never an error.
 
-import { OrchestratorClient } from '../api/orchestrator-client.ts';
+import { connectMeta, type MetaConnection } from '../api/connect.ts';
+import type { OrchestratorClient } from '../api/orchestrator-client.ts';
 import type { Logger } from '../common/log.ts';
 import { silentLogger } from '../common/log.ts';
 import { ClusterView } from '../metadata/cluster-view.ts';
@@ -13,7 +14,10 @@ import { Flag, MAX_IO_BYTES, Op, OP_NAMES, ProtocolError, Status, type Response 
 import type { BlockDevice } from './block-device.ts';
 
 export interface ClientOptions {
-  orchestratorUrl: string;
+  /** The orchestrator's URL; with etcd metadata it may be omitted (found by leader election). */
+  orchestratorUrl?: string;
+  /** "embedded" (default) or etcd://HOST:PORT[,…]: with etcd the client watches the SMT in etcd directly. */
+  meta?: string;
   /** One request's timeout; a server that does not answer in time is treated as unreachable. */
   requestTimeoutMs?: number;
   /** How long one I/O keeps retrying (redirects, failover, a server restarting) before failing. */
@@ -35,6 +39,7 @@ export interface ClientStats {
 
 export class PresageClient {
   readonly api: OrchestratorClient;
+  private readonly meta: MetaConnection;
   readonly view: ClusterView;
   readonly stats: ClientStats = { requests: 0, redirects: 0, retries: 0, failovers: 0 };
   private readonly replica: KvReplica;
@@ -45,8 +50,9 @@ export class PresageClient {
 
   private constructor(readonly opts: ClientOptions) {
     this.log = opts.logger ?? silentLogger;
-    this.api = new OrchestratorClient(opts.orchestratorUrl);
-    this.replica = new KvReplica(this.api.kvSource(), ROOT, {
+    this.meta = connectMeta(opts);
+    this.api = this.meta.api;
+    this.replica = new KvReplica(this.meta.source, ROOT, {
       pollTimeoutMs: 20000,
       retryDelayMs: 300,
       follow: opts.watch ?? true,
@@ -84,7 +90,7 @@ export class PresageClient {
   async close(): Promise<void> {
     this.pool.closeAll();
     const stopped = this.replica.stop();
-    this.api.close();
+    await this.meta.close();
     await stopped;
   }
 
@@ -154,6 +160,8 @@ export class PresageClient {
           await this.backoff(attempt);
           continue;
         case Status.CORRUPT:
+        case Status.IO_ERROR:
+          // A bad block or a failing disk on one replica: another replica can still serve the read.
           if (readable && entry.replicas.some((r) => r !== target && !avoid.has(r))) {
             avoid.add(target);
             this.stats.failovers++;

@@ -22,7 +22,7 @@ export interface Liveness {
 export class FailoverController {
   private timer?: NodeJS.Timeout;
   private stopped = false;
-  private readonly startedAt = Date.now();
+  private startedAt = Date.now();
   /** Segments whose repair found no target yet (logged once, retried every tick). */
   private readonly stuck = new Set<string>();
 
@@ -38,6 +38,9 @@ export class FailoverController {
   ) {}
 
   start(intervalMs = 200): void {
+    // Servers get a full timeout to reach a newly started (or newly elected) orchestrator.
+    this.startedAt = Date.now();
+    this.stopped = false;
     const loop = async () => {
       if (this.stopped) return;
       await this.tick().catch((err) => this.log.error({ err }, 'failover tick failed'));

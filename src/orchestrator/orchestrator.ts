@@ -7,7 +7,10 @@ import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from '../common/log.ts';
 import { silentLogger } from '../common/log.ts';
 import { ClusterView } from '../metadata/cluster-view.ts';
+import { ORCHESTRATOR_ELECTION, parseMetaOption } from '../metadata/backend.ts';
 import { EmbeddedKvStore } from '../metadata/embedded-kv.ts';
+import { EtcdKvStore } from '../metadata/etcd-kv.ts';
+import { LeaderElection } from '../metadata/leader-election.ts';
 import { CompactedError, type KvStore } from '../metadata/kv.ts';
 import { KvReplica } from '../metadata/kv-replica.ts';
 import { ROOT, segmentIdOf, type SmtEntry } from '../metadata/model.ts';
@@ -19,6 +22,7 @@ import { OperatorController, type ControllerLimits } from './operator-controller
 import { PRIORITY } from './operators.ts';
 import { PlacementError, pickReplicas } from './placement.ts';
 import { registerOrchestratorMetrics } from './metrics.ts';
+import { registerDashboard } from '../dashboard/serve.ts';
 
 export interface OrchestratorOptions {
   dir: string;
@@ -31,6 +35,12 @@ export interface OrchestratorOptions {
   limits?: Partial<ControllerLimits>;
   /** Re-replicate segments that lost a replica (default true). */
   repair?: boolean;
+  /** "embedded" (default: a file in `dir`) or etcd://HOST:PORT[,…] (several orchestrators, one leads). */
+  meta?: string;
+  /** With etcd: seconds a dead leader's lease survives before a standby takes over. */
+  electionTtlSeconds?: number;
+  /** With etcd: called if this orchestrator loses its leadership (the CLI exits, to restart as a standby). */
+  onLostLeadership?: (reason: Error) => void;
 }
 
 export class Orchestrator {
@@ -46,6 +56,9 @@ export class Orchestrator {
   readonly liveness = new Map<string, Liveness>();
   readonly heartbeatTimeoutMs: number;
   private address = '';
+  private election?: LeaderElection;
+  /** Only the leader changes metadata and runs the controllers; a standby answers 503 with the leader's URL. */
+  private leading = false;
 
   private constructor(private readonly opts: OrchestratorOptions, kv: KvStore) {
     this.log = opts.logger ?? silentLogger;
@@ -59,19 +72,57 @@ export class Orchestrator {
     this.drain = new DrainPolicy(this.view, this.writer, this.operators, this.log);
     this.http = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 });
     this.routes();
+    registerDashboard(this.http);
   }
 
   static async start(opts: OrchestratorOptions): Promise<Orchestrator> {
-    fs.mkdirSync(opts.dir, { recursive: true });
-    const kv = EmbeddedKvStore.open(path.join(opts.dir, 'metadata.sqlite'));
+    const backend = parseMetaOption(opts.meta);
+    let kv: KvStore;
+    if (backend.kind === 'etcd') {
+      kv = EtcdKvStore.connect(backend.url);
+    } else {
+      fs.mkdirSync(opts.dir, { recursive: true });
+      kv = EmbeddedKvStore.open(path.join(opts.dir, 'metadata.sqlite'));
+    }
     const o = new Orchestrator(opts, kv);
     await o.replica.start();
-    await o.operators.start();
-    o.failover.start();
-    o.drain.start();
     o.address = await o.http.listen({ host: opts.host, port: opts.port });
+    if (kv instanceof EtcdKvStore) {
+      // The candidate id is our API URL, so servers and clients find the leader by reading the election.
+      o.election = new LeaderElection(kv.client, ORCHESTRATOR_ELECTION, o.address, opts.electionTtlSeconds ?? 3);
+      o.election.onLost((reason) => {
+        o.log.error({ reason: reason.message }, 'lost leadership');
+        o.leading = false;
+        o.stopControllers();
+        opts.onLostLeadership?.(reason);
+      });
+      o.log.info({ address: o.address }, 'orchestrator listening as a standby; campaigning for leadership');
+      o.election.campaign().then(() => o.lead(), (err) => o.log.warn({ err: (err as Error).message }, 'campaign ended'));
+    } else {
+      await o.lead();
+    }
     o.log.info({ address: o.address, revision: o.view.revision }, 'orchestrator listening');
     return o;
+  }
+
+  get isLeader(): boolean {
+    return this.leading;
+  }
+
+  /** Becomes the active orchestrator: persisted operators resume, failover and drains run. */
+  private async lead(): Promise<void> {
+    await this.view.refresh();
+    await this.operators.start();
+    this.failover.start();
+    this.drain.start();
+    this.leading = true;
+    this.log.info({ address: this.address }, 'leading');
+  }
+
+  private stopControllers(): void {
+    this.failover.stop();
+    this.drain.stop();
+    this.operators.stop();
   }
 
   get url(): string {
@@ -79,9 +130,8 @@ export class Orchestrator {
   }
 
   async stop(): Promise<void> {
-    this.failover.stop();
-    this.drain.stop();
-    this.operators.stop();
+    this.stopControllers();
+    await this.election?.resign().catch(() => {});
     await this.http.close();
     await this.replica.stop();
     await this.kv.close();
@@ -161,7 +211,13 @@ export class Orchestrator {
             : 400;
       return reply.code(code).send({ error: e.message });
     };
-    app.get('/healthz', async () => ({ ok: true, revision: this.view.revision }));
+    app.get('/healthz', async () => ({ ok: true, leader: this.leading, revision: this.view.revision }));
+    // A standby serves only /healthz and /metrics; everything else goes to the leader.
+    app.addHook('onRequest', async (req, reply) => {
+      if (this.leading || req.url === '/healthz' || req.url === '/metrics') return;
+      const leader = await this.election?.leader().catch(() => undefined);
+      return reply.code(503).send({ error: `not the leader; the leader is ${leader ?? 'being elected'}`, leader });
+    });
     registerOrchestratorMetrics(app, this);
 
     app.post('/v1/servers', async (req, reply) => {

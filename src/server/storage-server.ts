@@ -5,7 +5,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { OrchestratorClient } from '../api/orchestrator-client.ts';
+import { connectMeta, type MetaConnection } from '../api/connect.ts';
+import type { OrchestratorClient } from '../api/orchestrator-client.ts';
 import { ApiError } from '../api/http.ts';
 import type { Logger } from '../common/log.ts';
 import { silentLogger } from '../common/log.ts';
@@ -24,7 +25,10 @@ import { registerTelemetryRoutes } from './telemetry-routes.ts';
 
 export interface StorageServerOptions {
   dir: string;
-  orchestratorUrl: string;
+  /** The orchestrator's URL; with etcd metadata it may be omitted (found by leader election). */
+  orchestratorUrl?: string;
+  /** "embedded" (default) or etcd://HOST:PORT[,…]: with etcd the server watches the SMT in etcd directly. */
+  meta?: string;
   host: string;
   port: number;
   adminHost: string;
@@ -57,6 +61,7 @@ export class StorageServer {
   readonly store: SegmentStore;
   private readonly log: Logger;
   private readonly orch: OrchestratorClient;
+  private readonly meta: MetaConnection;
   private readonly replica: KvReplica;
   readonly view: ClusterView;
   private readonly peers = new ConnectionPool({ requestTimeoutMs: 10000 });
@@ -97,8 +102,9 @@ export class StorageServer {
       extraSource: this.faults ? () => this.faults!.metrics() : undefined,
       onError: (source, err) => this.log.debug({ source, err: (err as Error)?.message }, 'telemetry source failed'),
     });
-    this.orch = new OrchestratorClient(opts.orchestratorUrl);
-    this.replica = new KvReplica(this.orch.kvSource(), ROOT, {
+    this.meta = connectMeta(opts);
+    this.orch = this.meta.api;
+    this.replica = new KvReplica(this.meta.source, ROOT, {
       pollTimeoutMs: 20000,
       retryDelayMs: 500,
       onError: (err) => this.log.warn({ err: (err as Error).message }, 'metadata watch error; retrying'),
@@ -281,7 +287,7 @@ export class StorageServer {
     await this.admin.close();
     this.peers.closeAll();
     const stopped = this.replica.stop();
-    this.orch.close();
+    await this.meta.close();
     await stopped;
     await this.store.close();
     await this.telemetry.stop();

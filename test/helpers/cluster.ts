@@ -7,6 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startEtcd, type EtcdProcess } from '../../src/metadata/testing/etcd-process.ts';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TSX_LOADER = `file://${REPO}/node_modules/tsx/dist/loader.mjs`;
@@ -107,12 +108,24 @@ export interface ClusterOptions {
   /** Extra environment (e.g. PRESAGE_FAILPOINTS) for the orchestrator and for servers. */
   orchestratorEnv?: NodeJS.ProcessEnv;
   serverEnv?: NodeJS.ProcessEnv;
+  /** Metadata backend: the orchestrator's embedded store, or a real etcd started for the cluster. */
+  meta?: MetaKind;
+}
+
+export type MetaKind = 'embedded' | 'etcd';
+
+/** The backends integration tests run against (PRESAGE_TEST_META=embedded|etcd narrows it for a quick run). */
+export function metaBackends(): MetaKind[] {
+  const only = process.env.PRESAGE_TEST_META;
+  if (only === 'embedded' || only === 'etcd') return [only];
+  return ['embedded', 'etcd'];
 }
 
 export class TestCluster {
   readonly root: string;
   orchestratorPort = 0;
   orchestrator?: Proc;
+  etcd?: EtcdProcess;
   readonly servers: ServerHandle[] = [];
 
   private constructor(private readonly opts: ClusterOptions) {
@@ -122,6 +135,7 @@ export class TestCluster {
   static async start(opts: ClusterOptions): Promise<TestCluster> {
     const c = new TestCluster(opts);
     try {
+      if (opts.meta === 'etcd') c.etcd = await startEtcd();
       c.orchestratorPort = await freePort();
       await c.startOrchestrator();
       for (let i = 0; i < opts.servers; i++) {
@@ -140,19 +154,33 @@ export class TestCluster {
   }
 
   get env(): NodeJS.ProcessEnv {
-    return { PRESAGE_ORCHESTRATOR: this.url };
+    return this.etcd ? { PRESAGE_ORCHESTRATOR: this.url, PRESAGE_META: this.etcd.url } : { PRESAGE_ORCHESTRATOR: this.url };
+  }
+
+  /** The --meta arguments processes need ([] for the embedded store). */
+  get metaArgs(): string[] {
+    return this.etcd ? ['--meta', this.etcd.url] : [];
   }
 
   async startOrchestrator(): Promise<void> {
-    const args = ['orchestrator', '--dir', path.join(this.root, 'orchestrator'), '--listen', `127.0.0.1:${this.orchestratorPort}`];
+    const args = ['orchestrator', '--dir', path.join(this.root, 'orchestrator'), '--listen', `127.0.0.1:${this.orchestratorPort}`, ...this.metaArgs];
     if (this.opts.heartbeatTimeoutMs) args.push('--heartbeat-timeout', String(this.opts.heartbeatTimeoutMs));
     this.orchestrator = await spawnPresage([...args, ...(this.opts.orchestratorArgs ?? [])], /orchestrator listening/, this.opts.orchestratorEnv);
+    // With etcd it listens first as a standby and leads once elected (after a dead leader's lease expires).
+    const until = Date.now() + 30000;
+    for (;;) {
+      const h = await fetch(`${this.url}/healthz`).then((r) => r.json() as Promise<{ leader?: boolean }>).catch(() => ({ leader: false }));
+      if (h.leader) break;
+      if (Date.now() > until) throw new Error('the orchestrator did not become leader in 30 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   async startServer(index: number): Promise<ServerHandle> {
     const s = this.servers[index];
     s.proc = await spawnPresage([
-      'server', '--dir', s.dir, '--orchestrator', this.url,
+      // With etcd a server finds the active orchestrator through the leader election, so it follows a failover.
+      'server', '--dir', s.dir, ...(this.etcd ? this.metaArgs : ['--orchestrator', this.url]),
       '--listen', `127.0.0.1:${s.port}`, '--admin', `127.0.0.1:${s.adminPort}`, ...s.extraArgs,
     ], /serving data on/, this.opts.serverEnv);
     s.id = /server (\S+) serving/.exec(s.proc.stdout)![1];
@@ -189,6 +217,7 @@ export class TestCluster {
   async stop(): Promise<void> {
     await Promise.all(this.servers.map((s) => this.kill(s.proc, 'SIGKILL')));
     await this.kill(this.orchestrator, 'SIGKILL');
+    await this.etcd?.kill();
     if (!process.env.PRESAGE_KEEP_TEST_DIRS) fs.rmSync(this.root, { recursive: true, force: true });
   }
 }
