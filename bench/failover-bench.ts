@@ -272,7 +272,8 @@ interface Trial {
   cpMBps: number;
   ratio: number;
   maxOpMs: number;
-  opsDuring: number;
+  /** Reads that completed between the fault and the failover commit, per reader per second. */
+  outageReadRate: number;
 }
 
 function machine(): string[] {
@@ -500,7 +501,7 @@ async function main(): Promise<void> {
         cpMBps,
         ratio: repairMBps / cpMBps,
         maxOpMs,
-        opsDuring: during.length,
+        outageReadRate: wl.ops.filter((o) => o.op === 'read' && o.end >= tKill && o.end < tFailover).length / readers / Math.max(0.001, (tFailover - tKill) / 1000),
       };
       results.push(trial);
       log(`  read stall ${f0(trial.readStallMs)} ms, write stall ${f0(trial.writeStallMs)} ms, failover at ${f0(trial.failoverMs)} ms; ` +
@@ -564,6 +565,7 @@ async function main(): Promise<void> {
   const sig = fault === 'kill' ? 'SIGKILL' : 'SIGSTOP';
   lines.push(summary(`**first READ after ${sig}**`, 'ms', col((t) => t.readStallMs), f0));
   lines.push(summary(`**first WRITE after ${sig}**`, 'ms', col((t) => t.writeStallMs), f0));
+  lines.push(summary('reads completed per reader until failover', 'reads/s', col((t) => t.outageReadRate), f1));
   lines.push(summary('marked down (orchestrator)', 'ms', col((t) => t.detectMs), f0));
   lines.push(summary('entries failed over (orchestrator)', 'ms', col((t) => t.failoverMs), f0));
   lines.push(summary('re-replication time', 's', col((t) => t.repairMs / 1000), f2));
@@ -572,10 +574,10 @@ async function main(): Promise<void> {
   lines.push(summary('re-replication / cp', 'ratio', col((t) => t.ratio), f2));
   lines.push('', `p99 is nearest-rank over ${results.length} trial(s): with fewer than 100 trials it is the largest value. MB = 10^6 bytes.`, '');
   lines.push('Per trial:', '');
-  lines.push('| # | victim | segs led | exited ms | first read ms (lower) | first write ms (lower) | down ms | failed over ms | max op ms | re-replicated MiB | sources | time s | MB/s | cp MB/s | ratio |');
-  lines.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push('| # | victim | segs led | exited ms | first read ms (lower) | first write ms (lower) | down ms | failed over ms | reads/s/reader until failover | max op ms | re-replicated MiB | sources | time s | MB/s | cp MB/s | ratio |');
+  lines.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   results.forEach((r, i) => lines.push(
-    `| ${i + 1} | ${r.victim.slice(0, 12)} | ${r.affectedSegments} | ${f0(r.exitMs)} | ${f0(r.readStallMs)} (${f0(r.readStallLoMs)}) | ${f0(r.writeStallMs)} (${f0(r.writeStallLoMs)}) | ${f0(r.detectMs)} | ${f0(r.failoverMs)} | ${f0(r.maxOpMs)} | ${r.repairBytes / MiB} | ${r.sources} | ${f2(r.repairMs / 1000)} | ${f1(r.repairMBps)} | ${f1(r.cpMBps)} | ${f2(r.ratio)} |`,
+    `| ${i + 1} | ${r.victim.slice(0, 12)} | ${r.affectedSegments} | ${f0(r.exitMs)} | ${f0(r.readStallMs)} (${f0(r.readStallLoMs)}) | ${f0(r.writeStallMs)} (${f0(r.writeStallLoMs)}) | ${f0(r.detectMs)} | ${f0(r.failoverMs)} | ${f1(r.outageReadRate)} | ${f0(r.maxOpMs)} | ${r.repairBytes / MiB} | ${r.sources} | ${f2(r.repairMs / 1000)} | ${f1(r.repairMBps)} | ${f1(r.cpMBps)} | ${f2(r.ratio)} |`,
   ));
   lines.push('', `Data checks: ${problems.length === 0 ? 'passed — no I/O error reached the client, every read was well-formed and never older than an acknowledged write, replicas of every re-replicated segment agree block by block, and every block of the victim\'s segments holds its last acknowledged write.' : 'FAILED:'}`);
   for (const p of problems) lines.push(`- ${p}`);
