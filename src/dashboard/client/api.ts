@@ -1,0 +1,79 @@
+// Fetching the orchestrator's JSON API from the browser. Endpoints that do not exist yet
+// (404) answer `null`, so the dashboard shows an empty state instead of an error.
+
+import type { ClusterStatus, FailureScoreReport, SegmentView } from '../../api/types.ts';
+import type { OperatorEvent } from '../../orchestrator/operator-controller.ts';
+import type { SegmentHeat, Snapshot } from './model.ts';
+
+export async function getJson<T>(path: string, timeoutMs = 8000): Promise<T | null> {
+  const res = await fetch(path, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } });
+  if (res.status === 404 || res.status === 501) return null;
+  if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
+  return (await res.json()) as T;
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+async function mapLimit<T, R>(items: T[], limit: number, fn: (x: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+/**
+ * Polls the orchestrator. The SMT (every segment of every volume) is the only large answer:
+ * it is refetched every poll on small clusters and less often on big ones, where placement
+ * changes slowly relative to its size.
+ */
+export class ApiSource {
+  private segments: SegmentView[] | null = null;
+  private segmentsAt = 0;
+  private segmentsRevision = -1;
+  /** Optional endpoints that answered 404 are retried only every so often. */
+  private missingUntil = new Map<string, number>();
+
+  constructor(private readonly base = '') {}
+
+  async poll(): Promise<Snapshot> {
+    const [status, events, scores, heat] = await Promise.all([
+      getJson<ClusterStatus>(`${this.base}/v1/status`),
+      getJson<OperatorEvent[]>(`${this.base}/v1/events`),
+      this.optional<FailureScoreReport[]>('/v1/failure-scores'),
+      this.optional<SegmentHeat[]>('/v1/segments/heat'),
+    ]);
+    if (!status) throw new Error('/v1/status: not found — is this an orchestrator?');
+    const now = Date.now();
+    const every = status.segments.total > 20000 ? 15000 : status.segments.total > 2000 ? 5000 : 0;
+    if (this.segments === null || (status.revision !== this.segmentsRevision && now - this.segmentsAt >= every)) {
+      const lists = await mapLimit(status.volumes, 6, (v) => getJson<SegmentView[]>(`${this.base}/v1/volumes/${encodeURIComponent(v.name)}/segments`).then((x) => x ?? []));
+      this.segments = lists.flat();
+      this.segmentsAt = now;
+      this.segmentsRevision = status.revision;
+    }
+    return {
+      at: now,
+      status,
+      segments: this.segments,
+      heat: Array.isArray(heat) ? heat : null,
+      scores: Array.isArray(scores) ? scores : null,
+      events: events ?? [],
+    };
+  }
+
+  private async optional<T>(path: string): Promise<T | null> {
+    if ((this.missingUntil.get(path) ?? 0) > Date.now()) return null;
+    try {
+      const r = await getJson<T>(`${this.base}${path}`);
+      if (r === null) this.missingUntil.set(path, Date.now() + 10000);
+      return r;
+    } catch {
+      return null;
+    }
+  }
+}
