@@ -6,6 +6,7 @@ import { registerProcessCommands } from './process-commands.ts';
 import { registerVolumeCommands } from './volume-commands.ts';
 import { registerStatusCommand } from './status-command.ts';
 import { registerMigrationCommands } from './migration-commands.ts';
+import { registerMetaCommands } from './meta-commands.ts';
 import { registerNbdCommand } from './nbd-command.ts';
 import { registerTelemetryCommands } from './telemetry-commands.ts';
 
@@ -18,6 +19,7 @@ registerProcessCommands(program);
 registerVolumeCommands(program);
 registerStatusCommand(program);
 registerMigrationCommands(program);
+registerMetaCommands(program);
 registerNbdCommand(program);
 registerTelemetryCommands(program);
 

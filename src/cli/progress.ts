@@ -10,7 +10,7 @@ export class ByteProgress {
   private done = 0;
   private readonly t0 = Date.now();
 
-  constructor(private readonly total: number, label: string) {
+  constructor(private readonly total: number, label: string, private readonly unit: 'bytes' | 'items' = 'bytes') {
     if (!isTty(process.stderr)) return;
     this.bar = new cliProgress.SingleBar({
       stream: process.stderr,
@@ -22,7 +22,8 @@ export class ByteProgress {
 
   private payload() {
     const secs = Math.max((Date.now() - this.t0) / 1000, 0.001);
-    return { done: formatBytes(this.done), all: formatBytes(this.total), rate: `${formatBytes(this.done / secs)}/s` };
+    const fmt = this.unit === 'bytes' ? formatBytes : (n: number) => String(Math.round(n));
+    return { done: fmt(this.done), all: fmt(this.total), rate: `${fmt(this.done / secs)}/s` };
   }
 
   add(bytes: number): void {

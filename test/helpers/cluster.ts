@@ -157,6 +157,11 @@ export class TestCluster {
     return this.etcd ? { PRESAGE_ORCHESTRATOR: this.url, PRESAGE_META: this.etcd.url } : { PRESAGE_ORCHESTRATOR: this.url };
   }
 
+  /** Points the processes started from now on at an etcd (after `presage meta migrate`); stop() kills it. */
+  switchToEtcd(etcd: EtcdProcess): void {
+    this.etcd = etcd;
+  }
+
   /** The --meta arguments processes need ([] for the embedded store). */
   get metaArgs(): string[] {
     return this.etcd ? ['--meta', this.etcd.url] : [];
