@@ -1,0 +1,451 @@
+/**
+ * Builds the bundled default model from the public data in ../shared/data, reproducibly
+ * (seeded; the version is a hash of the trained models, so the same data and seed give
+ * the same version):
+ * - disk: GBDT over the Backblaze 2013 daily SMART features (`driveFeatures`), split by
+ *   drive 60/20/20 (evaluate.ts's `splitOf`), early-stopped and Platt-calibrated on
+ *   validation, scored once on test;
+ * - fail-slow: GBDT over Perseus cluster A 60-minute windows (`failSlowWindowFeatures`
+ *   against the other drives of the host), 2-fold grouped by host for out-of-fold scores,
+ *   Platt-calibrated on them;
+ * - network, software: logistic rules whose coefficients come from stated operating points
+ *   (no labelled data exists here), marked `validated: false`.
+ */
+import { createHash } from 'node:crypto';
+import { basename, join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { GradientBoostedTrees, type FeatureMatrix, type GbdtParams } from './gbdt.ts';
+import { fitCalibrator, brierScore, type Calibrator } from './calibration.ts';
+import { loadBackblazeDrives, loadPerseusDrives, type DriveHistory, type PerseusDrive } from './datasets.ts';
+import { BACKBLAZE_FEATURE_NAMES, driveFeatures, type DriveFeatures } from './backblaze-features.ts';
+import { rocAuc, thresholdForFalseAlarmRate, confusionAt } from './metrics.ts';
+import { median } from './features.ts';
+import { splitOf, hashUnit } from './evaluate.ts';
+import { FAIL_SLOW_FEATURE_NAMES, FAIL_SLOW_WINDOW_MIN, NETWORK_FEATURE_NAMES, SOFTWARE_FEATURE_NAMES, failSlowWindowFeatures } from './online-features.ts';
+import { BUNDLE_FORMAT, validateBundle, type GbdtModeModel, type ModeValidation, type ModelBundle, type RuleModeModel, type ScoreAnchors } from './model-bundle.ts';
+
+export type Progress = (stage: string, fraction: number) => void;
+
+export interface TrainDefaultOptions {
+  /** Folder with backblaze_2013_dev.csv.gz and perseus_A_dev_1min.csv.gz. */
+  dataDir: string;
+  seed?: number;
+  /** Smoke tests: read only this many rows of each file and grow tiny models. */
+  maxRows?: number;
+  gbdt?: Partial<GbdtParams>;
+  log?: (msg: string) => void;
+  progress?: Progress;
+  /** ISO time stamped into the bundle (default now). */
+  createdAt?: string;
+}
+
+export interface ModeTrainResult<M> {
+  model: M;
+  validation: ModeValidation;
+  rows: number;
+  units: number;
+  timeRange: [number, number];
+  seconds: number;
+}
+
+const sigmoid = (z: number): number => (z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z)));
+const logit = (p: number): number => Math.log(p / (1 - p));
+
+/** Per-column median of the rows with label 0 (NaN skipped): the "typical healthy" reference. */
+export function healthyReference(x: FeatureMatrix, y: ArrayLike<number>): (number | null)[] {
+  const out: (number | null)[] = [];
+  for (let c = 0; c < x.nCols; c++) {
+    const vals: number[] = [];
+    // A stride keeps this cheap on 400k rows; the median of 20k rows is as good.
+    const stride = Math.max(1, Math.floor(x.nRows / 20_000));
+    for (let r = 0; r < x.nRows; r += stride) if (y[r] === 0 && !Number.isNaN(x.data[r * x.nCols + c])) vals.push(x.data[r * x.nCols + c]);
+    const m = median(vals);
+    out.push(Number.isNaN(m) ? null : m);
+  }
+  return out;
+}
+
+/** The q-quantile of the non-NaN values (nearest rank). */
+export function quantile(values: number[], q: number): number {
+  const s = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))] : NaN;
+}
+
+/** Anchors strictly increasing inside (0, 1), nudging where the data gave ties. */
+export function orderedAnchors(base: number, warn: number, act: number): ScoreAnchors {
+  const clamp = (p: number) => Math.min(Math.max(p, 1e-6), 0.99);
+  const b = clamp(base);
+  const w = Math.max(clamp(warn), b * 1.5);
+  const a = Math.max(clamp(act), w * 1.5);
+  return { base: b, warn: Math.min(w, 0.98), act: Math.min(Math.max(a, Math.min(w, 0.98) + 0.005), 0.99) };
+}
+
+// ------------------------------------------------------------------ disk (Backblaze)
+
+const DISK_HORIZON_DAYS = 7;
+
+function assembleDisk(drives: DriveHistory[], feats: Map<string, DriveFeatures>, cols: number[]): { x: FeatureMatrix; y: Uint8Array; ranges: { d: DriveHistory; start: number; end: number }[] } {
+  let n = 0;
+  for (const d of drives) n += d.days.length;
+  const m = cols.length;
+  const M = BACKBLAZE_FEATURE_NAMES.length;
+  const data = new Float32Array(n * m);
+  const y = new Uint8Array(n);
+  const ranges: { d: DriveHistory; start: number; end: number }[] = [];
+  let r = 0;
+  for (const d of drives) {
+    const f = feats.get(d.serial)!;
+    const start = r;
+    for (let i = 0; i < d.days.length; i++, r++) {
+      for (let c = 0; c < m; c++) data[r * m + c] = f.data[i * M + cols[c]];
+      y[r] = d.failed && d.failDay - d.days[i] < DISK_HORIZON_DAYS ? 1 : 0;
+    }
+    ranges.push({ d, start, end: r });
+  }
+  return { x: { nRows: n, nCols: m, data }, y, ranges };
+}
+
+function perDriveMax(ranges: { d: DriveHistory; start: number; end: number }[], p: Float64Array): { score: number[]; label: number[] } {
+  const score: number[] = [];
+  const label: number[] = [];
+  for (const r of ranges) {
+    let mx = -Infinity;
+    for (let i = r.start; i < r.end; i++) mx = Math.max(mx, p[i]);
+    score.push(mx);
+    label.push(r.d.failed ? 1 : 0);
+  }
+  return { score, label };
+}
+
+export async function trainDiskMode(path: string, opts: { seed: number; maxRows?: number; gbdt?: Partial<GbdtParams>; log: (m: string) => void; progress?: Progress }): Promise<ModeTrainResult<GbdtModeModel>> {
+  const t0 = Date.now();
+  const { seed, log } = opts;
+  opts.progress?.('disk: loading Backblaze', 0);
+  const drives = await loadBackblazeDrives(path, { limit: opts.maxRows });
+  log(`disk: ${drives.length} drives loaded from ${basename(path)}`);
+  const feats = new Map<string, DriveFeatures>();
+  for (const d of drives) feats.set(d.serial, driveFeatures(d));
+  const split: Record<'train' | 'validation' | 'test', DriveHistory[]> = { train: [], validation: [], test: [] };
+  for (const d of drives) split[splitOf(d.serial, seed)].push(d);
+  const M = BACKBLAZE_FEATURE_NAMES.length;
+  const has = new Uint8Array(M);
+  for (const d of split.train) {
+    const f = feats.get(d.serial)!;
+    for (let i = 0; i < f.nRows; i++) for (let c = 0; c < M; c++) if (!has[c] && !Number.isNaN(f.data[i * M + c])) has[c] = 1;
+  }
+  const cols = [...has.keys()].filter((c) => has[c]);
+  const names = cols.map((c) => BACKBLAZE_FEATURE_NAMES[c]);
+  const tr = assembleDisk(split.train, feats, cols);
+  const va = assembleDisk(split.validation, feats, cols);
+  const te = assembleDisk(split.test, feats, cols);
+  const pos = (y: Uint8Array) => y.reduce((s, v) => s + v, 0);
+  const trPos = pos(tr.y);
+  const vaPos = pos(va.y);
+  if (trPos === 0 || vaPos === 0) throw new Error(`disk: the train (${trPos}) or validation (${vaPos}) split has no positive drive-day; use more rows`);
+  // Same a-priori choices as the evaluation (docs/eval-backblaze.md): nothing tuned on test.
+  const params: Partial<GbdtParams> = {
+    nTrees: 400, maxDepth: 4, learningRate: 0.05, minChildWeight: 2, lambda: 5, subsample: 0.7,
+    positiveWeight: Math.sqrt((tr.x.nRows - trPos) / trPos), earlyStoppingRounds: 40, earlyStoppingMetric: 'auc', seed, ...opts.gbdt,
+  };
+  const nTrees = params.nTrees ?? 400;
+  const model = GradientBoostedTrees.train(tr.x, tr.y, {
+    featureNames: names, params, validation: { x: va.x, y: va.y },
+    onRound: (r) => opts.progress?.('disk: boosting', Math.min(1, (r + 1) / nTrees)),
+  });
+  log(`disk: ${model.nTrees} trees on ${tr.x.nRows} rows × ${names.length} features`);
+  const pVa = model.predictProbaBatch(va.x);
+  const cal: Calibrator = fitCalibrator(pVa, va.y, { method: 'platt' });
+  const cVa = Float64Array.from(pVa, (p) => cal.predict(p));
+  const pTe = model.predictProbaBatch(te.x);
+  const cTe = Float64Array.from(pTe, (p) => cal.predict(p));
+  // Anchors from validation drives (per-drive max, as the evaluation alarms): act at 1 % of
+  // healthy drives alarmed, warn at 5 %, base = a typical healthy drive-day.
+  const dVa = perDriveMax(va.ranges, cVa);
+  const healthyVa = dVa.score.filter((_, i) => dVa.label[i] === 0);
+  const act = thresholdForFalseAlarmRate(healthyVa, 0.01);
+  const warn = thresholdForFalseAlarmRate(healthyVa, 0.05);
+  const healthyRows = Array.from(cVa).filter((_, i) => va.y[i] === 0);
+  const anchors = orderedAnchors(quantile(healthyRows, 0.95), warn, act);
+  // Test: touched once.
+  const dTe = perDriveMax(te.ranges, cTe);
+  const conf = confusionAt(dTe.score, dTe.label, act);
+  const teRate = pos(te.y) / te.x.nRows;
+  const validation: ModeValidation = {
+    auc: rocAuc(dTe.score, dTe.label),
+    recallAt1pctFA: conf.recall,
+    brier: brierScore(cTe, te.y),
+    brierBaseRate: brierScore(new Float64Array(te.x.nRows).fill(teRate), te.y),
+    unit: `drive (max over its days); Brier over ${te.x.nRows} test drive-days`,
+    positives: dTe.label.filter((v) => v === 1).length,
+    negatives: dTe.label.filter((v) => v === 0).length,
+    protocol: `Backblaze 2013 dev split by drive (seed ${seed}): train 60 %, validation 20 % (early stopping, Platt calibration, thresholds), test 20 % scored once. recallAt1pctFA uses the act threshold fixed on validation (false alarms on test: ${conf.fp}/${conf.fp + conf.tn} healthy drives).`,
+  };
+  let minDay = Infinity;
+  let maxDay = -Infinity;
+  for (const d of drives) {
+    minDay = Math.min(minDay, d.days[0]);
+    maxDay = Math.max(maxDay, d.days[d.days.length - 1]);
+  }
+  const modeModel: GbdtModeModel = {
+    kind: 'gbdt',
+    horizon: `${DISK_HORIZON_DAYS}d`,
+    features: names,
+    reference: healthyReference(tr.x, tr.y),
+    anchors,
+    validated: true,
+    notes: `P(the drive fails within ${DISK_HORIZON_DAYS} days) from daily SMART (1, 5, 9, 194, 197 are the attributes filled in 2013). Trained on Backblaze Drive Stats 2013 (dev split); HDDs of 2013, so SMART 1 and 9 encodings are vendor-specific and transfer to other drives is unproven. Needs smartctl on the server; without SMART the mode has no input.`,
+    gbdt: model.toJSON(),
+    calibrator: cal.toJSON(),
+  };
+  return { model: modeModel, validation, rows: tr.x.nRows + va.x.nRows + te.x.nRows, units: drives.length, timeRange: [minDay * 86_400_000, maxDay * 86_400_000], seconds: (Date.now() - t0) / 1000 };
+}
+
+// ------------------------------------------------------------------ fail-slow (Perseus)
+
+export interface SlowWindows {
+  x: FeatureMatrix;
+  y: Uint8Array;
+  host: Int32Array;
+  drive: string[];
+}
+
+/**
+ * Cuts every drive's recording into 60-minute windows (by clock hour) and computes the
+ * fail-slow features of each against the other drives of its host, minute by minute.
+ */
+export function perseusWindows(drives: PerseusDrive[]): SlowWindows {
+  const rows: number[] = [];
+  const ys: number[] = [];
+  const hosts: number[] = [];
+  const ids: string[] = [];
+  const byHost = new Map<number, PerseusDrive[]>();
+  for (const d of drives) {
+    if (!byHost.has(d.host)) byHost.set(d.host, []);
+    byHost.get(d.host)!.push(d);
+  }
+  const F = FAIL_SLOW_FEATURE_NAMES.length;
+  for (const [host, ds] of [...byHost].sort((a, b) => a[0] - b[0])) {
+    const tsSet = new Set<number>();
+    for (const d of ds) for (const t of d.ts) tsSet.add(t);
+    const ts = [...tsSet].sort((a, b) => a - b);
+    const T = ts.length;
+    const tIndex = new Map(ts.map((t, i) => [t, i]));
+    const grid = (pick: (d: PerseusDrive) => Float64Array) => ds.map((d) => {
+      const a = new Float64Array(T).fill(NaN);
+      const v = pick(d);
+      d.ts.forEach((t, i) => (a[tIndex.get(t)!] = v[i]));
+      return a;
+    });
+    const lat = grid((d) => d.latencyMean);
+    const tp = grid((d) => d.throughput);
+    const D = ds.length;
+    // Reference per drive and minute: median and MAD of the *other* drives that minute.
+    const ref = ds.map(() => ({ lm: new Float64Array(T), ld: new Float64Array(T), tm: new Float64Array(T), td: new Float64Array(T) }));
+    const others = new Float64Array(D - 1);
+    const statOf = (src: Float64Array[], t: number, j: number): [number, number] => {
+      let k = 0;
+      for (let q = 0; q < D; q++) if (q !== j) others[k++] = src[q][t];
+      const m = median(others);
+      return [m, median(Array.from(others, (v) => Math.abs(v - m)))];
+    };
+    for (let t = 0; t < T; t++) {
+      for (let j = 0; j < D; j++) {
+        [ref[j].lm[t], ref[j].ld[t]] = statOf(lat, t, j);
+        [ref[j].tm[t], ref[j].td[t]] = statOf(tp, t, j);
+      }
+    }
+    // Windows: consecutive minutes within one clock hour (Perseus ts are seconds).
+    let w0 = 0;
+    while (w0 < T) {
+      const hour = Math.floor(ts[w0] / 3600);
+      let w1 = w0;
+      while (w1 < T && Math.floor(ts[w1] / 3600) === hour && w1 - w0 < FAIL_SLOW_WINDOW_MIN) w1++;
+      for (let j = 0; j < D; j++) {
+        const sl = (a: Float64Array) => a.subarray(w0, w1);
+        const f = failSlowWindowFeatures(sl(lat[j]), sl(tp[j]), { latMedian: sl(ref[j].lm), latMad: sl(ref[j].ld), tpMedian: sl(ref[j].tm), tpMad: sl(ref[j].td) });
+        if (Number.isNaN(f[0])) continue;
+        for (let c = 0; c < F; c++) rows.push(f[c]);
+        ys.push(ds[j].slow ? 1 : 0);
+        hosts.push(host);
+        ids.push(`${host}/${ds[j].disk}`);
+      }
+      w0 = w1;
+    }
+  }
+  return { x: { nRows: ys.length, nCols: F, data: Float64Array.from(rows) }, y: Uint8Array.from(ys), host: Int32Array.from(hosts), drive: ids };
+}
+
+function subset(w: SlowWindows, keep: (i: number) => boolean): { x: FeatureMatrix; y: Uint8Array; idx: number[] } {
+  const idx: number[] = [];
+  for (let i = 0; i < w.y.length; i++) if (keep(i)) idx.push(i);
+  const F = w.x.nCols;
+  const data = new Float64Array(idx.length * F);
+  idx.forEach((r, k) => data.set(w.x.data.subarray(r * F, r * F + F), k * F));
+  return { x: { nRows: idx.length, nCols: F, data }, y: Uint8Array.from(idx, (r) => w.y[r]), idx };
+}
+
+export async function trainFailSlowMode(path: string, opts: { seed: number; maxRows?: number; gbdt?: Partial<GbdtParams>; log: (m: string) => void; progress?: Progress }): Promise<ModeTrainResult<GbdtModeModel>> {
+  const t0 = Date.now();
+  const { seed, log } = opts;
+  opts.progress?.('fail-slow: loading Perseus', 0);
+  const drives = await loadPerseusDrives(path, { limit: opts.maxRows });
+  opts.progress?.('fail-slow: windows', 0.3);
+  const w = perseusWindows(drives);
+  const nPos = w.y.reduce((s, v) => s + v, 0);
+  log(`fail-slow: ${drives.length} drives, ${w.y.length} windows of ${FAIL_SLOW_WINDOW_MIN} min, ${nPos} from slow drives`);
+  if (nPos === 0) throw new Error('fail-slow: no window from a slow drive; use more rows');
+  // Two folds grouped by host; the hosts with slow drives are dealt to alternate folds so
+  // each fold's model has seen a slow drive (there are two).
+  const hostList = [...new Set(w.host)].sort((a, b) => hashUnit(String(a), seed) - hashUnit(String(b), seed));
+  const slowHosts = new Set<number>();
+  for (let i = 0; i < w.y.length; i++) if (w.y[i]) slowHosts.add(w.host[i]);
+  const fold = new Map<number, number>();
+  let s = 0;
+  let h = 0;
+  for (const host of hostList) fold.set(host, slowHosts.has(host) ? s++ % 2 : h++ % 2);
+  const params: Partial<GbdtParams> = {
+    nTrees: 40, maxDepth: 2, learningRate: 0.1, minChildWeight: 5, lambda: 5, earlyStoppingRounds: 0, seed, ...opts.gbdt,
+  };
+  const weight = (y: Uint8Array) => {
+    const p = y.reduce((a, v) => a + v, 0);
+    return p > 0 ? (y.length - p) / p : 1;
+  };
+  const oof = new Float64Array(w.y.length).fill(NaN);
+  for (const k of [0, 1]) {
+    const train = subset(w, (i) => fold.get(w.host[i]) !== k);
+    const test = subset(w, (i) => fold.get(w.host[i]) === k);
+    if (train.y.reduce((a, v) => a + v, 0) === 0) {
+      test.idx.forEach((r) => (oof[r] = 0));
+      continue;
+    }
+    const m = GradientBoostedTrees.train(train.x, train.y, { featureNames: [...FAIL_SLOW_FEATURE_NAMES], params: { ...params, positiveWeight: weight(train.y) } });
+    const p = m.predictProbaBatch(test.x);
+    test.idx.forEach((r, q) => (oof[r] = p[q]));
+    opts.progress?.('fail-slow: folds', 0.4 + 0.25 * (k + 1));
+  }
+  const final = GradientBoostedTrees.train(w.x, w.y, { featureNames: [...FAIL_SLOW_FEATURE_NAMES], params: { ...params, positiveWeight: weight(w.y) } });
+  const cal = fitCalibrator(oof, w.y, { method: 'platt' });
+  const cOof = Float64Array.from(oof, (p) => cal.predict(p));
+  const neg = Array.from(cOof).filter((_, i) => w.y[i] === 0);
+  const thr = thresholdForFalseAlarmRate(neg, 0.01);
+  const conf = confusionAt(cOof, w.y, thr);
+  const rate = nPos / w.y.length;
+  const validation: ModeValidation = {
+    auc: rocAuc(cOof, w.y),
+    recallAt1pctFA: conf.recall,
+    brier: brierScore(cOof, w.y),
+    brierBaseRate: brierScore(new Float64Array(w.y.length).fill(rate), w.y),
+    unit: `${FAIL_SLOW_WINDOW_MIN}-minute drive window`,
+    positives: nPos,
+    negatives: w.y.length - nPos,
+    protocol: `Perseus cluster A (dev split), 2 folds grouped by host (each fold holds one of the ${slowHosts.size} hosts with a slow drive): out-of-fold scores. The Platt calibrator is fitted on those same out-of-fold scores, so the Brier is optimistic, and with ${slowHosts.size} slow drives every number here rests on two drives.`,
+  };
+  opts.progress?.('fail-slow: done', 1);
+  const healthy = Array.from(cOof).filter((_, i) => w.y[i] === 0);
+  const modeModel: GbdtModeModel = {
+    kind: 'gbdt',
+    horizon: '1h',
+    features: [...FAIL_SLOW_FEATURE_NAMES],
+    reference: healthyReference(w.x, w.y),
+    // warn/act are fixed probabilities: "1 in 5" and "more likely than not" that the server is fail-slow over the hour.
+    anchors: orderedAnchors(quantile(healthy, 0.95), 0.2, 0.5),
+    validated: true,
+    notes: 'P(the server is fail-slow over the next hour): detection of a persistently slow drive (Perseus labels are per drive with no onset time, so this detects, it does not foresee). Features are unitless: latency in robust z against the reference, latency/reference ratio, throughput z, latency–throughput correlation (no max/mean latency: its live analogue is a different number). In training the reference is the other drives of the host each minute; live it is the fleet (peers) when given, else the server\'s own previous 24 h — a substitution not validated on data. Trained on two slow drives out of 360.',
+    gbdt: final.toJSON(),
+    calibrator: cal.toJSON(),
+  };
+  const tsAll = drives.flatMap((d) => [d.ts[0], d.ts[d.ts.length - 1]]);
+  return { model: modeModel, validation, rows: w.y.length, units: drives.length, timeRange: [Math.min(...tsAll) * 1000, Math.max(...tsAll) * 1000], seconds: (Date.now() - t0) / 1000 };
+}
+
+// ------------------------------------------------------------------ heuristic modes
+
+/**
+ * Network: p = sigmoid(−6 + Σ w·max(0, log10(x / ref))). Operating points (stated, not
+ * fitted): each input alone reaches p = 0.5 at 5 % TCP retransmissions, 1 % packet
+ * errors/drops, or 1 % of data-protocol requests failing; at its reference level it adds
+ * nothing. p with no evidence = sigmoid(−6) ≈ 0.25 %.
+ */
+export function networkRuleModel(): RuleModeModel {
+  const intercept = -6;
+  const reach = (ref: number, half: number) => -intercept / Math.log10(half / ref); // weight giving p=0.5 at `half`
+  return {
+    kind: 'rule',
+    horizon: '1h',
+    features: [...NETWORK_FEATURE_NAMES],
+    reference: [0.001, 0.0001, 0.0001],
+    anchors: { base: sigmoid(intercept), warn: 0.2, act: 0.5 },
+    validated: false,
+    notes: 'HEURISTIC, UNVALIDATED: no labelled network-failure data exists in ../shared/data. P(a network failure that takes the server out within the hour) as a logistic rule over the 15-minute TCP retransmit ratio, NIC error+drop ratio and data-protocol error ratio; each alone reaches p = 0.5 at 5 % retransmits, 1 % errors/drops or 1 % failed requests. The probabilities are set by construction from these operating points, not calibrated on outcomes.',
+    intercept,
+    terms: [
+      { feature: 'net_retrans_ratio', transform: 'log10ratio', ref: 0.001, weight: reach(0.001, 0.05) },
+      { feature: 'net_err_drop_ratio', transform: 'log10ratio', ref: 0.0001, weight: reach(0.0001, 0.01) },
+      { feature: 'io_error_ratio', transform: 'log10ratio', ref: 0.0001, weight: reach(0.0001, 0.01) },
+    ],
+  };
+}
+
+/**
+ * Software: memory growth of the server process (a leak) and host memory pressure.
+ * Each growth input reaches p = 0.5 at 10 %/h sustained over 6 h (memory doubles in
+ * ~10 h); host memory use adds 3 logits per 5 points above 90 %.
+ */
+export function softwareRuleModel(): RuleModeModel {
+  const intercept = -6;
+  return {
+    kind: 'rule',
+    horizon: '6h',
+    features: [...SOFTWARE_FEATURE_NAMES],
+    reference: [0, 0, 0.5],
+    anchors: { base: sigmoid(intercept), warn: 0.2, act: 0.5 },
+    validated: false,
+    notes: 'HEURISTIC, UNVALIDATED: no labelled software-failure data exists in ../shared/data. P(the server process fails — OOM, crash — within 6 h) as a logistic rule over the 6-hour relative growth of V8 heap and RSS (a leak) and host memory use; each growth alone reaches p = 0.5 at 10 %/h, memory use adds weight above 90 %. Set by construction, not calibrated on outcomes.',
+    intercept,
+    terms: [
+      { feature: 'sw_heap_growth_per_h', transform: 'log10ratio', ref: 0.01, weight: 6 },
+      { feature: 'sw_rss_growth_per_h', transform: 'log10ratio', ref: 0.01, weight: 6 },
+      { feature: 'sw_mem_used_ratio', transform: 'linear', ref: 0.9, scale: 0.05, weight: 3 },
+    ],
+  };
+}
+
+// ------------------------------------------------------------------ the bundle
+
+export const COMBINATION_DESCRIPTION = 'Each mode\'s calibrated probability p is mapped to a mode score through its anchors (0 → 0, base → 10, warn → 50, act → 70, 1 → 100; piecewise linear in log p between anchors). The Failure Score is the largest mode score and the leading mode is that mode. Modes are not summed: their horizons differ (7 d vs 1 h), so a joint probability would mix horizons. 70 = act (drain the server), 50 = warning.';
+
+/** Short content hash: the same models give the same version. */
+export function contentVersion(prefix: string, modes: unknown): string {
+  return `${prefix}-${createHash('sha256').update(JSON.stringify(modes)).digest('hex').slice(0, 12)}`;
+}
+
+export async function trainDefaultBundle(opts: TrainDefaultOptions): Promise<ModelBundle> {
+  const seed = opts.seed ?? 1;
+  const log = opts.log ?? (() => {});
+  const bb = join(opts.dataDir, 'backblaze_2013_dev.csv.gz');
+  const ps = join(opts.dataDir, 'perseus_A_dev_1min.csv.gz');
+  for (const p of [bb, ps]) if (!existsSync(p)) throw new Error(`training data not found: ${p}`);
+  const disk = await trainDiskMode(bb, { seed, maxRows: opts.maxRows, gbdt: opts.gbdt, log, progress: opts.progress });
+  const slow = await trainFailSlowMode(ps, { seed, maxRows: opts.maxRows, gbdt: opts.gbdt, log, progress: opts.progress });
+  const modes = { disk: disk.model, 'fail-slow': slow.model, network: networkRuleModel(), software: softwareRuleModel() };
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const bundle: ModelBundle = {
+    format: BUNDLE_FORMAT,
+    version: contentVersion(`default-s${seed}`, modes),
+    createdAt: opts.createdAt ?? new Date().toISOString(),
+    trainedOn: {
+      datasets: [basename(bb), basename(ps)],
+      rows: disk.rows + slow.rows,
+      drives: disk.units + slow.units,
+      timeRange: { from: iso(Math.min(disk.timeRange[0], slow.timeRange[0])), to: iso(Math.max(disk.timeRange[1], slow.timeRange[1])) },
+      seed,
+    },
+    validation: { disk: disk.validation, 'fail-slow': slow.validation },
+    modes,
+    combination: { method: 'max-anchored', description: COMBINATION_DESCRIPTION },
+    notes: 'Default model shipped with Presage. disk and fail-slow are trained on public data (Backblaze Drive Stats 2013; Perseus, Lu et al., FAST \'23 / Alibaba); network and software are heuristic rules with no validation. Retrained models replace it only when they validate at least as well (src/prediction/lifecycle.ts).',
+  };
+  return validateBundle(bundle);
+}
+
+export { logit };
