@@ -85,7 +85,7 @@ function startFio(args: string[], cwd: string, timeoutMs: number): FioRun {
   return { running: () => !exited, done };
 }
 
-interface FioJob { error: number; write: { io_bytes: number }; read: { io_bytes: number } }
+interface FioJob { error: number; write: { io_bytes: number; lat_ns?: { max: number } }; read: { io_bytes: number } }
 
 function fioJob(r: Done): FioJob {
   const brace = r.stdout.indexOf('{');
@@ -156,7 +156,7 @@ describe('fio through presage nbd while the cluster changes', () => {
   }
 
   /** fio exited 0, wrote every block once and read every block back with no verify error. */
-  async function assertFioClean(f: FioRun): Promise<void> {
+  async function assertFioClean(f: FioRun): Promise<FioJob> {
     const r = await f.done;
     const tail = `${r.stderr}\n${r.stdout.slice(-3000)}`;
     assert.equal(r.code, 0, `fio failed:\n${tail}`);
@@ -165,6 +165,7 @@ describe('fio through presage nbd while the cluster changes', () => {
     assert.equal(job.error, 0, tail);
     assert.equal(job.write.io_bytes, VOL_SIZE, 'fio wrote the whole volume');
     assert.equal(job.read.io_bytes, VOL_SIZE, 'fio read every written block back to verify it');
+    return job;
   }
 
   async function assertReplicasAgree(name: string): Promise<SegmentView[]> {
@@ -235,8 +236,8 @@ describe('fio through presage nbd while the cluster changes', () => {
     }, 90_000);
     log(`replication restored (fio ${f.running() ? 'still running' : 'already done'})`);
 
-    await assertFioClean(f);
-    log('fio finished clean');
+    const job = await assertFioClean(f);
+    log(`fio finished clean; slowest write ${((job.write.lat_ns?.max ?? 0) / 1e6).toFixed(0)} ms (the failover stall)`);
     assert.deepEqual(await replicaDisagreements(api, restored, SEG), [], 'the surviving and new replicas agree');
   });
 
