@@ -29,9 +29,12 @@ export function duration(s: number | undefined): string {
   return `${(s / 3600).toFixed(1)} h`;
 }
 
+/** Local HH:MM:SS (hand-made: Intl formatting is slow at hundreds of rows per update). */
 export function clock(iso: string | number): string {
   const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? String(iso) : d.toLocaleTimeString([], { hour12: false });
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const p = (n: number) => (n < 10 ? `0${n}` : String(n));
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 
 export function num(n: number, digits = 0): string {

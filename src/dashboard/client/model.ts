@@ -102,30 +102,7 @@ export function buildModel(s: Snapshot): DashboardModel {
 
   const nS = servers.length;
   const nV = volumes.length;
-  const counts = new Uint32Array(nS * nV);
-  const primaries = new Uint32Array(nS * nV);
-  const joining = new Uint32Array(nS);
-  const segmentIndex = new Map<string, SegmentView>();
-  if (s.segments) {
-    for (const seg of s.segments) {
-      segmentIndex.set(seg.segmentId, seg);
-      const v = volumeIdx.get(volumeOf(seg.segmentId));
-      if (v === undefined) continue;
-      const reps = seg.replicas;
-      for (let r = 0; r < reps.length; r++) {
-        const si = serverIdx.get(reps[r]);
-        if (si === undefined) continue;
-        counts[si * nV + v]++;
-        if (r === 0) primaries[si * nV + v]++;
-      }
-      if (seg.joining) for (const j of seg.joining) {
-        const si = serverIdx.get(j);
-        if (si !== undefined) joining[si]++;
-      }
-    }
-  }
-  let maxCount = 0;
-  for (let i = 0; i < counts.length; i++) if (counts[i] > maxCount) maxCount = counts[i];
+  const { counts, primaries, joining, segmentIndex, maxCount } = placementOf(s.segments, servers.map((x) => x.id), serverIdx, volumes, volumeIdx);
 
   // Heat: client I/O is served by the primary, so a segment's traffic is charged to it.
   const bytes = new Float64Array(nS);
@@ -205,6 +182,52 @@ export function buildModel(s: Snapshot): DashboardModel {
     heatAvailable: s.heat !== null,
     segmentIndex,
   };
+}
+
+interface Placement {
+  counts: Uint32Array;
+  primaries: Uint32Array;
+  joining: Uint32Array;
+  segmentIndex: Map<string, SegmentView>;
+  maxCount: number;
+}
+
+// On big clusters the SMT is refetched less often than the status: while it is the same
+// array, the placement counts are reused instead of recounted.
+let memo: { segments: SegmentView[] | null; key: string; placement: Placement } | undefined;
+
+function placementOf(segments: SegmentView[] | null, serverIds: string[], serverIdx: Map<string, number>, volumes: string[], volumeIdx: Map<string, number>): Placement {
+  const key = `${serverIds.join('\n')}\u0000${volumes.join('\n')}`;
+  if (memo && memo.segments === segments && memo.key === key) return memo.placement;
+  const nS = serverIds.length;
+  const nV = volumes.length;
+  const counts = new Uint32Array(nS * nV);
+  const primaries = new Uint32Array(nS * nV);
+  const joining = new Uint32Array(nS);
+  const segmentIndex = new Map<string, SegmentView>();
+  if (segments) {
+    for (const seg of segments) {
+      segmentIndex.set(seg.segmentId, seg);
+      const v = volumeIdx.get(volumeOf(seg.segmentId));
+      if (v === undefined) continue;
+      const reps = seg.replicas;
+      for (let r = 0; r < reps.length; r++) {
+        const si = serverIdx.get(reps[r]);
+        if (si === undefined) continue;
+        counts[si * nV + v]++;
+        if (r === 0) primaries[si * nV + v]++;
+      }
+      if (seg.joining) for (const j of seg.joining) {
+        const si = serverIdx.get(j);
+        if (si !== undefined) joining[si]++;
+      }
+    }
+  }
+  let maxCount = 0;
+  for (let i = 0; i < counts.length; i++) if (counts[i] > maxCount) maxCount = counts[i];
+  const placement = { counts, primaries, joining, segmentIndex, maxCount };
+  memo = { segments, key, placement };
+  return placement;
 }
 
 function hotter(a: SegmentHeat, b: SegmentHeat): boolean {

@@ -6,7 +6,10 @@ import uPlot from 'uplot';
 import type { FailureScoreReport } from '../../../api/types.ts';
 import { FAILURE_MODES } from '../../../api/types.ts';
 import { alignHistories, type DashboardModel, type ScoreHistory } from '../model.ts';
-import { esc, num } from '../format.ts';
+import { clock, esc, num } from '../format.ts';
+
+/** Time axis labels as HH:MM:SS (uPlot's default shows sub-second ticks on short spans). */
+const timeAxis: uPlot.Axis = { stroke: '#5b6470', grid: { stroke: '#eef0f2' }, space: 70, incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400, 604800], values: (_u, ticks) => ticks.map((t) => clock(t * 1000)) };
 
 export const WARN = 50;
 export const CRIT = 70;
@@ -21,6 +24,8 @@ const thresholds: uPlot.Plugin = {
       g.save();
       g.setLineDash([6, 4]);
       g.lineWidth = devicePixelRatio;
+      g.textAlign = 'right';
+      g.textBaseline = 'bottom';
       for (const [v, color, label] of [[WARN, '#d49a2a', 'warning 50'], [CRIT, '#c4473a', 'critical 70']] as const) {
         const y = Math.round(u.valToPos(v, 'y', true));
         g.strokeStyle = color;
@@ -30,7 +35,7 @@ const thresholds: uPlot.Plugin = {
         g.stroke();
         g.fillStyle = color;
         g.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
-        g.fillText(label, u.bbox.left + 4 * devicePixelRatio, y - 4 * devicePixelRatio);
+        g.fillText(label, u.bbox.left + u.bbox.width - 4 * devicePixelRatio, y - 3 * devicePixelRatio);
       }
       g.restore();
     }],
@@ -99,7 +104,9 @@ export class ScoresView {
   private drawHistory(ids: string[]): void {
     const data = alignHistories(this.history, ids) as uPlot.AlignedData;
     const width = Math.max(300, this.chartEl.clientWidth || 600);
-    const key = ids.join('\n');
+    // The chart keeps one slot per rank (riskiest first) and is rebuilt only when the number
+    // of series changes; when the ranking changes only the legend's labels are rewritten.
+    const key = String(ids.length);
     if (!this.chart || key !== this.chartIds) {
       this.chart?.destroy();
       this.chartIds = key;
@@ -108,7 +115,7 @@ export class ScoresView {
         height: 220,
         plugins: [thresholds],
         scales: { y: { range: [0, 100] } },
-        axes: [{ stroke: '#5b6470', grid: { stroke: '#eef0f2' } }, { stroke: '#5b6470', grid: { stroke: '#eef0f2' }, size: 36 }],
+        axes: [timeAxis, { stroke: '#5b6470', grid: { stroke: '#eef0f2' }, size: 36 }],
         legend: { live: false },
         series: [{}, ...ids.map((id, i) => ({ label: id, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: true, points: { show: false } }))],
       }, data, this.chartEl);
@@ -116,6 +123,13 @@ export class ScoresView {
       if (Math.abs(this.chart.width - width) > 4) this.chart.setSize({ width, height: 220 });
       this.chart.setData(data);
     }
+    const labels = this.chartEl.querySelectorAll<HTMLElement>('.u-legend .u-series .u-label');
+    const skip = labels.length > ids.length ? 1 : 0; // the x series' row, when uPlot shows one
+    ids.forEach((id, i) => {
+      const el = labels[i + skip];
+      if (el && el.textContent !== id) el.textContent = id;
+      this.chart!.series[i + 1].label = id;
+    });
   }
 
   private showDetail(r: FailureScoreReport, scoredCount: number): void {
@@ -164,7 +178,7 @@ export class ScoresView {
       title,
       width,
       height: 170,
-      axes: [{ stroke: '#5b6470', grid: { stroke: '#eef0f2' } }, { stroke: '#5b6470', grid: { stroke: '#eef0f2' }, size: 48 }],
+      axes: [timeAxis, { stroke: '#5b6470', grid: { stroke: '#eef0f2' }, size: 48 }],
       legend: { live: false },
       series: [
         {},

@@ -55,6 +55,8 @@ export class ServersView {
     this.selected = selected;
     this.order();
     this.spacer.style.height = `${this.rows.length * ROW_H}px`;
+    // Short lists take only the room they need; long ones scroll inside 12 rows.
+    this.scroller.style.height = `${Math.max(ROW_H, Math.min(this.rows.length, 12) * ROW_H)}px`;
     this.paint();
   }
 
@@ -71,7 +73,7 @@ export class ServersView {
 
   private paint(): void {
     const top = this.scroller.scrollTop;
-    const h = this.scroller.clientHeight || 400;
+    const h = this.scroller.clientHeight || 12 * ROW_H;
     const first = Math.max(0, Math.floor(top / ROW_H) - OVERSCAN);
     const last = Math.min(this.rows.length, Math.ceil((top + h) / ROW_H) + OVERSCAN);
     this.body.style.transform = `translateY(${first * ROW_H}px)`;
