@@ -2,10 +2,10 @@
 
 import { CompactedError, type KvEvent, type KvRange, type KvStore } from '../metadata/kv.ts';
 import type { VolumeRecord, VolumeSpec } from '../metadata/model.ts';
-import type { OperatorEvent } from '../orchestrator/operator-controller.ts';
+import type { Decision } from '../orchestrator/decision-log.ts';
 import type { Operator, OperatorView } from '../orchestrator/operators.ts';
 import { ApiError, httpJson } from './http.ts';
-import type { ClusterStatus, HeartbeatRequest, HeartbeatResponse, RegisterRequest, SegmentView } from './types.ts';
+import type { ClusterStatus, FailureScoreReport, HeartbeatRequest, HeartbeatResponse, RegisterRequest, SegmentView } from './types.ts';
 
 export class OrchestratorClient {
   /** Aborted by close(): ends long-polls at once so a closing process does not linger. */
@@ -107,8 +107,16 @@ export class OrchestratorClient {
     return this.call('DELETE', `/v1/servers/${encodeURIComponent(server)}/drain`);
   }
 
-  events(): Promise<OperatorEvent[]> {
-    return this.call('GET', '/v1/events');
+  events(since = 0): Promise<Decision[]> {
+    return this.call('GET', `/v1/events?since=${since}`);
+  }
+
+  failureScores(): Promise<FailureScoreReport[]> {
+    return this.call('GET', '/v1/failure-scores');
+  }
+
+  failureScore(server: string): Promise<FailureScoreReport> {
+    return this.call('GET', `/v1/servers/${encodeURIComponent(server)}/failure-score`);
   }
 
   status(): Promise<ClusterStatus> {

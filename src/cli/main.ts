@@ -7,6 +7,7 @@ import { registerVolumeCommands } from './volume-commands.ts';
 import { registerStatusCommand } from './status-command.ts';
 import { registerMigrationCommands } from './migration-commands.ts';
 import { registerMetaCommands } from './meta-commands.ts';
+import { registerEventsCommand } from './events-command.ts';
 import { registerNbdCommand } from './nbd-command.ts';
 import { registerTelemetryCommands } from './telemetry-commands.ts';
 
@@ -20,6 +21,7 @@ registerVolumeCommands(program);
 registerStatusCommand(program);
 registerMigrationCommands(program);
 registerMetaCommands(program);
+registerEventsCommand(program);
 registerNbdCommand(program);
 registerTelemetryCommands(program);
 

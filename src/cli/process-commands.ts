@@ -29,9 +29,17 @@ export function registerProcessCommands(program: Command): void {
     .option('--max-copies-per-server <n>', 'concurrent copies one server may take part in', intArg('max copies per server', 1, 64), 2)
     .option('--max-copies-cluster <n>', 'concurrent copies in the whole cluster', intArg('max copies in the cluster', 1, 10000), 16)
     .option('--no-repair', 'do not re-replicate segments that lost a replica')
+    .option('--no-predictive', 'disable predictive drain: only reactive failover moves data')
+    .option('--drain-threshold <score>', 'drain a server whose Failure Score stays at or above this', intArg('drain threshold', 1, 100), 70)
+    .option('--warning-threshold <score>', 'warn at this score; a drained server takes data again only below it', intArg('warning threshold', 0, 100), 50)
+    .option('--drain-sustain <ms>', 'the score must stay above the threshold this long before draining', intArg('drain sustain', 0, 86_400_000), 15000)
+    .option('--recover-after <ms>', 'a drained server must stay below the warning level this long to take data again', intArg('recover after', 0, 604_800_000), 120000)
+    .option('--max-draining <percent>', 'at most this share of the up servers drains at once', intArg('max draining', 1, 100), 25)
+    .option('--score-poll <ms>', 'how often servers\' Failure Scores and heat are polled', intArg('score poll', 100, 600_000), 5000)
     .addOption(metaOption())
     .option('--election-ttl <seconds>', 'with etcd: a dead leader is replaced after about this long', intArg('election ttl', 1, 600), 3)
-    .action(action(async (opts: { dir: string; listen: string; heartbeatTimeout: number; maxCopiesPerServer: number; maxCopiesCluster: number; repair: boolean; meta?: string; electionTtl: number }) => {
+    .action(action(async (opts: { dir: string; listen: string; heartbeatTimeout: number; maxCopiesPerServer: number; maxCopiesCluster: number; repair: boolean; meta?: string; electionTtl: number; predictive: boolean; drainThreshold: number; warningThreshold: number; drainSustain: number; recoverAfter: number; maxDraining: number; scorePoll: number }) => {
+      if (opts.warningThreshold > opts.drainThreshold) throw new Error('--warning-threshold must not be above --drain-threshold');
       const { host, port } = parseHostPort(opts.listen, '--listen');
       const log = createLogger('orchestrator');
       const o = await Orchestrator.start({
@@ -39,6 +47,11 @@ export function registerProcessCommands(program: Command): void {
         limits: { maxCopiesPerServer: opts.maxCopiesPerServer, maxCopiesCluster: opts.maxCopiesCluster },
         meta: opts.meta,
         electionTtlSeconds: opts.electionTtl,
+        scorePollMs: opts.scorePoll,
+        predictive: {
+          enabled: opts.predictive, threshold: opts.drainThreshold, warning: opts.warningThreshold,
+          sustainMs: opts.drainSustain, recoverMs: opts.recoverAfter, maxDrainingFraction: opts.maxDraining / 100,
+        },
         // A deposed leader must stop acting at once; exit so a supervisor restarts it as a standby.
         onLostLeadership: () => process.exit(3),
       });

@@ -7,6 +7,7 @@
 import type { Logger } from '../common/log.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
 import type { KvStore } from '../metadata/kv.ts';
+import type { DecisionLog } from './decision-log.ts';
 import { smtKey, type SmtEntry } from '../metadata/model.ts';
 import type { MetadataWriter } from './metadata-writer.ts';
 import type { OperatorController } from './operator-controller.ts';
@@ -35,6 +36,7 @@ export class FailoverController {
     readonly timeoutMs: number,
     private readonly log: Logger,
     private readonly repairEnabled = true,
+    private readonly decisions?: DecisionLog,
   ) {}
 
   start(intervalMs = 200): void {
@@ -93,6 +95,7 @@ export class FailoverController {
       if (res.succeeded) {
         await this.view.replica.waitForRevision(res.revision, 5000);
         this.log.warn({ server: serverId, segments: put.length, revision: res.revision }, 'failed over: entries updated');
+        this.decisions?.record({ type: 'failover', segmentId: '', server: serverId, reason: `no heartbeat for ${Math.round(silentMs)} ms: ${put.length} segment(s) failed over` });
         return;
       }
     }
@@ -106,6 +109,7 @@ export class FailoverController {
     if (s && s.state === 'down') {
       await this.writer.setServerState(serverId, 'up');
       this.log.info({ server: serverId }, 'server is back');
+      this.decisions?.record({ type: 'server-back', segmentId: '', server: serverId, reason: 'heartbeats resumed: it holds nothing until placement uses it again' });
     }
   }
 

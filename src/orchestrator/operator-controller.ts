@@ -10,6 +10,7 @@ import type { Logger } from '../common/log.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
 import type { KvStore } from '../metadata/kv.ts';
 import type { SmtEntry } from '../metadata/model.ts';
+import { DecisionLog, type Decision } from './decision-log.ts';
 import { MetadataWriter, NotFoundError } from './metadata-writer.ts';
 import {
   OPERATORS, operatorKey,
@@ -32,14 +33,8 @@ export type ProposeResult =
   | { accepted: true; operator: Operator }
   | { accepted: false; reason: string; existing?: Operator };
 
-/** A decision worth telling the operator about (the decision log). */
-export interface OperatorEvent {
-  at: string;
-  type: 'proposed' | 'refused' | 'started' | 'committed' | 'rolled-back' | 'cancelled' | 'replaced';
-  segmentId: string;
-  operator?: Operator;
-  reason: string;
-}
+/** Operator decisions are entries of the orchestrator's decision log. */
+export type OperatorEvent = Decision;
 
 export class OperatorController {
   private readonly ops = new Map<string, { op: Operator; modRevision: number }>();
@@ -48,7 +43,6 @@ export class OperatorController {
   private timer?: NodeJS.Timeout;
   private ticking = false;
   private stopped = false;
-  readonly events: OperatorEvent[] = [];
   readonly limits: ControllerLimits;
 
   constructor(
@@ -57,7 +51,7 @@ export class OperatorController {
     private readonly writer: MetadataWriter,
     private readonly log: Logger,
     limits: Partial<ControllerLimits> = {},
-    private readonly onEvent?: (e: OperatorEvent) => void,
+    readonly decisions: DecisionLog = new DecisionLog(log),
   ) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
   }
@@ -108,12 +102,8 @@ export class OperatorController {
     return this.ops.get(segmentId)?.op;
   }
 
-  private record(type: OperatorEvent['type'], segmentId: string, reason: string, operator?: Operator): void {
-    const e: OperatorEvent = { at: new Date().toISOString(), type, segmentId, operator, reason };
-    this.events.push(e);
-    if (this.events.length > 5000) this.events.splice(0, this.events.length - 5000);
-    this.onEvent?.(e);
-    this.log.info({ event: type, segment: segmentId, kind: operator?.kind, target: operator?.target, remove: operator?.remove, reason }, 'operator');
+  private record(type: Decision['type'], segmentId: string, reason: string, operator?: Operator): void {
+    this.decisions.record({ type, segmentId, reason, operator, priority: operator?.priority, server: operator?.remove });
   }
 
   /**

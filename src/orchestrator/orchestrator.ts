@@ -15,8 +15,11 @@ import { CompactedError, type KvStore } from '../metadata/kv.ts';
 import { KvReplica } from '../metadata/kv-replica.ts';
 import { ROOT, segmentIdOf, type SmtEntry } from '../metadata/model.ts';
 import type { ClusterStatus, HeartbeatRequest, RegisterRequest, SegmentView, ServerStatus } from '../api/types.ts';
+import { DecisionLog } from './decision-log.ts';
 import { DrainPolicy } from './drain-policy.ts';
 import { FailoverController, type Liveness } from './failover.ts';
+import { FleetMonitor } from './fleet-monitor.ts';
+import { PredictiveDrainPolicy, type PredictiveDrainConfig } from './predictive-drain.ts';
 import { ConflictError, MetadataWriter, NotFoundError } from './metadata-writer.ts';
 import { OperatorController, type ControllerLimits } from './operator-controller.ts';
 import { PRIORITY } from './operators.ts';
@@ -37,6 +40,10 @@ export interface OrchestratorOptions {
   repair?: boolean;
   /** "embedded" (default: a file in `dir`) or etcd://HOST:PORT[,…] (several orchestrators, one leads). */
   meta?: string;
+  /** Predictive drain settings (threshold, hysteresis, cap); `enabled: false` leaves only reactive failover. */
+  predictive?: Partial<PredictiveDrainConfig>;
+  /** How often servers' scores, heat and telemetry are polled. */
+  scorePollMs?: number;
   /** With etcd: seconds a dead leader's lease survives before a standby takes over. */
   electionTtlSeconds?: number;
   /** With etcd: called if this orchestrator loses its leadership (the CLI exits, to restart as a standby). */
@@ -48,8 +55,11 @@ export class Orchestrator {
   readonly view: ClusterView;
   readonly writer: MetadataWriter;
   readonly operators: OperatorController;
+  readonly decisions: DecisionLog;
   readonly failover: FailoverController;
   readonly drain: DrainPolicy;
+  readonly fleet: FleetMonitor;
+  readonly predictive: PredictiveDrainPolicy;
   private readonly replica: KvReplica;
   private readonly http: FastifyInstance;
   private readonly log: Logger;
@@ -67,9 +77,16 @@ export class Orchestrator {
     this.view = new ClusterView(this.replica);
     this.writer = new MetadataWriter(kv, this.view);
     this.heartbeatTimeoutMs = opts.heartbeatTimeoutMs ?? 10000;
-    this.operators = new OperatorController(kv, this.view, this.writer, this.log, opts.limits);
-    this.failover = new FailoverController(kv, this.view, this.writer, this.operators, this.liveness, this.heartbeatTimeoutMs, this.log, opts.repair ?? true);
-    this.drain = new DrainPolicy(this.view, this.writer, this.operators, this.log);
+    this.decisions = new DecisionLog(this.log);
+    this.operators = new OperatorController(kv, this.view, this.writer, this.log, opts.limits, this.decisions);
+    this.failover = new FailoverController(kv, this.view, this.writer, this.operators, this.liveness, this.heartbeatTimeoutMs, this.log, opts.repair ?? true, this.decisions);
+    this.fleet = new FleetMonitor(this.view, this.log, opts.scorePollMs ?? 5000);
+    this.predictive = new PredictiveDrainPolicy(this.view, () => this.fleet.scores, this.writer, this.decisions, this.log, opts.predictive);
+    this.fleet.onPoll(() => {
+      this.predictive.tick().catch((err) => this.log.error({ err }, 'predictive drain tick failed'));
+    });
+    // Hot, critical segments on the riskiest servers move first.
+    this.drain = new DrainPolicy(this.view, this.writer, this.operators, this.log, (seg) => this.fleet.accessRate(seg), (srv) => this.predictive.risk(srv));
     this.http = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 });
     this.routes();
     registerDashboard(this.http);
@@ -115,11 +132,13 @@ export class Orchestrator {
     await this.operators.start();
     this.failover.start();
     this.drain.start();
+    this.fleet.start();
     this.leading = true;
     this.log.info({ address: this.address }, 'leading');
   }
 
   private stopControllers(): void {
+    this.fleet.stop();
     this.failover.stop();
     this.drain.stop();
     this.operators.stop();
@@ -278,6 +297,18 @@ export class Orchestrator {
     });
     app.get('/v1/status', async () => this.status());
     app.get('/v1/operators', async () => this.operators.list());
+    app.get('/v1/failure-scores', async () => [...this.fleet.scores.values()].sort((a, b) => b.score - a.score));
+    app.get<{ Params: { id: string } }>('/v1/servers/:id/failure-score', async (req, reply) => {
+      if (!this.view.servers.has(req.params.id)) return reply.code(404).send({ error: `no server ${req.params.id}` });
+      return this.fleet.scores.get(req.params.id) ?? reply.code(404).send({ error: `no score from ${req.params.id} yet` });
+    });
+    app.get<{ Querystring: { server?: string } }>('/v1/failure-scores/history', async (req) => {
+      const out: Record<string, unknown> = {};
+      for (const [id, h] of this.fleet.history) if (!req.query.server || req.query.server === id) out[id] = h;
+      return out;
+    });
+    app.get('/v1/fleet/stats', async () => this.fleet.fleetStats());
+    app.get<{ Querystring: { limit?: string } }>('/v1/segments/heat', async (req) => this.fleet.segmentHeat(Number(req.query.limit) || 100000));
     app.get('/v1/migrations', async () => this.operators.list());
     app.post<{ Body: { segmentId?: string; to?: string; from?: string } }>('/v1/migrations', async (req, reply) => {
       try {
@@ -309,7 +340,7 @@ export class Orchestrator {
         return fail(reply, err);
       }
     });
-    app.get('/v1/events', async () => this.operators.events.slice(-1000));
+    app.get<{ Querystring: { since?: string; limit?: string } }>('/v1/events', async (req) => this.decisions.list(Number(req.query.since) || 0, Math.min(Number(req.query.limit) || 1000, 5000)));
     app.delete<{ Params: { id: string } }>('/v1/operators/:id', async (req, reply) => {
       const ok = await this.operators.cancel(decodeURIComponent(req.params.id));
       return ok ? { cancelled: req.params.id } : reply.code(404).send({ error: `no operator ${req.params.id}` });

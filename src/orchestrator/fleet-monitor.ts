@@ -1,0 +1,131 @@
+// What the orchestrator knows about its servers' health: it polls every up server's admin API
+// for its Failure Score, its per-segment heat and its latest telemetry sample, keeps a short
+// score history for the dashboard, aggregates segment heat for migration priority, and computes
+// fleet medians/MADs that servers use for peer comparison.
+
+import { httpJson } from '../api/http.ts';
+import type { FailureScoreReport } from '../api/types.ts';
+import type { Logger } from '../common/log.ts';
+import type { ClusterView } from '../metadata/cluster-view.ts';
+
+export interface SegmentHeat {
+  segmentId: string;
+  readsPerSec: number;
+  writesPerSec: number;
+  bytesPerSec: number;
+}
+
+export interface ScorePoint {
+  t: number;
+  score: number;
+  mode: string;
+}
+
+export interface FleetStat {
+  median: number;
+  mad: number;
+  n: number;
+}
+
+const HISTORY_POINTS = 2000;
+
+export class FleetMonitor {
+  readonly scores = new Map<string, FailureScoreReport>();
+  readonly history = new Map<string, ScorePoint[]>();
+  /** Per segment, summed over its replicas. */
+  private heat = new Map<string, SegmentHeat>();
+  private latest = new Map<string, Record<string, number>>();
+  private timer?: NodeJS.Timeout;
+  private stopped = false;
+  private readonly listeners = new Set<() => void>();
+
+  constructor(private readonly view: ClusterView, private readonly log: Logger, readonly intervalMs = 5000) {}
+
+  start(): void {
+    this.stopped = false;
+    const loop = async () => {
+      if (this.stopped) return;
+      await this.poll().catch((err) => this.log.warn({ err: (err as Error).message }, 'fleet poll failed'));
+      if (!this.stopped) this.timer = setTimeout(loop, this.intervalMs);
+    };
+    this.timer = setTimeout(loop, 0);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  /** Called after each poll (the predictive drain policy decides then). */
+  onPoll(cb: () => void): void {
+    this.listeners.add(cb);
+  }
+
+  async poll(): Promise<void> {
+    const servers = [...this.view.servers.values()].filter((s) => s.state === 'up');
+    const heat = new Map<string, SegmentHeat>();
+    await Promise.all(servers.map(async (s) => {
+      const base = `http://${s.adminAddr}`;
+      const [score, segHeat, sample] = await Promise.all([
+        httpJson<FailureScoreReport>(base, 'GET', '/v1/failure-score', undefined, 3000).catch(() => undefined),
+        httpJson<SegmentHeat[]>(base, 'GET', '/v1/segments/heat?limit=100000', undefined, 3000).catch(() => undefined),
+        httpJson<{ ts: number; values: Record<string, number> }>(base, 'GET', '/v1/metrics/latest', undefined, 3000).catch(() => undefined),
+      ]);
+      if (score && typeof score.score === 'number') {
+        this.scores.set(s.id, score);
+        const h = this.history.get(s.id) ?? [];
+        h.push({ t: Date.parse(score.computedAt) || Date.now(), score: score.score, mode: score.mode });
+        if (h.length > HISTORY_POINTS) h.splice(0, h.length - HISTORY_POINTS);
+        this.history.set(s.id, h);
+      }
+      for (const x of segHeat ?? []) {
+        const cur = heat.get(x.segmentId) ?? { segmentId: x.segmentId, readsPerSec: 0, writesPerSec: 0, bytesPerSec: 0 };
+        cur.readsPerSec += x.readsPerSec;
+        // A replicated write shows on every replica: count the primary's, not the sum.
+        cur.writesPerSec = Math.max(cur.writesPerSec, x.writesPerSec);
+        cur.bytesPerSec += x.bytesPerSec;
+        heat.set(x.segmentId, cur);
+      }
+      if (sample?.values) this.latest.set(s.id, sample.values);
+    }));
+    for (const id of [...this.scores.keys()]) if (!this.view.servers.has(id)) this.scores.delete(id);
+    this.heat = heat;
+    for (const cb of this.listeners) cb();
+  }
+
+  /** Accesses per second of a segment (reads + writes), 0 when unknown. */
+  accessRate(segmentId: string): number {
+    const h = this.heat.get(segmentId);
+    return h ? h.readsPerSec + h.writesPerSec : 0;
+  }
+
+  segmentHeat(limit = 100000): SegmentHeat[] {
+    return [...this.heat.values()].sort((a, b) => b.readsPerSec + b.writesPerSec - (a.readsPerSec + a.writesPerSec)).slice(0, limit);
+  }
+
+  /** Median and MAD of each metric over the up servers' latest samples (peer comparison). */
+  fleetStats(): Record<string, FleetStat> {
+    const by = new Map<string, number[]>();
+    for (const values of this.latest.values()) {
+      for (const [k, v] of Object.entries(values)) {
+        if (!Number.isFinite(v)) continue;
+        let a = by.get(k);
+        if (!a) by.set(k, (a = []));
+        a.push(v);
+      }
+    }
+    const out: Record<string, FleetStat> = {};
+    for (const [k, a] of by) {
+      const m = median(a);
+      out[k] = { median: m, mad: median(a.map((x) => Math.abs(x - m))), n: a.length };
+    }
+    return out;
+  }
+}
+
+function median(a: number[]): number {
+  if (a.length === 0) return NaN;
+  const s = [...a].sort((x, y) => x - y);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
