@@ -10,6 +10,7 @@ import { registerMetaCommands } from './meta-commands.ts';
 import { registerEventsCommand } from './events-command.ts';
 import { registerNbdCommand } from './nbd-command.ts';
 import { registerTelemetryCommands } from './telemetry-commands.ts';
+import { registerPredictionCommands } from './prediction-commands.ts';
 
 const program = new Command('presage')
   .description('Presage: a distributed block store whose storage servers see their own failures coming')
@@ -24,6 +25,7 @@ registerMetaCommands(program);
 registerEventsCommand(program);
 registerNbdCommand(program);
 registerTelemetryCommands(program);
+registerPredictionCommands(program);
 
 program.parseAsync(process.argv).catch((err) => {
   process.stderr.write(`presage: ${(err as Error).message}\n`);

@@ -1,0 +1,182 @@
+// `presage eval`, `presage train`, `presage score`: offline evaluation on the shared data,
+// rebuilding the default model, and reading Failure Scores from the orchestrator.
+
+import type { Command } from 'commander';
+import cliProgress from 'cli-progress';
+import { resolve } from 'node:path';
+import { statSync } from 'node:fs';
+import { FAILURE_MODES, type FailureScoreReport } from '../api/types.ts';
+import { ApiError, httpJson } from '../api/http.ts';
+import { runEvaluation } from '../prediction/evaluate.ts';
+import { trainDefaultBundle } from '../prediction/train.ts';
+import { saveBundle } from '../prediction/model-bundle.ts';
+import { action, intArg, isTty, orchestratorOption, orchestratorUrl, printJson } from './common.ts';
+import { colour, table } from './table.ts';
+
+/** A stage-labelled progress bar on stderr, only on a terminal. */
+class StageProgress {
+  private readonly bar?: cliProgress.SingleBar;
+  constructor() {
+    if (!isTty(process.stderr)) return;
+    this.bar = new cliProgress.SingleBar({ stream: process.stderr, format: '{stage} [{bar}] {percentage}% | {duration_formatted}', hideCursor: true }, cliProgress.Presets.shades_classic);
+    this.bar.start(100, 0, { stage: 'starting'.padEnd(28) });
+  }
+  update(stage: string, fraction: number): void {
+    this.bar?.update(Math.round(Math.min(1, Math.max(0, fraction)) * 100), { stage: stage.padEnd(28) });
+  }
+  stop(): void {
+    this.bar?.stop();
+  }
+}
+
+const fmt = (v: number | null | undefined, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
+
+export function registerPredictionCommands(program: Command): void {
+  program
+    .command('eval')
+    .description('evaluate the failure predictor on a real dataset (Backblaze, Perseus, Alibaba) and write a Markdown report')
+    .requiredOption('--dataset <file>', 'a .csv.gz from ../shared/data (backblaze_2013*, backblaze_2019*, perseus*, alibaba*)')
+    .option('--out <file>', 'write the Markdown report here (default: print it)')
+    .option('--seed <n>', 'split seed', intArg('--seed', 0, 2 ** 31 - 1), 1)
+    .option('--max-rows <n>', 'read only the first N rows (smoke runs)', intArg('--max-rows', 1, Number.MAX_SAFE_INTEGER))
+    .option('--json', 'print the headline metrics as JSON')
+    .action(action(async (opts: { dataset: string; out?: string; seed: number; maxRows?: number; json?: boolean }) => {
+      const t0 = Date.now();
+      const report = await runEvaluation({
+        dataset: resolve(opts.dataset),
+        out: opts.out ? resolve(opts.out) : undefined,
+        seed: opts.seed,
+        maxRows: opts.maxRows,
+        log: (m) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${m}\n`),
+      });
+      if (opts.json) return printJson({ dataset: report.dataset, kind: report.kind, seed: report.seed, seconds: report.seconds, metrics: report.metrics });
+      if (opts.out) {
+        process.stdout.write(`wrote ${opts.out} (${report.kind}, ${report.seconds.toFixed(1)} s)\n`);
+        for (const [k, v] of Object.entries(report.metrics)) process.stdout.write(`  ${k}: ${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(4) : v}\n`);
+      } else {
+        process.stdout.write(report.markdown + '\n');
+      }
+    }));
+
+  program
+    .command('train')
+    .description('rebuild the default failure model from ../shared/data (seeded, reproducible) and print its validation metrics')
+    .option('--data <dir>', 'folder with backblaze_2013_dev.csv.gz and perseus_A_dev_1min.csv.gz', '../shared/data')
+    .option('--out <file>', 'where to write the model bundle', 'presage-model.json')
+    .option('--seed <n>', 'seed', intArg('--seed', 0, 2 ** 31 - 1), 1)
+    .option('--json', 'print the bundle\'s version and validation as JSON')
+    .action(action(async (opts: { data: string; out: string; seed: number; json?: boolean }) => {
+      const bar = new StageProgress();
+      const t0 = Date.now();
+      let bundle;
+      try {
+        bundle = await trainDefaultBundle({
+          dataDir: resolve(opts.data),
+          seed: opts.seed,
+          progress: (stage, f) => bar.update(stage, f),
+          log: (m) => {
+            if (!isTty(process.stderr)) process.stderr.write(`${m}\n`);
+          },
+        });
+      } finally {
+        bar.stop();
+      }
+      const out = resolve(opts.out);
+      await saveBundle(out, bundle);
+      if (opts.json) return printJson({ out, version: bundle.version, seconds: (Date.now() - t0) / 1000, validation: bundle.validation });
+      process.stdout.write(`wrote ${out} (${(statSync(out).size / 1024).toFixed(0)} KiB), model ${bundle.version}, ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+      process.stdout.write(table(
+        ['MODE', 'KIND', 'HORIZON', 'VALIDATED', 'AUC', 'RECALL@1%FA', 'BRIER', 'BRIER (BASE RATE)', 'POS/NEG', 'UNIT'],
+        FAILURE_MODES.map((m) => {
+          const v = bundle.validation[m];
+          const spec = bundle.modes[m];
+          return [m, spec.kind, spec.horizon, spec.validated ? 'yes' : 'no (heuristic)', fmt(v?.auc), fmt(v?.recallAt1pctFA), v?.brier != null ? v.brier.toExponential(2) : 'n/a', v?.brierBaseRate != null ? v.brierBaseRate.toExponential(2) : 'n/a', v ? `${v.positives}/${v.negatives}` : '-', v?.unit.split(';')[0] ?? '-'];
+        }),
+      ) + '\n');
+    }));
+
+  program
+    .command('score [server]')
+    .description('show Failure Scores (0 healthy … 100 critical) of one server or of all, from the orchestrator')
+    .addOption(orchestratorOption())
+    .option('--json', 'print JSON')
+    .action(action(async (server: string | undefined, opts: { orchestrator: string; json?: boolean }) => {
+      const base = orchestratorUrl(opts);
+      const path = server ? `/v1/servers/${encodeURIComponent(server)}/failure-score` : '/v1/failure-scores';
+      let data: unknown;
+      try {
+        data = await httpJson<unknown>(base, 'GET', path);
+      } catch (err) {
+        if (err instanceof ApiError && err.status === 404) {
+          throw new Error(server
+            ? `no Failure Score for server '${server}' (unknown server, or none computed yet): ${err.message}`
+            : `the orchestrator at ${base} does not serve Failure Scores (GET ${path}: 404)`);
+        }
+        throw err;
+      }
+      const reports = toReports(data, server !== undefined);
+      if (opts.json) return printJson(server ? reports[0] : reports);
+      process.stdout.write((server ? detail(reports[0]) : overview(reports)) + '\n');
+    }));
+}
+
+/** Accepts a report, an array of reports, or `{ scores | reports | servers: [...] }`. */
+export function toReports(data: unknown, single: boolean): FailureScoreReport[] {
+  const list = Array.isArray(data)
+    ? data
+    : data && typeof data === 'object' && !('score' in data)
+      ? ((data as Record<string, unknown>).scores ?? (data as Record<string, unknown>).reports ?? (data as Record<string, unknown>).servers)
+      : [data];
+  if (!Array.isArray(list)) throw new Error('the orchestrator answered with something that is not a Failure Score report');
+  for (const r of list) {
+    if (!r || typeof r !== 'object' || typeof (r as FailureScoreReport).score !== 'number' || typeof (r as FailureScoreReport).serverId !== 'string') {
+      throw new Error('the orchestrator answered with something that is not a Failure Score report');
+    }
+  }
+  if (single && list.length !== 1) throw new Error(`expected one Failure Score report, got ${list.length}`);
+  return list as FailureScoreReport[];
+}
+
+function levelText(r: FailureScoreReport, c: ReturnType<typeof colour>): string {
+  return r.level === 'critical' ? c.red(r.level) : r.level === 'warning' ? c.yellow(r.level) : c.green(r.level);
+}
+
+function ago(iso: string): string {
+  const s = (Date.now() - Date.parse(iso)) / 1000;
+  return Number.isNaN(s) ? iso : s < 90 ? `${Math.max(0, Math.round(s))}s ago` : s < 5400 ? `${Math.round(s / 60)}m ago` : `${Math.round(s / 3600)}h ago`;
+}
+
+export function overview(reports: FailureScoreReport[]): string {
+  const c = colour(isTty());
+  if (reports.length === 0) return 'no Failure Scores yet';
+  const rows = [...reports].sort((a, b) => b.score - a.score).map((r) => [
+    r.serverId,
+    r.score.toFixed(1),
+    levelText(r, c),
+    r.mode,
+    `${(r.probabilities[r.mode] * 100).toPrecision(2)}% in ${r.horizons[r.mode]}`,
+    r.topFeatures[0] ? `${r.topFeatures[0].name}=${+r.topFeatures[0].value.toPrecision(3)}` : '-',
+    r.modelVersion,
+    ago(r.computedAt),
+    r.note ? c.dim(r.note) : '',
+  ]);
+  return table(['SERVER', 'SCORE', 'LEVEL', 'MODE', 'P(MODE)', 'TOP FEATURE', 'MODEL', 'COMPUTED', 'NOTE'], rows);
+}
+
+export function detail(r: FailureScoreReport): string {
+  const c = colour(isTty());
+  const out: string[] = [];
+  out.push(`${c.bold(r.serverId)}: score ${c.bold(r.score.toFixed(1))} (${levelText(r, c)}), driven by ${r.mode}; model ${r.modelVersion}, computed ${r.computedAt}`);
+  if (r.note) out.push(c.dim(`note: ${r.note}`));
+  out.push('');
+  out.push(table(['MODE', 'PROBABILITY', 'HORIZON'], FAILURE_MODES.map((m) => [m === r.mode ? c.bold(m) : m, `${(r.probabilities[m] * 100).toPrecision(3)}%`, r.horizons[m]])));
+  if (r.topFeatures.length) {
+    out.push('');
+    out.push(table(['FEATURE', 'VALUE', 'CONTRIBUTION (score points)'], r.topFeatures.map((f) => [f.name, +f.value.toPrecision(4), f.contribution.toFixed(1)])));
+  }
+  for (const f of r.forecast) {
+    const last = f.points[f.points.length - 1];
+    if (last) out.push(`forecast ${f.metric} (${f.model}): ${+last.value.toPrecision(3)} in ${Math.round((last.t - Date.parse(r.computedAt)) / 60000)} min${last.lower !== undefined ? ` [${+last.lower.toPrecision(3)} – ${+(last.upper ?? NaN).toPrecision(3)}]` : ''}`);
+  }
+  return out.join('\n');
+}
