@@ -66,6 +66,16 @@ export class ApiSource {
     };
   }
 
+  /** One server's score history as the orchestrator keeps it (empty when not served). */
+  async scoreHistory(serverId: string): Promise<{ t: number; score: number }[]> {
+    try {
+      const r = await getJson<Record<string, { t: number; score: number }[]>>(`${this.base}/v1/failure-scores/history?server=${encodeURIComponent(serverId)}`);
+      return Array.isArray(r?.[serverId]) ? r[serverId] : [];
+    } catch {
+      return [];
+    }
+  }
+
   private async optional<T>(path: string): Promise<T | null> {
     if ((this.missingUntil.get(path) ?? 0) > Date.now()) return null;
     try {

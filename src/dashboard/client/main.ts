@@ -85,6 +85,7 @@ async function tick(): Promise<void> {
   try {
     const s = await source.poll();
     ingest(s);
+    void seedHistories();
     window.presageDashboard.polls++;
     setConnection(true);
   } catch (err) {
@@ -92,6 +93,19 @@ async function tick(): Promise<void> {
   } finally {
     if (POLL_MS > 0) timer = window.setTimeout(tick, POLL_MS);
   }
+}
+
+/** Charted servers whose past has been asked of the orchestrator (once each). */
+const seeded = new Set<string>();
+async function seedHistories(): Promise<void> {
+  if (!last || last.scoresState !== 'ok') return;
+  const ids = last.rows.filter((r) => r.score).sort((a, b) => b.score!.score - a.score!.score).slice(0, 6).map((r) => r.id);
+  const fresh = ids.filter((id) => !seeded.has(id));
+  if (fresh.length === 0) return;
+  fresh.forEach((id) => seeded.add(id));
+  const got = await Promise.all(fresh.map((id) => source.scoreHistory(id)));
+  fresh.forEach((id, i) => history.seed(id, got[i]));
+  if (got.some((g) => g.length > 0) && last) render(last);
 }
 
 function setConnection(ok: boolean, why = ''): void {

@@ -266,6 +266,23 @@ export class ScoreHistory {
     }
   }
 
+  /**
+   * Merges older points kept by the orchestrator (`GET /v1/failure-scores/history`), so a
+   * freshly opened page has a past to draw. Points at or after the oldest one held are skipped.
+   */
+  seed(serverId: string, points: { t: number; score: number }[]): void {
+    let s = this.series.get(serverId);
+    if (!s) this.series.set(serverId, (s = { t: [], v: [], last: '' }));
+    const first = s.t.length ? s.t[0] : Infinity;
+    const older = points.filter((p) => Number.isFinite(p.t) && p.t / 1000 < first).sort((a, b) => a.t - b.t).slice(-this.maxPoints);
+    s.t.unshift(...older.map((p) => p.t / 1000));
+    s.v.unshift(...older.map((p) => p.score));
+    if (s.t.length > this.maxPoints) {
+      s.t.splice(0, s.t.length - this.maxPoints);
+      s.v.splice(0, s.v.length - this.maxPoints);
+    }
+  }
+
   get(serverId: string): { t: number[]; v: number[] } | undefined {
     return this.series.get(serverId);
   }
