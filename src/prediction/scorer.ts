@@ -77,8 +77,6 @@ function compile(spec: ModeModel): CompiledMode {
     const cal: Calibrator = calibratorFromJSON(spec.calibrator);
     return { spec, predict: (v) => cal.predict(trees.predictProba(v)) };
   }
-  const idx = new Map(spec.terms.map((t) => [t.feature, spec.features.indexOf(t.feature)]));
-  void idx;
   return { spec, predict: (v) => ruleProbability(spec, v) };
 }
 
