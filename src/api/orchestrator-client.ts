@@ -111,6 +111,11 @@ export class OrchestratorClient {
     return this.call('GET', `/v1/events?since=${since}`);
   }
 
+  /** Per-metric fleet medians/MADs, for servers comparing themselves with their peers. */
+  fleetStats(): Promise<Record<string, { median: number; mad: number; n: number }>> {
+    return this.call('GET', '/v1/fleet/stats', undefined, 3000);
+  }
+
   failureScores(): Promise<FailureScoreReport[]> {
     return this.call('GET', '/v1/failure-scores');
   }

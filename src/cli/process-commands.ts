@@ -77,8 +77,11 @@ export function registerProcessCommands(program: Command): void {
     .option('--allow-faults', 'enable the fault-injection API (/v1/faults, presage fault): for tests and demos only')
     .option('--telemetry-interval <ms>', 'telemetry sampling interval', intArg('telemetry interval', 100, 3_600_000), 5000)
     .option('--telemetry-retention <days>', 'days of per-minute telemetry kept in <dir>/telemetry.sqlite', intArg('telemetry retention', 1, 3650), 35)
+    .option('--score-interval <ms>', 'time between Failure Score computations', intArg('score interval', 100, 3_600_000), 10000)
+    .option('--score-time-scale <n>', 'demos/tests only: score on a clock compressed n times (one model minute = 60 s / n)', intArg('score time scale', 1, 3600), 1)
+    .option('--model <file>', 'start from this model bundle (default: <dir>/models/current, else the bundled default)')
     .option('--smart <device>', 'SMART device to read (e.g. /dev/sda), "auto" (the data directory\'s disk) or "off"', 'auto')
-    .action(action(async (opts: { dir: string; orchestrator?: string; meta?: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number; copyBandwidth: number; maxCopies: number; scrubInterval: number; gcGrace: number; allowFaults?: boolean; telemetryInterval: number; telemetryRetention: number; smart: string }) => {
+    .action(action(async (opts: { dir: string; orchestrator?: string; meta?: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number; copyBandwidth: number; maxCopies: number; scrubInterval: number; gcGrace: number; allowFaults?: boolean; telemetryInterval: number; telemetryRetention: number; smart: string; scoreInterval: number; scoreTimeScale: number; model?: string }) => {
       const data = parseHostPort(opts.listen, '--listen');
       const admin = parseHostPort(opts.admin, '--admin');
       const log = createLogger('server');
@@ -100,6 +103,9 @@ export function registerProcessCommands(program: Command): void {
         telemetryIntervalMs: opts.telemetryInterval,
         telemetryRetentionDays: opts.telemetryRetention,
         smartDevice: opts.smart === 'off' ? false : opts.smart,
+        scoreIntervalMs: opts.scoreInterval,
+        scoreTimeScale: opts.scoreTimeScale,
+        modelPath: opts.model,
         logger: log,
       });
       process.stdout.write(`server ${s.id} serving data on ${s.dataAddr}, admin on http://${s.adminAddr}\n`);

@@ -8,7 +8,7 @@ import type { Logger } from '../common/log.ts';
 import { silentLogger } from '../common/log.ts';
 import { ClusterView } from '../metadata/cluster-view.ts';
 import { KvReplica } from '../metadata/kv-replica.ts';
-import { ROOT, segmentIdOf, type SmtEntry, type VolumeRecord } from '../metadata/model.ts';
+import { ROOT, segmentIdOf, smtKey, type SmtEntry, type VolumeRecord } from '../metadata/model.ts';
 import { ConnectionError, ConnectionPool } from '../protocol/connection.ts';
 import { Flag, MAX_IO_BYTES, Op, OP_NAMES, ProtocolError, Status, type Response } from '../protocol/messages.ts';
 import type { BlockDevice } from './block-device.ts';
@@ -22,6 +22,8 @@ export interface ClientOptions {
   requestTimeoutMs?: number;
   /** How long one I/O keeps retrying (redirects, failover, a server restarting) before failing. */
   opTimeoutMs?: number;
+  /** A read that another replica could serve waits at most this long for a silent server (default 2000 ms). */
+  readFailoverMs?: number;
   /**
    * Follow SMT changes in the background (default true). A lazy client (false) loads the SMT once
    * and catches up only when a server redirects it.
@@ -47,6 +49,9 @@ export class PresageClient {
   private readonly volumes = new Map<string, Volume>();
   readonly log: Logger;
   readonly opTimeoutMs: number;
+  readonly readFailoverMs: number;
+  /** Servers that recently failed to answer: reads try other replicas first for a while. */
+  private readonly suspects = new Map<string, number>();
 
   private constructor(readonly opts: ClientOptions) {
     this.log = opts.logger ?? silentLogger;
@@ -61,6 +66,7 @@ export class PresageClient {
     this.view = new ClusterView(this.replica);
     this.pool = new ConnectionPool({ requestTimeoutMs: opts.requestTimeoutMs ?? 10000, connectTimeoutMs: 2000 });
     this.opTimeoutMs = opts.opTimeoutMs ?? 60000;
+    this.readFailoverMs = opts.readFailoverMs ?? 2000;
   }
 
   static async connect(opts: ClientOptions): Promise<PresageClient> {
@@ -114,6 +120,7 @@ export class PresageClient {
         if (!entry) throw new ProtocolError(Status.NOT_OWNER, `no segment ${segmentId} (was the volume deleted?)`);
       }
       const target = this.pickTarget(entry, readable, avoid);
+      const alternatives = readable && entry.replicas.some((r) => r !== target && !avoid.has(r));
       if (!target) {
         // Every replica failed this read: start over after the metadata has had a chance to move.
         avoid.clear();
@@ -129,11 +136,14 @@ export class PresageClient {
       this.stats.requests++;
       let res: Response;
       try {
-        res = await this.pool.get(server.dataAddr).send({ op, flags, epoch: entry.epoch, segmentId, offset, length, payload });
+        // A read with another replica to go to does not wait long for a silent (hung) server.
+        const timeout = alternatives ? Math.min(this.readFailoverMs, this.pool.requestTimeoutMs) : undefined;
+        res = await this.pool.get(server.dataAddr).send({ op, flags, epoch: entry.epoch, segmentId, offset, length, payload }, timeout);
       } catch (err) {
         if (!(err instanceof ConnectionError)) throw err;
         lastError = err.message;
         this.stats.retries++;
+        this.suspects.set(target, Date.now() + SUSPECT_MS);
         if (readable && entry.replicas.length > 1) {
           // Reads fail over to another replica at once instead of waiting for the orchestrator.
           avoid.add(target);
@@ -141,9 +151,10 @@ export class PresageClient {
           continue;
         }
         await this.view.refresh().catch(() => {});
-        await this.backoff(attempt);
+        await this.backoff(attempt, segmentId);
         continue;
       }
+      this.suspects.delete(target);
       switch (res.status) {
         case Status.OK:
           return res;
@@ -157,7 +168,7 @@ export class PresageClient {
           this.stats.retries++;
           lastError = res.payload.toString('utf8');
           await this.view.refresh().catch(() => {});
-          await this.backoff(attempt);
+          await this.backoff(attempt, segmentId);
           continue;
         case Status.CORRUPT:
         case Status.IO_ERROR:
@@ -176,7 +187,9 @@ export class PresageClient {
 
   private pickTarget(entry: SmtEntry, readable: boolean, avoid: Set<string>): string | undefined {
     if (!readable) return entry.replicas[0];
-    return entry.replicas.find((r) => !avoid.has(r));
+    const now = Date.now();
+    const usable = entry.replicas.filter((r) => !avoid.has(r));
+    return usable.find((r) => !((this.suspects.get(r) ?? 0) > now)) ?? usable[0];
   }
 
   /** After a redirect: pull the metadata delta; if the server knew a newer epoch, wait briefly for it. */
@@ -189,8 +202,23 @@ export class PresageClient {
     }
   }
 
-  private backoff(attempt: number): Promise<unknown> {
-    return sleep(Math.min(10 * 2 ** Math.min(attempt, 6), 500));
+  /** Waits before a retry, but wakes at once when the segment's SMT entry changes (e.g. the failover committed). */
+  private backoff(attempt: number, segmentId?: string): Promise<unknown> {
+    const ms = Math.min(10 * 2 ** Math.min(attempt, 6), 500);
+    if (!segmentId) return sleep(ms);
+    const key = smtKey(segmentId);
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.view.off('change', onChange);
+        resolve();
+      };
+      const onChange = (ev: { key: string }) => {
+        if (ev.key === key) done();
+      };
+      const timer = setTimeout(done, ms);
+      this.view.on('change', onChange);
+    });
   }
 }
 
@@ -288,4 +316,6 @@ export class Volume implements BlockDevice {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** How long a server that failed to answer stays second choice for reads. */
+const SUSPECT_MS = 5000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -79,7 +79,7 @@ export class DrainPolicy {
       const holders = new Set([...e.replicas, ...(e.joining ?? [])]);
       let target: string;
       try {
-        [target] = pickReplicas(pool.filter((x) => !holders.has(x.id)), 1, vol.segmentSize, pool.filter((x) => holders.has(x.id) && x.id !== c.server));
+        [target] = pickReplicas(pool.filter((x) => !holders.has(x.id)), 1, vol.segmentSize, pool.filter((x) => holders.has(x.id) && x.id !== c.server), c.segmentId);
       } catch {
         continue; // no healthy server with room: try again next tick
       }

@@ -133,7 +133,7 @@ export class FailoverController {
       pool ??= this.writer.placementCandidates(new Set(), this.controller.pendingTargets());
       let target: string | undefined;
       try {
-        [target] = pickReplicas(pool.filter((c) => !holders.has(c.id)), 1, vol.segmentSize, pool.filter((c) => holders.has(c.id)));
+        [target] = pickReplicas(pool.filter((c) => !holders.has(c.id)), 1, vol.segmentSize, pool.filter((c) => holders.has(c.id)), segId);
       } catch {
         if (!this.stuck.has(segId)) this.log.warn({ segment: segId }, 'no server available to restore redundancy');
         this.stuck.add(segId);

@@ -107,7 +107,7 @@ export class MetadataWriter {
     await this.view.refresh();
     if (this.view.volumes.has(spec.name)) throw new ConflictError(`volume ${spec.name} already exists`);
     const count = segmentCountOf(spec);
-    const placement = placeSegments(this.placementCandidates(), count, spec.replicas, spec.segmentSize);
+    const placement = placeSegments(this.placementCandidates(), count, spec.replicas, spec.segmentSize, spec.name);
     const rec: VolumeRecord = { ...spec, segmentCount: count, createdAt: new Date().toISOString() };
     const put = [{ key: volumeKey(spec.name), value: JSON.stringify(rec) }];
     for (let i = 0; i < count; i++) {

@@ -206,7 +206,7 @@ export class Orchestrator {
     if (!to) {
       const vol = this.view.volumes.get(req.segmentId.slice(0, req.segmentId.lastIndexOf('/')))!;
       const holders = new Set([...e.replicas, ...(e.joining ?? [])]);
-      [to] = pickReplicas(this.writer.placementCandidates(holders), 1, vol.segmentSize, this.writer.placementCandidates().filter((x) => holders.has(x.id) && x.id !== from));
+      [to] = pickReplicas(this.writer.placementCandidates(holders), 1, vol.segmentSize, this.writer.placementCandidates().filter((x) => holders.has(x.id) && x.id !== from), req.segmentId);
     } else if (!this.view.servers.has(to)) {
       throw new NotFoundError(`no server ${to}`);
     }

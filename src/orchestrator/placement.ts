@@ -22,6 +22,7 @@ export function placeSegments(
   count: number,
   replicas: number,
   segmentBytes: number,
+  salt = '',
 ): string[][] {
   if (candidates.length < replicas) {
     throw new PlacementError(`need ${replicas} servers up for ${replicas} replicas, have ${candidates.length}`);
@@ -30,7 +31,7 @@ export function placeSegments(
   // Primaries take every write first: spread them too, not just the bytes.
   const primaries = new Map<string, number>();
   for (let i = 0; i < count; i++) {
-    const set = pickReplicas(candidates, replicas, segmentBytes, []);
+    const set = pickReplicas(candidates, replicas, segmentBytes, [], `${salt}/${i}`);
     let p = 0;
     for (let j = 1; j < set.length; j++) if ((primaries.get(set[j]) ?? 0) < (primaries.get(set[p]) ?? 0)) p = j;
     const ordered = [set[p], ...set.filter((_, j) => j !== p)];
@@ -46,6 +47,7 @@ export function pickReplicas(
   n: number,
   segmentBytes: number,
   existing: PlacementCandidate[],
+  salt = '',
 ): string[] {
   const chosen: PlacementCandidate[] = [...existing];
   const picked: string[] = [];
@@ -57,8 +59,11 @@ export function pickReplicas(
       // Prefer a zone not yet used, then a rack not yet used, then the most free space.
       const zoneClash = c.zone !== undefined && chosen.some((x) => x.zone === c.zone) ? 1 : 0;
       const rackClash = c.rack !== undefined && chosen.some((x) => x.rack === c.rack && x.zone === c.zone) ? 1 : 0;
-      const free = c.capacityBytes - c.assignedBytes;
-      const key: [number, number, number, string] = [zoneClash, rackClash, -free, c.id];
+      // Free space counted in whole segments, and ties broken by a hash of the segment and the
+      // server: equal servers must not always pair up the same way, or a failure's repair would
+      // copy everything from one partner.
+      const free = Math.floor((c.capacityBytes - c.assignedBytes) / Math.max(segmentBytes, 1));
+      const key: [number, number, number, string] = [zoneClash, rackClash, -free, tieBreak(salt, c.id)];
       if (!bestKey || compareKeys(key, bestKey) < 0) { best = c; bestKey = key; }
     }
     if (!best) throw new PlacementError(`not enough servers for ${existing.length + n} distinct replicas`);
@@ -67,6 +72,13 @@ export function pickReplicas(
     picked.push(best.id);
   }
   return picked;
+}
+
+/** A stable pseudo-random order of servers per segment (FNV-1a). */
+function tieBreak(salt: string, id: string): string {
+  let h = 0x811c9dc5;
+  for (const ch of `${salt}|${id}`) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193);
+  return (h >>> 0).toString(16).padStart(8, '0') + id;
 }
 
 function compareKeys(a: [number, number, number, string], b: [number, number, number, string]): number {

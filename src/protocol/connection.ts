@@ -96,7 +96,12 @@ export class DataConnection extends EventEmitter {
     return this.connecting;
   }
 
-  /** Sends a request (its requestId is assigned here) and resolves with the response, whatever its status. */
+  /**
+   * Sends a request (its requestId is assigned here) and resolves with the response, whatever its
+   * status. A request that runs into the connection's full request timeout takes the connection
+   * down with it (the server is treated as gone); a shorter, per-call timeout (a read that could
+   * go to another replica) only gives up on that one request.
+   */
   async send(req: Omit<Request, 'requestId'>, timeoutMs = this.requestTimeoutMs): Promise<Response> {
     await this.connect();
     const sock = this.socket;
@@ -111,7 +116,7 @@ export class DataConnection extends EventEmitter {
           this.pending.delete(requestId);
           reject(new RequestTimeoutError(this.address, timeoutMs));
           // A server that stops answering is treated as gone: later requests reconnect.
-          this.fail(`request timed out after ${timeoutMs} ms`);
+          if (timeoutMs >= this.requestTimeoutMs) this.fail(`request timed out after ${timeoutMs} ms`);
         }, timeoutMs);
       }
       this.pending.set(requestId, p);
@@ -159,6 +164,10 @@ export class ConnectionPool {
   private readonly conns = new Map<string, DataConnection>();
 
   constructor(private readonly opts: ConnectionOptions = {}) {}
+
+  get requestTimeoutMs(): number {
+    return this.opts.requestTimeoutMs ?? 15000;
+  }
 
   get(address: string): DataConnection {
     let c = this.conns.get(address);

@@ -19,6 +19,7 @@ import { CopyEngine, type CopyJobSpec } from './copy-engine.ts';
 import { DataServer } from './data-server.ts';
 import { RequestHandler } from './request-handler.ts';
 import { Scrubber } from './scrubber.ts';
+import { ServerScoring } from './scoring.ts';
 import { FaultInjector } from './faults.ts';
 import { ServerTelemetry } from './telemetry.ts';
 import { registerTelemetryRoutes } from './telemetry-routes.ts';
@@ -43,6 +44,12 @@ export interface StorageServerOptions {
   maxConcurrentCopies?: number;
   /** Time between scrub passes (0 = no background scrub). */
   scrubIntervalMs?: number;
+  /** Time between Failure Score computations (default 10 s). */
+  scoreIntervalMs?: number;
+  /** Compressed scoring clock (demos and tests only; 1 = real time). */
+  scoreTimeScale?: number;
+  /** Start from this model bundle file (default: the model directory's current, else the bundled default). */
+  modelPath?: string;
   /** How long a copy of a segment no longer assigned here is kept before deletion. */
   gcGraceMs?: number;
   /** Enables the fault-injection API (/v1/faults); off by default. */
@@ -70,6 +77,7 @@ export class StorageServer {
   readonly handler: RequestHandler;
   readonly copies: CopyEngine;
   readonly scrubber: Scrubber;
+  readonly scoring: ServerScoring;
   readonly telemetry: ServerTelemetry;
   /** Present only with allowFaults. */
   readonly faults?: FaultInjector;
@@ -129,6 +137,11 @@ export class StorageServer {
     this.admin = Fastify({ logger: false });
     this.adminRoutes();
     registerTelemetryRoutes(this.admin, { telemetry: this.telemetry, faults: this.faults });
+    this.scoring = new ServerScoring({
+      serverId: this.id, dir: opts.dir, telemetry: this.telemetry, orch: this.orch, log: this.log,
+      intervalMs: opts.scoreIntervalMs, timeScale: opts.scoreTimeScale, modelPath: opts.modelPath,
+    });
+    this.scoring.register(this.admin);
   }
 
   static async start(opts: StorageServerOptions): Promise<StorageServer> {
@@ -152,6 +165,7 @@ export class StorageServer {
     s.heartbeatLoop();
     s.gcLoop();
     if ((opts.scrubIntervalMs ?? 0) > 0) s.scrubber.start(opts.scrubIntervalMs!);
+    await s.scoring.start();
     s.log.info({ id: s.id, dataAddr: s.dataAddr, adminAddr: s.adminAddr, segments: s.store.list().length }, 'storage server ready');
     return s;
   }
@@ -282,6 +296,7 @@ export class StorageServer {
     if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
     if (this.gcTimer) clearTimeout(this.gcTimer);
     this.scrubber.stop();
+    this.scoring.stop();
     this.faults?.close();
     await this.data.close();
     await this.admin.close();

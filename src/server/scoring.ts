@@ -1,0 +1,123 @@
+// A storage server scoring itself: every tick it computes its Failure Score from its own
+// telemetry with the current model (hot-swappable without restart), comparing itself with the
+// fleet's medians that the orchestrator publishes (peer comparison), and serves the report at
+// GET /v1/failure-score. New models arrive by POST /v1/model (the orchestrator pushes retrained
+// ones) or by pointing the model directory's `current` at another version.
+
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { OrchestratorClient } from '../api/orchestrator-client.ts';
+import type { FailureScoreReport } from '../api/types.ts';
+import type { Logger } from '../common/log.ts';
+import { ModelManager } from '../prediction/lifecycle.ts';
+import { validateBundle, type ModelBundle } from '../prediction/model-bundle.ts';
+import type { PeerStats, QueryFn } from '../prediction/online-features.ts';
+import { CompressedSeries } from './score-clock.ts';
+import type { ServerTelemetry } from './telemetry.ts';
+
+export interface ScoringOptions {
+  serverId: string;
+  dir: string;
+  telemetry: ServerTelemetry;
+  orch: OrchestratorClient;
+  log: Logger;
+  /** Time between scores (default 10 s). */
+  intervalMs?: number;
+  /** Compressed scoring clock for demos and tests (1 = real time, the default). */
+  timeScale?: number;
+  /** A model bundle file to start from instead of the model directory's current (or the bundled default). */
+  modelPath?: string;
+}
+
+export class ServerScoring {
+  private models?: ModelManager;
+  private latest?: FailureScoreReport;
+  private timer?: NodeJS.Timeout;
+  private stopWatch?: () => void;
+  private readonly compressed?: CompressedSeries;
+  private stopped = false;
+  /** Milliseconds the last score took (telemetry for the cost of prediction). */
+  lastScoreMs = 0;
+
+  constructor(private readonly opts: ScoringOptions) {
+    const scale = opts.timeScale ?? 1;
+    if (scale > 1) {
+      this.compressed = new CompressedSeries(scale);
+      opts.telemetry.collector.onSample((s) => this.compressed!.push(s));
+    }
+  }
+
+  async start(): Promise<void> {
+    this.models = await ModelManager.open(path.join(this.opts.dir, 'models'));
+    if (this.opts.modelPath) await this.models.load(this.opts.modelPath);
+    this.models.on('swap', (e: { from: string; to: string }) => this.opts.log.info(e, 'model swapped'));
+    this.models.on('error', (err: Error) => this.opts.log.warn({ err: err.message }, 'model reload failed'));
+    this.stopWatch = this.models.watch();
+    const interval = this.opts.intervalMs ?? 10000;
+    const loop = async () => {
+      if (this.stopped) return;
+      await this.scoreNow().catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'scoring failed'));
+      if (!this.stopped) this.timer = setTimeout(loop, interval);
+    };
+    this.timer = setTimeout(loop, Math.min(interval, 1000));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.stopWatch?.();
+  }
+
+  get modelVersion(): string | undefined {
+    return this.models?.version;
+  }
+
+  private query(now: number): QueryFn {
+    if (this.compressed) return this.compressed.query(now);
+    const store = this.opts.telemetry.store;
+    return (m, f, t, s) => store.query(m, f, t, s);
+  }
+
+  async scoreNow(): Promise<FailureScoreReport> {
+    if (!this.models) throw new Error('scoring has not started');
+    const now = Date.now();
+    // The fleet's view, for comparing this server with its peers; without it the server's own past is the reference.
+    const peers = await this.opts.orch.fleetStats().catch(() => undefined) as PeerStats | undefined;
+    const t0 = performance.now();
+    const report = this.models.scorer.score({ serverId: this.opts.serverId, query: this.query(now), now, peers });
+    this.lastScoreMs = performance.now() - t0;
+    if (this.compressed) {
+      const note = `scored on a compressed clock (x${this.opts.timeScale}: one model minute = ${this.compressed.bucketMs} ms): a demo/test setting`;
+      report.note = report.note ? `${report.note}; ${note}` : note;
+    }
+    this.latest = report;
+    this.opts.telemetry.prom.failureScore.set(report.score);
+    return report;
+  }
+
+  register(app: FastifyInstance): void {
+    app.get('/v1/failure-score', async (_req, reply) => {
+      try {
+        return this.latest ?? (await this.scoreNow());
+      } catch (err) {
+        return reply.code(503).send({ error: (err as Error).message });
+      }
+    });
+    app.get('/v1/model', async (_req, reply) => {
+      if (!this.models) return reply.code(503).send({ error: 'models are loading' });
+      const b = this.models.bundle;
+      return { version: b.version, createdAt: b.createdAt, trainedOn: b.trainedOn, validation: b.validation };
+    });
+    // A new model, pushed by the orchestrator after retraining: validated, installed, swapped in.
+    app.post('/v1/model', { bodyLimit: 64 * 1024 * 1024 }, async (req, reply) => {
+      if (!this.models) return reply.code(503).send({ error: 'models are loading' });
+      try {
+        const bundle = validateBundle(req.body as ModelBundle);
+        await this.models.install(bundle);
+        return { version: bundle.version };
+      } catch (err) {
+        return reply.code(400).send({ error: (err as Error).message });
+      }
+    });
+  }
+}
