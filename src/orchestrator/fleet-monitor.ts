@@ -68,7 +68,7 @@ export class FleetMonitor {
       const base = `http://${s.adminAddr}`;
       const [score, segHeat, sample] = await Promise.all([
         httpJson<FailureScoreReport>(base, 'GET', '/v1/failure-score', undefined, 3000).catch(() => undefined),
-        httpJson<SegmentHeat[]>(base, 'GET', '/v1/segments/heat?limit=100000', undefined, 3000).catch(() => undefined),
+        httpJson<{ segments: SegmentHeat[] }>(base, 'GET', '/v1/segments/heat?limit=100000', undefined, 3000).then((r) => r.segments, () => undefined),
         httpJson<{ ts: number; values: Record<string, number> }>(base, 'GET', '/v1/metrics/latest', undefined, 3000).catch(() => undefined),
       ]);
       if (score && typeof score.score === 'number') {

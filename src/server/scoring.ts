@@ -15,6 +15,8 @@ import type { PeerStats, QueryFn } from '../prediction/online-features.ts';
 import { CompressedSeries } from './score-clock.ts';
 import type { ServerTelemetry } from './telemetry.ts';
 
+const COMPRESSED_METRICS = /^(io|disk)_/;
+
 export interface ScoringOptions {
   serverId: string;
   dir: string;
@@ -73,9 +75,14 @@ export class ServerScoring {
   }
 
   private query(now: number): QueryFn {
-    if (this.compressed) return this.compressed.query(now);
     const store = this.opts.telemetry.store;
-    return (m, f, t, s) => store.query(m, f, t, s);
+    const real: QueryFn = (m, f, t, s) => store.query(m, f, t, s);
+    if (!this.compressed) return real;
+    // Only the I/O-path and disk series run on the compressed clock: the fail-slow features built
+    // on them are unit-free (z-scores, ratios, correlations). Rates per hour (memory growth) and
+    // daily SMART keep real time, or a compressed clock would turn warm-up into a "leak".
+    const fast = this.compressed.query(now);
+    return (m, f, t, s) => (COMPRESSED_METRICS.test(m) ? fast(m, f, t, s) : real(m, f, t, s));
   }
 
   async scoreNow(): Promise<FailureScoreReport> {
