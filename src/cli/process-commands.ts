@@ -28,6 +28,7 @@ export function registerProcessCommands(program: Command): void {
     .option('--heartbeat-timeout <ms>', 'mark a server down (and fail over) after this long without a heartbeat', intArg('heartbeat timeout', 100, 3_600_000), 10000)
     .option('--max-copies-per-server <n>', 'concurrent copies one server may take part in', intArg('max copies per server', 1, 64), 2)
     .option('--max-copies-cluster <n>', 'concurrent copies in the whole cluster', intArg('max copies in the cluster', 1, 10000), 16)
+    .option('--cluster-bandwidth <size>', 'cap on all re-replication/migration copies together, per second (0 = none)', sizeArg, 0)
     .option('--no-repair', 'do not re-replicate segments that lost a replica')
     .option('--no-predictive', 'disable predictive drain: only reactive failover moves data')
     .option('--drain-threshold <score>', 'drain a server whose Failure Score stays at or above this', intArg('drain threshold', 1, 100), 70)
@@ -38,13 +39,13 @@ export function registerProcessCommands(program: Command): void {
     .option('--score-poll <ms>', 'how often servers\' Failure Scores and heat are polled', intArg('score poll', 100, 600_000), 5000)
     .addOption(metaOption())
     .option('--election-ttl <seconds>', 'with etcd: a dead leader is replaced after about this long', intArg('election ttl', 1, 600), 3)
-    .action(action(async (opts: { dir: string; listen: string; heartbeatTimeout: number; maxCopiesPerServer: number; maxCopiesCluster: number; repair: boolean; meta?: string; electionTtl: number; predictive: boolean; drainThreshold: number; warningThreshold: number; drainSustain: number; recoverAfter: number; maxDraining: number; scorePoll: number }) => {
+    .action(action(async (opts: { dir: string; listen: string; heartbeatTimeout: number; maxCopiesPerServer: number; maxCopiesCluster: number; clusterBandwidth: number; repair: boolean; meta?: string; electionTtl: number; predictive: boolean; drainThreshold: number; warningThreshold: number; drainSustain: number; recoverAfter: number; maxDraining: number; scorePoll: number }) => {
       if (opts.warningThreshold > opts.drainThreshold) throw new Error('--warning-threshold must not be above --drain-threshold');
       const { host, port } = parseHostPort(opts.listen, '--listen');
       const log = createLogger('orchestrator');
       const o = await Orchestrator.start({
         dir: opts.dir, host, port, logger: log, heartbeatTimeoutMs: opts.heartbeatTimeout, repair: opts.repair,
-        limits: { maxCopiesPerServer: opts.maxCopiesPerServer, maxCopiesCluster: opts.maxCopiesCluster },
+        limits: { maxCopiesPerServer: opts.maxCopiesPerServer, maxCopiesCluster: opts.maxCopiesCluster, clusterBandwidth: opts.clusterBandwidth },
         meta: opts.meta,
         electionTtlSeconds: opts.electionTtl,
         scorePollMs: opts.scorePoll,

@@ -25,9 +25,11 @@ export interface ControllerLimits {
   maxCopiesCluster: number;
   /** Failed copy attempts before an operator is rolled back. */
   maxAttempts: number;
+  /** Bytes/s for all copies in the cluster together (0 = no cluster-wide cap); each copy gets an equal share of it. */
+  clusterBandwidth: number;
 }
 
-export const DEFAULT_LIMITS: ControllerLimits = { maxCopiesPerServer: 2, maxCopiesCluster: 16, maxAttempts: 3 };
+export const DEFAULT_LIMITS: ControllerLimits = { maxCopiesPerServer: 2, maxCopiesCluster: 16, maxAttempts: 3, clusterBandwidth: 0 };
 
 export type ProposeResult =
   | { accepted: true; operator: Operator }
@@ -255,7 +257,9 @@ export class OperatorController {
         const admin = new ServerAdminClient(target.adminAddr);
         if (!job) {
           // Idempotent: the target returns the copy already running for this segment, if any.
-          const st = await admin.startCopy({ segmentId: op.segmentId, source: entry.replicas[0] });
+          // At most maxCopiesCluster copies run at once, so equal shares keep the sum under the cap.
+          const share = this.limits.clusterBandwidth > 0 ? Math.max(1, Math.floor(this.limits.clusterBandwidth / this.limits.maxCopiesCluster)) : 0;
+          const st = await admin.startCopy({ segmentId: op.segmentId, source: entry.replicas[0], bandwidthBytesPerSec: share });
           this.jobs.set(op.id, { jobId: st.id, adminAddr: target.adminAddr });
           return;
         }
