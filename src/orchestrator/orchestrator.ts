@@ -26,6 +26,7 @@ import { PRIORITY } from './operators.ts';
 import { PlacementError, pickReplicas } from './placement.ts';
 import { registerOrchestratorMetrics } from './metrics.ts';
 import { registerDashboard } from '../dashboard/serve.ts';
+import { RetrainScheduler, type RetrainConfig } from './retrain-scheduler.ts';
 
 export interface OrchestratorOptions {
   dir: string;
@@ -48,6 +49,8 @@ export interface OrchestratorOptions {
   electionTtlSeconds?: number;
   /** With etcd: called if this orchestrator loses its leadership (the CLI exits, to restart as a standby). */
   onLostLeadership?: (reason: Error) => void;
+  /** Retraining from the cluster's history and model distribution (interval, min days…; intervalMs 0 = on request only). */
+  retrain?: Partial<RetrainConfig>;
 }
 
 export class Orchestrator {
@@ -60,6 +63,7 @@ export class Orchestrator {
   readonly drain: DrainPolicy;
   readonly fleet: FleetMonitor;
   readonly predictive: PredictiveDrainPolicy;
+  readonly retrain: RetrainScheduler;
   private readonly replica: KvReplica;
   private readonly http: FastifyInstance;
   private readonly log: Logger;
@@ -88,6 +92,8 @@ export class Orchestrator {
     // Hot, critical segments on the riskiest servers move first.
     this.drain = new DrainPolicy(this.view, this.writer, this.operators, this.log, (seg) => this.fleet.accessRate(seg), (srv) => this.predictive.risk(srv));
     this.http = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 });
+    // Retraining: labels from mark-downs, weekly retrain, pushes to servers (routes registered in routes()).
+    this.retrain = new RetrainScheduler({ dir: opts.dir, kv, view: this.view, decisions: this.decisions, log: this.log, lastScore: (id) => this.fleet.scores.get(id), config: opts.retrain });
     this.routes();
     registerDashboard(this.http);
   }
@@ -103,6 +109,7 @@ export class Orchestrator {
     }
     const o = new Orchestrator(opts, kv);
     await o.replica.start();
+    await o.retrain.init();
     o.address = await o.http.listen({ host: opts.host, port: opts.port });
     if (kv instanceof EtcdKvStore) {
       // The candidate id is our API URL, so servers and clients find the leader by reading the election.
@@ -133,11 +140,13 @@ export class Orchestrator {
     this.failover.start();
     this.drain.start();
     this.fleet.start();
+    this.retrain.start();
     this.leading = true;
     this.log.info({ address: this.address }, 'leading');
   }
 
   private stopControllers(): void {
+    this.retrain.stop();
     this.fleet.stop();
     this.failover.stop();
     this.drain.stop();
@@ -152,6 +161,7 @@ export class Orchestrator {
     this.stopControllers();
     await this.election?.resign().catch(() => {});
     await this.http.close();
+    await this.retrain.flushLabels();
     await this.replica.stop();
     await this.kv.close();
   }
@@ -361,6 +371,8 @@ export class Orchestrator {
         return fail(reply, err);
       }
     });
+
+    this.retrain.register(app);
 
     app.get<{ Querystring: { prefix?: string } }>('/v1/kv/range', async (req) => this.kv.range(req.query.prefix ?? ROOT));
     app.get<{ Querystring: { prefix?: string; after?: string; timeoutMs?: string } }>('/v1/kv/changes', async (req, reply) => {

@@ -1,0 +1,96 @@
+// The part of retraining that runs off the orchestrator's event loop. Building hourly feature
+// snapshots of every server over 30+ days and training takes about a minute for 100 servers
+// (docs/prediction-cost.md); on the main thread that would stall heartbeats long enough for the
+// failover controller to mark healthy servers down. So the fetched history (compact typed arrays,
+// transferred, not copied) goes to a worker thread that runs ModelManager.retrain on the same
+// model directory; the main thread then reloads the `current` pointer.
+//
+// Also here, shared by both sides: the compact series format, a QueryFn over it, and the split of
+// a server's history into "lives" at its failures.
+
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import type { FailureMode } from '../api/types.ts';
+import { ModelManager, type RetrainResult, type ServerHistory, type TrainingHistory } from '../prediction/lifecycle.ts';
+import type { QueryFn, QueryPoint } from '../prediction/online-features.ts';
+
+/** One metric's points, oldest first: point time (ms), mean and last (float32: 4 bytes a value is plenty for features). */
+export interface CompactSeries {
+  t: Float64Array;
+  mean: Float32Array;
+  last: Float32Array;
+}
+
+export interface FetchedServer {
+  id: string;
+  series: Record<string, CompactSeries>;
+  failures: { mode: FailureMode; t: number }[];
+}
+
+/** A QueryFn over fetched series (binary search; the step hint is ignored: callers re-bucket). */
+export function seriesQuery(series: Record<string, CompactSeries>, notBefore = -Infinity): QueryFn {
+  return (metric, fromMs, toMs) => {
+    const s = series[metric];
+    if (!s) return [];
+    const from = Math.max(fromMs, notBefore);
+    let lo = 0;
+    let hi = s.t.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (s.t[mid]! < from) lo = mid + 1;
+      else hi = mid;
+    }
+    const out: QueryPoint[] = [];
+    for (let i = lo; i < s.t.length && s.t[i]! < toMs; i++) {
+      const mean = s.mean[i]!;
+      const last = s.last[i]!;
+      out.push({ ts: s.t[i]!, mean, min: mean, max: mean, last });
+    }
+    return out;
+  };
+}
+
+/**
+ * A server's history cut into lives at its failures: a life ends at its failure (lifecycle's
+ * buildRows stops a server at its first failure), and the next life sees only telemetry from
+ * after it, as a replaced drive or a restarted process starts afresh. Without the split a server
+ * that failed once would contribute nothing after its first failure.
+ */
+export function splitLives(s: FetchedServer): ServerHistory[] {
+  const fails = [...s.failures].sort((a, b) => a.t - b.t);
+  const out: ServerHistory[] = [];
+  let start = -Infinity;
+  fails.forEach((f, k) => {
+    out.push({ id: `${s.id}#${k}`, query: seriesQuery(s.series, start), failures: [f] });
+    start = f.t;
+  });
+  out.push({ id: fails.length ? `${s.id}#${fails.length}` : s.id, query: seriesQuery(s.series, start), failures: [] });
+  return out;
+}
+
+export function trainingHistory(from: number, servers: FetchedServer[]): TrainingHistory {
+  return { from, servers: servers.flatMap(splitLives) };
+}
+
+export interface WorkerJob {
+  presageRetrain: true;
+  dir: string;
+  from: number;
+  now: number;
+  servers: FetchedServer[];
+  minDays: number;
+  tickMs: number;
+  modes?: FailureMode[];
+  seed: number;
+}
+
+async function runJob(job: WorkerJob): Promise<RetrainResult> {
+  const mgr = await ModelManager.open(job.dir);
+  return mgr.retrain({ history: trainingHistory(job.from, job.servers), now: job.now, minDays: job.minDays, tickMs: job.tickMs, modes: job.modes, seed: job.seed });
+}
+
+if (!isMainThread && (workerData as WorkerJob | undefined)?.presageRetrain) {
+  runJob(workerData as WorkerJob).then(
+    (result) => parentPort!.postMessage({ ok: true, result }),
+    (err: Error) => parentPort!.postMessage({ ok: false, error: err.message ?? String(err) }),
+  );
+}
