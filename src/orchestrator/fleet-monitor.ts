@@ -1,7 +1,10 @@
 // What the orchestrator knows about its servers' health: it polls every up server's admin API
 // for its Failure Score, its per-segment heat and its latest telemetry sample, keeps a short
 // score history for the dashboard, aggregates segment heat for migration priority, and computes
-// fleet medians/MADs that servers use for peer comparison.
+// fleet medians/MADs that servers use for peer comparison. The peer reference pools every server's
+// per-minute means over the fail-slow window (GET /v1/peer-sample), not instantaneous samples: a
+// server judges its own per-minute means against it, and a single noisy sample per server made
+// healthy servers look like outliers.
 
 import { httpJson } from '../api/http.ts';
 import type { FailureScoreReport } from '../api/types.ts';
@@ -34,7 +37,7 @@ export class FleetMonitor {
   readonly history = new Map<string, ScorePoint[]>();
   /** Per segment, summed over its replicas. */
   private heat = new Map<string, SegmentHeat>();
-  private latest = new Map<string, Record<string, number>>();
+  private peerSamples = new Map<string, Record<string, number[]>>();
   private timer?: NodeJS.Timeout;
   private stopped = false;
   private readonly listeners = new Set<() => void>();
@@ -66,10 +69,10 @@ export class FleetMonitor {
     const heat = new Map<string, SegmentHeat>();
     await Promise.all(servers.map(async (s) => {
       const base = `http://${s.adminAddr}`;
-      const [score, segHeat, sample] = await Promise.all([
+      const [score, segHeat, peer] = await Promise.all([
         httpJson<FailureScoreReport>(base, 'GET', '/v1/failure-score', undefined, 3000).catch(() => undefined),
         httpJson<{ segments: SegmentHeat[] }>(base, 'GET', '/v1/segments/heat?limit=100000', undefined, 3000).then((r) => r.segments, () => undefined),
-        httpJson<{ ts: number; values: Record<string, number> }>(base, 'GET', '/v1/metrics/latest', undefined, 3000).catch(() => undefined),
+        httpJson<{ metrics: Record<string, number[]> }>(base, 'GET', '/v1/peer-sample', undefined, 3000).catch(() => undefined),
       ]);
       if (score && typeof score.score === 'number') {
         this.scores.set(s.id, score);
@@ -86,8 +89,11 @@ export class FleetMonitor {
         cur.bytesPerSec += x.bytesPerSec;
         heat.set(x.segmentId, cur);
       }
-      if (sample?.values) this.latest.set(s.id, sample.values);
+      if (peer?.metrics) this.peerSamples.set(s.id, peer.metrics);
+      else this.peerSamples.delete(s.id);
     }));
+    const up = new Set(servers.map((s) => s.id));
+    for (const id of [...this.peerSamples.keys()]) if (!up.has(id)) this.peerSamples.delete(id);
     for (const id of [...this.scores.keys()]) if (!this.view.servers.has(id)) this.scores.delete(id);
     this.heat = heat;
     for (const cb of this.listeners) cb();
@@ -103,24 +109,38 @@ export class FleetMonitor {
     return [...this.heat.values()].sort((a, b) => b.readsPerSec + b.writesPerSec - (a.readsPerSec + a.writesPerSec)).slice(0, limit);
   }
 
-  /** Median and MAD of each metric over the up servers' latest samples (peer comparison). */
+  /**
+   * Median and MAD of each peer-compared metric over the pooled per-minute means of the up servers
+   * (n = servers contributing). With fewer than MIN_PEERS servers there is no fleet to speak of and
+   * the metric is left out, so servers fall back to their own past.
+   */
   fleetStats(): Record<string, FleetStat> {
-    const by = new Map<string, number[]>();
-    for (const values of this.latest.values()) {
-      for (const [k, v] of Object.entries(values)) {
-        if (!Number.isFinite(v)) continue;
-        let a = by.get(k);
-        if (!a) by.set(k, (a = []));
-        a.push(v);
-      }
-    }
-    const out: Record<string, FleetStat> = {};
-    for (const [k, a] of by) {
-      const m = median(a);
-      out[k] = { median: m, mad: median(a.map((x) => Math.abs(x - m))), n: a.length };
-    }
-    return out;
+    return pooledStats([...this.peerSamples.values()]);
   }
+}
+
+/** Fewer contributing servers than this → no fleet reference for the metric. */
+export const MIN_PEERS = 3;
+
+export function pooledStats(samples: Record<string, number[]>[]): Record<string, FleetStat> {
+  const by = new Map<string, { values: number[]; n: number }>();
+  for (const metrics of samples) {
+    for (const [k, vs] of Object.entries(metrics)) {
+      const finite = vs.filter(Number.isFinite);
+      if (!finite.length) continue;
+      let a = by.get(k);
+      if (!a) by.set(k, (a = { values: [], n: 0 }));
+      a.values.push(...finite);
+      a.n++;
+    }
+  }
+  const out: Record<string, FleetStat> = {};
+  for (const [k, { values, n }] of by) {
+    if (n < MIN_PEERS) continue;
+    const m = median(values);
+    out[k] = { median: m, mad: median(values.map((x) => Math.abs(x - m))), n };
+  }
+  return out;
 }
 
 function median(a: number[]): number {

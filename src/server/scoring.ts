@@ -11,7 +11,7 @@ import type { FailureScoreReport } from '../api/types.ts';
 import type { Logger } from '../common/log.ts';
 import { ModelManager } from '../prediction/lifecycle.ts';
 import { validateBundle, type ModelBundle } from '../prediction/model-bundle.ts';
-import type { PeerStats, QueryFn } from '../prediction/online-features.ts';
+import { FAIL_SLOW_SOURCES, FAIL_SLOW_WINDOW_MIN, MINUTE_MS, type PeerStats, type QueryFn } from '../prediction/online-features.ts';
 import { CompressedSeries } from './score-clock.ts';
 import type { ServerTelemetry } from './telemetry.ts';
 
@@ -85,6 +85,25 @@ export class ServerScoring {
     return (m, f, t, s) => (COMPRESSED_METRICS.test(m) ? fast(m, f, t, s) : real(m, f, t, s));
   }
 
+  /**
+   * This server's per-minute means of the peer-compared metrics over the fail-slow window, on the
+   * clock it scores on. The orchestrator pools these over the fleet into the medians/MADs every
+   * server compares itself with: per-minute values, like the ones each server judges, so a healthy
+   * server's ordinary minute-to-minute spread is inside the reference rather than an outlier.
+   */
+  peerSample(now = Date.now()): { minutes: number; metrics: Record<string, number[]> } {
+    const q = this.query(now);
+    const from = Math.floor(now / MINUTE_MS) * MINUTE_MS - (FAIL_SLOW_WINDOW_MIN - 1) * MINUTE_MS;
+    const metrics: Record<string, number[]> = {};
+    for (const src of FAIL_SLOW_SOURCES) {
+      for (const m of [src.latency, src.throughput]) {
+        const v = q(m, from, from + FAIL_SLOW_WINDOW_MIN * MINUTE_MS, MINUTE_MS).map((p) => p.mean).filter(Number.isFinite);
+        if (v.length) metrics[m] = v;
+      }
+    }
+    return { minutes: FAIL_SLOW_WINDOW_MIN, metrics };
+  }
+
   async scoreNow(): Promise<FailureScoreReport> {
     if (!this.models) throw new Error('scoring has not started');
     const now = Date.now();
@@ -110,6 +129,7 @@ export class ServerScoring {
         return reply.code(503).send({ error: (err as Error).message });
       }
     });
+    app.get('/v1/peer-sample', async () => this.peerSample());
     app.get('/v1/model', async (_req, reply) => {
       if (!this.models) return reply.code(503).send({ error: 'models are loading' });
       const b = this.models.bundle;
