@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import fc from 'fast-check';
 import { silentLogger } from '../common/log.ts';
-import { FrameReader, decodeResponse, encodeRequest } from '../protocol/codec.ts';
+import { FrameError, FrameReader, decodeRequest, decodeResponse, encodeRequest } from '../protocol/codec.ts';
 import { DataConnection } from '../protocol/connection.ts';
-import { MAX_FRAME_BYTES, Op, PROTOCOL_VERSION, Status, type Request, type Response } from '../protocol/messages.ts';
+import { MAX_FRAME_BYTES, MAX_IO_BYTES, Op, PROTOCOL_VERSION, Status, type Request, type Response } from '../protocol/messages.ts';
 import { DataServer } from './data-server.ts';
 
 /** Deterministic bytes, so a READ's expected data can be recomputed from its request. */
@@ -30,21 +30,27 @@ class EchoHandler {
   calls = 0;
   delay: (req: Request) => number = () => 0;
   fail: (req: Request) => boolean = () => false;
+  /** Replaces the payload of the answer (a misbehaving handler); undefined keeps the echo. */
+  payload: (req: Request) => Buffer | undefined = () => undefined;
 
   readonly handle = async (req: Request): Promise<Response> => {
     this.calls++;
     const ms = this.delay(req);
     if (ms > 0) await sleep(ms);
     if (this.fail(req)) throw new Error(`handler failure for ${req.requestId}`);
-    const payload = req.op === Op.WRITE ? Buffer.from(req.payload) : req.op === Op.READ ? pattern(req.length, req.offset) : Buffer.alloc(0);
-    return { op: req.op, status: Status.OK, requestId: req.requestId, epoch: req.epoch, payload };
+    return { op: req.op, status: Status.OK, requestId: req.requestId, epoch: req.epoch, payload: this.payload(req) ?? echoPayload(req) };
   };
 
   reset(): void {
     this.calls = 0;
     this.delay = () => 0;
     this.fail = () => false;
+    this.payload = () => undefined;
   }
+}
+
+function echoPayload(req: Request): Buffer {
+  return req.op === Op.WRITE ? Buffer.from(req.payload) : req.op === Op.READ ? pattern(req.length, req.offset) : Buffer.alloc(0);
 }
 
 /** A raw socket speaking frames: responses are decoded as they arrive; `closed` resolves on close. */
@@ -195,6 +201,57 @@ test('malformed but length-valid frames get BAD_REQUEST with their request id; t
   c.destroy();
 });
 
+test('a READ longer than MAX_IO_BYTES gets BAD_REQUEST without reaching the handler; the connection stays usable', async () => {
+  handler.reset();
+  const c = await RawClient.connect(address);
+  // Pipelined around valid requests, so a refusal must not disturb the answers next to it.
+  c.write(encodeRequest(req({ requestId: 1, offset: 5, length: 10 })));
+  c.write(encodeRequest(req({ requestId: 2, length: MAX_IO_BYTES + 1, epoch: 77 })));
+  c.write(encodeRequest(req({ requestId: 3, length: 0xffffffff })));
+  c.write(encodeRequest(req({ requestId: 4, offset: 9, length: MAX_IO_BYTES }))); // the limit itself is allowed
+  const rs = await c.waitResponses(4, 10000);
+  const byId = new Map(rs.map((r) => [r.requestId, r]));
+  assert.equal(byId.size, 4);
+  for (const id of [2, 3]) {
+    const r = byId.get(id)!;
+    assert.equal(r.status, Status.BAD_REQUEST, `id ${id}`);
+    assert.equal(r.op, Op.READ);
+    assert.equal(r.epoch, 0, 'the server did not look at the segment');
+    assert.match(r.payload.toString(), new RegExp(`exceeds ${MAX_IO_BYTES}`));
+  }
+  assert.equal(byId.get(1)!.status, Status.OK);
+  assert.ok(byId.get(1)!.payload.equals(pattern(10, 5)));
+  assert.equal(byId.get(4)!.status, Status.OK);
+  assert.ok(byId.get(4)!.payload.equals(pattern(MAX_IO_BYTES, 9)));
+  assert.equal(handler.calls, 2, 'only the READs within the limit reached the handler');
+  // Still the same open connection: a request after the refusals is served.
+  c.write(encodeRequest(req({ requestId: 5, offset: 3, length: 7 })));
+  const [r5] = (await c.waitResponses(5)).slice(4);
+  assert.equal(r5.requestId, 5);
+  assert.ok(r5.payload.equals(pattern(7, 3)));
+  assert.equal(c.isClosed, false);
+  c.destroy();
+});
+
+test('a handler answer too big for a frame becomes IO_ERROR for that request; the connection stays usable', async () => {
+  handler.reset();
+  handler.payload = (r) => (r.op === Op.STAT ? Buffer.alloc(MAX_FRAME_BYTES + 1) : undefined);
+  const c = await RawClient.connect(address);
+  c.write(encodeRequest(req({ requestId: 1, op: Op.STAT, length: 0, epoch: 3 })));
+  c.write(encodeRequest(req({ requestId: 2, offset: 40, length: 50 })));
+  const rs = await c.waitResponses(2);
+  const byId = new Map(rs.map((r) => [r.requestId, r]));
+  assert.equal(byId.get(1)!.status, Status.IO_ERROR);
+  assert.equal(byId.get(1)!.op, Op.STAT);
+  assert.match(byId.get(1)!.payload.toString(), /exceeds the frame limit/);
+  assert.deepEqual(c.frameErrors, [], 'the client never saw an oversized frame');
+  assert.equal(byId.get(2)!.status, Status.OK);
+  assert.ok(byId.get(2)!.payload.equals(pattern(50, 40)));
+  assert.equal(c.isClosed, false);
+  c.destroy();
+  handler.reset();
+});
+
 test('a frame too short to carry a request id closes that connection; the server keeps serving', async () => {
   for (const body of [Buffer.alloc(0), Buffer.from([1, 1, 0, 0, 0, 0, 0])]) {
     const c = await RawClient.connect(address);
@@ -295,6 +352,43 @@ test('DataConnection over the server: concurrent sends resolve with their own da
   handler.reset();
 });
 
+/** A response reduced to what a test can predict: everything but an error's message. */
+function answerKey(r: Response): string {
+  return `${r.requestId}/${r.op}/${r.status}/${r.epoch}/${r.status === Status.OK ? r.payload.toString('hex') : ''}`;
+}
+
+/**
+ * What the server must answer to `bytes` with the echo handler, found by parsing the stream the
+ * way the protocol says. `fatal`: the stream holds something that closes the connection (a frame
+ * too short for a request id, an oversized length prefix); answers still being made are lost
+ * then, so only a subset of `answers` is guaranteed.
+ */
+function expectedAnswers(bytes: Buffer): { answers: string[]; fatal: boolean } {
+  const answers: string[] = [];
+  let fatal = false;
+  const reader = new FrameReader((body) => {
+    if (fatal) return; // the server stops reading at the first fatal frame
+    if (body.length < 8) {
+      fatal = true;
+      return;
+    }
+    let q: Request;
+    try {
+      q = decodeRequest(body);
+    } catch (err) {
+      const id = (err as FrameError).requestId!;
+      answers.push(answerKey({ op: body.readUInt8(1), status: Status.BAD_REQUEST, requestId: id, epoch: 0, payload: Buffer.alloc(0) }));
+      return;
+    }
+    const refused = q.op === Op.READ && q.length > MAX_IO_BYTES;
+    answers.push(answerKey(refused
+      ? { op: q.op, status: Status.BAD_REQUEST, requestId: q.requestId, epoch: 0, payload: Buffer.alloc(0) }
+      : { op: q.op, status: Status.OK, requestId: q.requestId, epoch: q.epoch, payload: echoPayload(q) }));
+  }, () => { fatal = true; });
+  reader.push(bytes);
+  return { answers, fatal };
+}
+
 test('random garbage over many connections never crashes the server and never gets a bogus answer', async () => {
   handler.reset();
   const validBody = fc.record({
@@ -307,7 +401,8 @@ test('random garbage over many connections never crashes the server and never ge
     fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)),
     // a correct prefix around a random body
     fc.uint8Array({ maxLength: 300 }).map((b) => prefixed(Buffer.from(b))),
-    // valid frames with a few bytes overwritten, then possibly noise
+    // valid frames with a few bytes overwritten (an overwritten READ length is often far above
+    // MAX_IO_BYTES), then possibly noise
     fc.tuple(fc.array(validBody, { minLength: 1, maxLength: 4 }), fc.array(fc.tuple(fc.nat(), fc.nat({ max: 255 })), { maxLength: 4 }), fc.uint8Array({ maxLength: 20 }))
       .map(([bodies, edits, tail]) => {
         const s = Buffer.concat(bodies.map(prefixed));
@@ -318,8 +413,12 @@ test('random garbage over many connections never crashes the server and never ge
   let uncaught: unknown;
   const onUncaught = (e: unknown) => { uncaught = e; };
   process.on('uncaughtException', onUncaught);
+  let refusedReads = 0;
   try {
+    // No fixed seed: each run explores new inputs. A failure prints its seed; PRESAGE_FC_SEED=<seed>
+    // replays it.
     await fc.assert(fc.asyncProperty(garbage, fc.boolean(), async (bytes, splitWrites) => {
+      const want = expectedAnswers(bytes);
       const c = await RawClient.connect(address);
       if (splitWrites) for (let o = 0; o < bytes.length; o += 7) c.write(bytes.subarray(o, o + 7));
       else c.write(bytes);
@@ -327,13 +426,28 @@ test('random garbage over many connections never crashes the server and never ge
       // The server ends its side once ours is ended (no half-open), so this always closes.
       assert.equal(await c.closesWithin(3000), true, 'connection did not close');
       assert.deepEqual(c.frameErrors, []);
-      for (const r of c.responses) assert.ok(r.status === Status.OK || r.status === Status.BAD_REQUEST, `status ${r.status}`);
-    }), { numRuns: 150, seed: 20261124 }); // fixed seed: a random one occasionally finds a frame the echo stub cannot answer within the frame limit (known, see the closing note)
+      const got = c.responses.map(answerKey).sort();
+      refusedReads += c.responses.filter((r) => r.op === Op.READ && r.status === Status.BAD_REQUEST && r.payload.toString().includes('exceeds')).length;
+      if (!want.fatal) {
+        assert.deepEqual(got, [...want.answers].sort(), 'exactly the predicted answers');
+      } else {
+        // Closed early: every answer that did come must be one the stream asked for, once.
+        const left = [...want.answers];
+        for (const k of got) {
+          const i = left.indexOf(k);
+          assert.ok(i >= 0, `unexpected answer ${k}`);
+          left.splice(i, 1);
+        }
+      }
+    }), { numRuns: 150, ...(process.env.PRESAGE_FC_SEED ? { seed: Number(process.env.PRESAGE_FC_SEED) } : {}) });
   } finally {
     process.off('uncaughtException', onUncaught);
   }
   assert.equal(uncaught, undefined);
   await assertServing();
+  // Not asserted > 0: whether a run generates an oversized READ is up to the seed; the focused
+  // test above covers it every time. Logged to show what a run exercised.
+  console.log(`# property run: ${refusedReads} oversized READs refused`);
 });
 
 // A peer that pipelines READs and never reads the answers must not make the server buffer every

@@ -1,11 +1,13 @@
 // The TCP listener of the data protocol: frames in, requests handled concurrently, responses
 // written as they complete. A malformed frame gets BAD_REQUEST when its request id is
 // readable; an oversized or unparseable one closes that connection, with the reason logged.
+// A READ longer than MAX_IO_BYTES is refused here, before any handler sees it, so no handler
+// can be asked for an answer that does not fit in a frame the peer would accept.
 
 import net from 'node:net';
 import type { Logger } from '../common/log.ts';
 import { FrameError, FrameReader, decodeRequest, encodeResponse } from '../protocol/codec.ts';
-import { Op, Status, type Request, type Response } from '../protocol/messages.ts';
+import { MAX_FRAME_BYTES, MAX_IO_BYTES, Op, Status, type Request, type Response } from '../protocol/messages.ts';
 
 /** Per-connection cap on requests being handled; reading pauses above it (backpressure). */
 const MAX_IN_FLIGHT = 256;
@@ -51,7 +53,15 @@ export class DataServer {
     let readBytesInFlight = 0;
     const congested = () => inFlight >= MAX_IN_FLIGHT || sock.writableLength + readBytesInFlight > MAX_UNSENT_BYTES;
     const send = (res: Response) => {
-      if (open) sock.write(encodeResponse(res));
+      if (!open) return;
+      let frame = encodeResponse(res);
+      if (frame.length - 4 > MAX_FRAME_BYTES) {
+        // The peer's reader would drop the connection on this frame (and every answer behind
+        // it): answer this request alone with an error instead. A handler bug, not the peer's.
+        this.log.error({ peer, op: res.op, requestId: res.requestId, bytes: res.payload.length }, 'response exceeds the frame limit');
+        frame = encodeResponse({ op: res.op, status: Status.IO_ERROR, requestId: res.requestId, epoch: res.epoch, payload: Buffer.from(`response of ${res.payload.length} bytes exceeds the frame limit of ${MAX_FRAME_BYTES}`) });
+      }
+      sock.write(frame);
     };
     const dispatch = (req: Request) => {
       inFlight++;
@@ -94,6 +104,12 @@ export class DataServer {
           } else {
             sock.destroy();
           }
+          return;
+        }
+        if (req.op === Op.READ && req.length > MAX_IO_BYTES) {
+          // Checked before dispatch: the answer could not be framed, and the length would also
+          // count a bogus amount against the connection's unsent-bytes budget.
+          send({ op: req.op, status: Status.BAD_REQUEST, requestId: req.requestId, epoch: 0, payload: Buffer.from(`READ of ${req.length} bytes exceeds ${MAX_IO_BYTES}`) });
           return;
         }
         backlog.push(req);
