@@ -4,118 +4,14 @@
 
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import * as P from '../src/nbd/protocol.ts';
-import { freePort, REPO, spawnPresage, TestCluster, type Proc } from './helpers/cluster.ts';
+import { freePort, spawnPresage, TestCluster, type Proc } from './helpers/cluster.ts';
+import { assertFioVerified, ensureTools, MiB, NbdRawClient, run, sha256 } from './helpers/nbd-tools.ts';
 
 const TOOLS = ['nbdinfo', 'nbdcopy', 'qemu-io', 'fio'];
-const MiB = 1024 * 1024;
-
-function missingTools(): string[] {
-  return TOOLS.filter((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0);
-}
-
-/** Installs the NBD clients if absent (waiting out a concurrent apt run); fails, never skips. */
-function ensureTools(): void {
-  for (let attempt = 0; attempt < 20 && missingTools().length > 0; attempt++) {
-    const r = spawnSync('bash', ['scripts/install-deps.sh'], { cwd: REPO, encoding: 'utf8', env: { ...process.env, PRESAGE_SKIP_BROWSER: '1' }, timeout: 600_000 });
-    if (r.status === 0) break;
-    if (!/lock/i.test(r.stderr ?? '')) break; // a real failure, not a concurrent dpkg
-    spawnSync('sleep', ['5']);
-  }
-  const still = missingTools();
-  if (still.length) throw new Error(`NBD client tools missing after scripts/install-deps.sh: ${still.join(', ')} (apt-get install libnbd-bin qemu-utils fio)`);
-}
-
-function run(cmd: string, args: string[], timeoutMs = 30_000, cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 16 * MiB, cwd }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-/** A minimal NBD client over a raw socket: fixed newstyle handshake, GO, simple replies. */
-class RawClient {
-  readonly socket: net.Socket;
-  private buf = Buffer.alloc(0);
-  private waiter: (() => void) | undefined;
-  closed = false;
-  readonly closedP: Promise<void>;
-
-  constructor(port: number) {
-    this.socket = net.connect(port, '127.0.0.1');
-    this.socket.on('data', (d: Buffer) => { this.buf = Buffer.concat([this.buf, d]); this.waiter?.(); });
-    this.closedP = new Promise((r) => this.socket.on('close', () => { this.closed = true; this.waiter?.(); r(); }));
-    this.socket.on('error', () => {});
-  }
-
-  async read(n: number, timeoutMs = 10_000): Promise<Buffer> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.buf.length < n) {
-      if (this.closed) throw new Error(`connection closed with ${this.buf.length}/${n} bytes`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${n} bytes`);
-      await new Promise<void>((r) => { this.waiter = r; setTimeout(r, left); });
-    }
-    const out = this.buf.subarray(0, n);
-    this.buf = this.buf.subarray(n);
-    return out;
-  }
-
-  write(b: Buffer): void { this.socket.write(b); }
-
-  async option(opt: number, data: Buffer): Promise<{ replyType: number; data: Buffer }[]> {
-    this.write(Buffer.concat([P.encodeOptionHeader(opt, data.length), data]));
-    const replies: { replyType: number; data: Buffer }[] = [];
-    for (;;) {
-      const h = P.decodeOptionReplyHeader(await this.read(P.OPTION_REPLY_HEADER_LEN));
-      assert.equal(h.magic, P.OPT_REPLY_MAGIC);
-      const d = await this.read(h.length);
-      replies.push({ replyType: h.replyType, data: Buffer.from(d) });
-      if (h.replyType === P.NBD_REP_ACK || h.replyType >= 0x80000000) return replies;
-    }
-  }
-
-  async handshake(): Promise<void> {
-    const h = await this.read(P.HANDSHAKE_HEADER_LEN);
-    assert.equal(h.readBigUInt64BE(0), P.NBDMAGIC);
-    const b = Buffer.alloc(4);
-    b.writeUInt32BE(P.NBD_FLAG_C_FIXED_NEWSTYLE | P.NBD_FLAG_C_NO_ZEROES);
-    this.write(b);
-  }
-
-  /** Handshake + NBD_OPT_GO; returns the export size. */
-  async go(name: string): Promise<number> {
-    await this.handshake();
-    const replies = await this.option(P.NBD_OPT_GO, P.encodeInfoRequest(name, []));
-    const last = replies[replies.length - 1]!;
-    assert.equal(last.replyType, P.NBD_REP_ACK, `GO ${name} failed: ${last.data.toString()}`);
-    const info = replies.find((r) => r.replyType === P.NBD_REP_INFO && r.data.readUInt16BE(0) === P.NBD_INFO_EXPORT)!;
-    return Number(info.data.readBigUInt64BE(2));
-  }
-
-  send(type: number, handle: bigint, offset: number | bigint, length: number, flags = 0, payload?: Buffer): void {
-    const h = P.encodeRequest({ type, handle, offset, length, flags });
-    this.write(payload ? Buffer.concat([h, payload]) : h);
-  }
-
-  async reply(dataLen = 0): Promise<{ error: number; handle: bigint; data: Buffer }> {
-    const r = P.decodeSimpleReply(await this.read(P.SIMPLE_REPLY_HEADER_LEN));
-    assert.equal(r.magic, P.SIMPLE_REPLY_MAGIC);
-    const data = r.error === 0 && dataLen > 0 ? Buffer.from(await this.read(dataLen)) : Buffer.alloc(0);
-    return { error: r.error, handle: r.handle, data };
-  }
-
-  close(): void { this.socket.destroy(); }
-}
 
 // ---- fixtures: the cluster, its volumes and one `presage nbd` process ----
 
@@ -134,7 +30,7 @@ let sock: string;
 let tmp: string;
 
 before(async () => {
-  ensureTools();
+  ensureTools(TOOLS);
   cluster = await TestCluster.start({ servers: 3 });
   tmp = path.join(cluster.root, 'nbd-test');
   fs.mkdirSync(tmp);
@@ -266,12 +162,7 @@ describe('presage nbd on a 3-server cluster, real NBD clients', () => {
         '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--verify_state_save=0',
         '--output-format=json',
       ], 120_000, tmp);
-      assert.equal(r.code, 0, r.stderr + r.stdout.slice(-2000));
-      assert.doesNotMatch(r.stderr, /verify|bad magic|crc32c/i);
-      const job = (JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[] }).jobs[0]!;
-      assert.equal(job.error, 0);
-      assert.equal(job.write.io_bytes, 64 * MiB);
-      assert.equal(job.read.io_bytes, 64 * MiB, 'fio did not read everything back to verify');
+      assertFioVerified(r, 64 * MiB);
     });
   }
 });
@@ -279,10 +170,10 @@ describe('presage nbd on a 3-server cluster, real NBD clients', () => {
 describe('malformed and out-of-range requests over a raw socket', () => {
   test('get NBD error replies; the connection and another client keep working', async () => {
     const size = 3 * MiB;
-    const a = new RawClient(port);
-    assert.equal(await a.go('small'), size);
-    const b = new RawClient(port);
-    assert.equal(await b.go('small'), size);
+    const a = new NbdRawClient(port);
+    assert.equal((await a.go('small')).size, size);
+    const b = new NbdRawClient(port);
+    assert.equal((await b.go('small')).size, size);
 
     // Data across the two 1 MiB segment boundaries, written on a, read on b.
     const data = randomBytes(MiB + 8192);
@@ -323,7 +214,7 @@ describe('malformed and out-of-range requests over a raw socket', () => {
     await b.closedP;
 
     // An unknown export is refused in the handshake with an error reply, not a crash.
-    const c = new RawClient(port);
+    const c = new NbdRawClient(port);
     await c.handshake();
     const refused = await c.option(P.NBD_OPT_GO, P.encodeInfoRequest('nope', []));
     assert.equal(refused[0]!.replyType, P.NBD_REP_ERR_UNKNOWN);

@@ -11,16 +11,15 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { OrchestratorClient } from '../src/api/orchestrator-client.ts';
 import type { SegmentView } from '../src/api/types.ts';
-import { freePort, REPO, spawnPresage, TestCluster, type Proc } from './helpers/cluster.ts';
+import { freePort, spawnPresage, TestCluster, type Proc } from './helpers/cluster.ts';
+import { assertFioVerified, ensureTools, fioJob, MiB, run, sha256, type Done, type FioJob } from './helpers/nbd-tools.ts';
 import { replicaDisagreements, settled, sleep, waitFor } from './helpers/settle.ts';
 
-const MiB = 1024 * 1024;
 const VOL_SIZE = 64 * MiB;
 const SEG = 8 * MiB;
 const TOOLS = ['nbdcopy', 'fio'];
@@ -30,33 +29,6 @@ const TOOLS = ['nbdcopy', 'fio'];
  */
 const MIGRATE_IOPS = 500;
 const KILL_IOPS = 700;
-
-function missingTools(): string[] {
-  return TOOLS.filter((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0);
-}
-
-/** Installs the NBD clients if absent (waiting out a concurrent apt run); fails, never skips. */
-function ensureTools(): void {
-  for (let attempt = 0; attempt < 20 && missingTools().length > 0; attempt++) {
-    const r = spawnSync('bash', ['scripts/install-deps.sh'], { cwd: REPO, encoding: 'utf8', env: { ...process.env, PRESAGE_SKIP_BROWSER: '1' }, timeout: 600_000 });
-    if (r.status === 0) break;
-    if (!/lock/i.test(r.stderr ?? '')) break; // a real failure, not a concurrent dpkg
-    spawnSync('sleep', ['5']);
-  }
-  const still = missingTools();
-  if (still.length) throw new Error(`NBD client tools missing after scripts/install-deps.sh: ${still.join(', ')} (apt-get install libnbd-bin fio)`);
-}
-
-interface Done { code: number; stdout: string; stderr: string }
-
-function run(cmd: string, args: string[], timeoutMs: number, cwd?: string): Promise<Done> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 16 * MiB, cwd }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 interface FioRun {
   /** Whether fio is still running (the cluster events must overlap its I/O). */
@@ -85,14 +57,6 @@ function startFio(args: string[], cwd: string, timeoutMs: number): FioRun {
   return { running: () => !exited, done };
 }
 
-interface FioJob { error: number; write: { io_bytes: number; lat_ns?: { max: number } }; read: { io_bytes: number } }
-
-function fioJob(r: Done): FioJob {
-  const brace = r.stdout.indexOf('{');
-  assert.ok(brace >= 0, `fio printed no JSON:\n${r.stdout}\n${r.stderr}`);
-  return (JSON.parse(r.stdout.slice(brace)) as { jobs: FioJob[] }).jobs[0]!;
-}
-
 /**
  * One verified random-write pass over the whole export: writes every 4 KiB block once in random
  * order (16 in flight), reads each batch of 256 back while writing (verify_backlog), then reads
@@ -111,8 +75,6 @@ function fioArgs(name: string, target: string[], seed: number, mode: { writeIops
   ];
 }
 
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
 describe('fio through presage nbd while the cluster changes', () => {
   let cluster: TestCluster;
   let api: OrchestratorClient;
@@ -123,7 +85,7 @@ describe('fio through presage nbd while the cluster changes', () => {
   const log = (msg: string) => console.log(`# +${((Date.now() - t0) / 1000).toFixed(1)}s ${msg}`);
 
   before(async () => {
-    ensureTools();
+    ensureTools(TOOLS);
     cluster = await TestCluster.start({
       servers: 4,
       heartbeatTimeoutMs: 2000,
@@ -157,15 +119,7 @@ describe('fio through presage nbd while the cluster changes', () => {
 
   /** fio exited 0, wrote every block once and read every block back with no verify error. */
   async function assertFioClean(f: FioRun): Promise<FioJob> {
-    const r = await f.done;
-    const tail = `${r.stderr}\n${r.stdout.slice(-3000)}`;
-    assert.equal(r.code, 0, `fio failed:\n${tail}`);
-    assert.doesNotMatch(r.stderr, /verify|bad magic|crc32c|error/i, tail);
-    const job = fioJob(r);
-    assert.equal(job.error, 0, tail);
-    assert.equal(job.write.io_bytes, VOL_SIZE, 'fio wrote the whole volume');
-    assert.equal(job.read.io_bytes, VOL_SIZE, 'fio read every written block back to verify it');
-    return job;
+    return assertFioVerified(await f.done, VOL_SIZE);
   }
 
   async function assertReplicasAgree(name: string): Promise<SegmentView[]> {

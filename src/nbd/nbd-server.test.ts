@@ -3,128 +3,16 @@
 
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { NbdServer, MAX_BLOCK_SIZE } from './nbd-server.ts';
 import { MemoryBlockDeviceProvider, type MemoryBlockDevice } from './memory-device.ts';
 import * as P from './protocol.ts';
+import { assertFioVerified, ensureTools, MiB, NbdRawClient, run, sha256 } from '../../test/helpers/nbd-tools.ts';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TOOLS = ['nbdinfo', 'nbdcopy', 'qemu-io', 'fio'];
-const MiB = 1024 * 1024;
-
-function missingTools(): string[] {
-  return TOOLS.filter((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0);
-}
-
-/** Installs the NBD clients if absent (waiting out a concurrent apt run); fails, never skips. */
-function ensureTools(): void {
-  if (missingTools().length === 0) return;
-  for (let attempt = 0; attempt < 20 && missingTools().length > 0; attempt++) {
-    const r = spawnSync('bash', ['scripts/install-deps.sh'], { cwd: REPO, encoding: 'utf8', env: { ...process.env, PRESAGE_SKIP_BROWSER: '1' }, timeout: 600_000 });
-    if (r.status === 0) break;
-    if (!/lock/i.test(r.stderr ?? '')) break; // a real failure, not a concurrent dpkg
-    spawnSync('sleep', ['5']);
-  }
-  const still = missingTools();
-  if (still.length) throw new Error(`NBD client tools missing after scripts/install-deps.sh: ${still.join(', ')} (apt-get install libnbd-bin qemu-utils fio)`);
-}
-
-function run(cmd: string, args: string[], timeoutMs = 30_000): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 16 * MiB }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-// ---- a minimal raw NBD client for protocol-level tests ----
-
-class RawClient {
-  readonly socket: net.Socket;
-  private buf = Buffer.alloc(0);
-  private waiter: (() => void) | undefined;
-  closed = false;
-  readonly closedP: Promise<void>;
-
-  constructor(port: number) {
-    this.socket = net.connect(port, '127.0.0.1');
-    this.socket.on('data', (d: Buffer) => { this.buf = Buffer.concat([this.buf, d]); this.waiter?.(); });
-    this.closedP = new Promise((r) => this.socket.on('close', () => { this.closed = true; this.waiter?.(); r(); }));
-    this.socket.on('error', () => {});
-  }
-
-  async read(n: number, timeoutMs = 5000): Promise<Buffer> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.buf.length < n) {
-      if (this.closed) throw new Error(`connection closed with ${this.buf.length}/${n} bytes`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${n} bytes`);
-      await new Promise<void>((r) => { this.waiter = r; setTimeout(r, left); });
-    }
-    const out = this.buf.subarray(0, n);
-    this.buf = this.buf.subarray(n);
-    return out;
-  }
-
-  write(b: Buffer): void { this.socket.write(b); }
-
-  async handshake(clientFlags = P.NBD_FLAG_C_FIXED_NEWSTYLE | P.NBD_FLAG_C_NO_ZEROES): Promise<number> {
-    const h = await this.read(P.HANDSHAKE_HEADER_LEN);
-    assert.equal(h.readBigUInt64BE(0), P.NBDMAGIC);
-    assert.equal(h.readBigUInt64BE(8), P.IHAVEOPT);
-    const b = Buffer.alloc(4);
-    b.writeUInt32BE(clientFlags);
-    this.write(b);
-    return h.readUInt16BE(16);
-  }
-
-  async option(opt: number, data: Buffer = Buffer.alloc(0)): Promise<{ replyType: number; data: Buffer }[]> {
-    const o = P.encodeOptionHeader(opt, data.length);
-    this.write(Buffer.concat([o, data]));
-    const replies: { replyType: number; data: Buffer }[] = [];
-    for (;;) {
-      const h = P.decodeOptionReplyHeader(await this.read(P.OPTION_REPLY_HEADER_LEN));
-      assert.equal(h.magic, P.OPT_REPLY_MAGIC);
-      assert.equal(h.option, opt);
-      const d = await this.read(h.length);
-      replies.push({ replyType: h.replyType, data: Buffer.from(d) });
-      if (h.replyType === P.NBD_REP_ACK || h.replyType >= 0x80000000) return replies;
-    }
-  }
-
-  /** Full handshake ending in NBD_OPT_GO; returns the export size and transmission flags. */
-  async go(name: string): Promise<{ size: number; flags: number }> {
-    await this.handshake();
-    const replies = await this.option(P.NBD_OPT_GO, P.encodeInfoRequest(name, []));
-    const last = replies[replies.length - 1]!;
-    assert.equal(last.replyType, P.NBD_REP_ACK, `GO ${name} failed: ${last.data.toString()}`);
-    const info = replies.find((r) => r.replyType === P.NBD_REP_INFO && r.data.readUInt16BE(0) === P.NBD_INFO_EXPORT)!;
-    return { size: Number(info.data.readBigUInt64BE(2)), flags: info.data.readUInt16BE(10) };
-  }
-
-  send(type: number, handle: bigint, offset: number, length: number, flags = 0, payload?: Buffer): void {
-    const h = P.encodeRequest({ type, handle, offset, length, flags });
-    this.write(payload ? Buffer.concat([h, payload]) : h);
-  }
-
-  async reply(dataLen = 0): Promise<{ error: number; handle: bigint; data: Buffer }> {
-    const r = P.decodeSimpleReply(await this.read(P.SIMPLE_REPLY_HEADER_LEN));
-    assert.equal(r.magic, P.SIMPLE_REPLY_MAGIC);
-    const data = r.error === 0 && dataLen > 0 ? Buffer.from(await this.read(dataLen)) : Buffer.alloc(0);
-    return { error: r.error, handle: r.handle, data };
-  }
-
-  close(): void { this.socket.destroy(); }
-}
 
 // ---- fixtures ----
 
@@ -135,7 +23,7 @@ let port: number;
 let tmp: string;
 
 before(async () => {
-  ensureTools();
+  ensureTools(TOOLS);
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'presage-nbd-'));
   provider = new MemoryBlockDeviceProvider();
   disk = provider.create('disk', 64 * MiB, 'test disk');
@@ -231,18 +119,13 @@ describe('real NBD clients', () => {
       '--rw=randwrite', '--bs=16k', '--size=64M', '--iodepth=16',
       '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--runtime=20', '--output-format=json',
     ], 60_000);
-    assert.equal(r.code, 0, r.stderr + r.stdout.slice(-2000));
-    assert.doesNotMatch(r.stderr, /verify|bad magic|crc32c/i);
-    const job = (JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[] }).jobs[0]!;
-    assert.equal(job.error, 0);
-    assert.equal(job.write.io_bytes, 64 * MiB);
-    assert.equal(job.read.io_bytes, 64 * MiB, 'fio did not read everything back to verify');
+    assertFioVerified(r, 64 * MiB);
   });
 });
 
 describe('protocol details over a raw socket', () => {
   test('handshake flags, option refusals and LIST', async () => {
-    const c = new RawClient(port);
+    const c = new NbdRawClient(port);
     const flags = await c.handshake();
     assert.equal(flags, P.NBD_FLAG_FIXED_NEWSTYLE | P.NBD_FLAG_NO_ZEROES);
     assert.equal((await c.option(P.NBD_OPT_STRUCTURED_REPLY))[0]!.replyType, P.NBD_REP_ERR_UNSUP);
@@ -267,7 +150,7 @@ describe('protocol details over a raw socket', () => {
 
   test('NBD_OPT_EXPORT_NAME honours NO_ZEROES; an unknown name closes the connection', async () => {
     for (const noZeroes of [true, false]) {
-      const c = new RawClient(port);
+      const c = new NbdRawClient(port);
       await c.handshake(P.NBD_FLAG_C_FIXED_NEWSTYLE | (noZeroes ? P.NBD_FLAG_C_NO_ZEROES : 0));
       c.write(Buffer.concat([P.encodeOptionHeader(P.NBD_OPT_EXPORT_NAME, 5), Buffer.from('small')]));
       const r = await c.read(10 + (noZeroes ? 0 : 124));
@@ -279,7 +162,7 @@ describe('protocol details over a raw socket', () => {
       assert.equal(rep.handle, 1n);
       c.close();
     }
-    const c = new RawClient(port);
+    const c = new NbdRawClient(port);
     await c.handshake();
     c.write(Buffer.concat([P.encodeOptionHeader(P.NBD_OPT_EXPORT_NAME, 4), Buffer.from('nope')]));
     await c.closedP;
@@ -290,7 +173,7 @@ describe('protocol details over a raw socket', () => {
     const s1 = new NbdServer(p1);
     const { port: p } = await s1.listen({ host: '127.0.0.1', port: 0 });
     try {
-      const c = new RawClient(p!);
+      const c = new NbdRawClient(p!);
       assert.equal((await c.go('')).size, 4 * MiB);
       c.close();
       const r = await run('nbdinfo', ['--json', `nbd://127.0.0.1:${p}`]);
@@ -303,7 +186,7 @@ describe('protocol details over a raw socket', () => {
 
   test('error replies keep the connection usable; bad magic closes only that connection', async () => {
     const small = provider.get('small')!;
-    const c = new RawClient(port);
+    const c = new NbdRawClient(port);
     const { size, flags } = await c.go('small');
     assert.equal(size, MiB);
     assert.equal(flags, P.NBD_FLAG_HAS_FLAGS | P.NBD_FLAG_SEND_FLUSH | P.NBD_FLAG_SEND_FUA | P.NBD_FLAG_SEND_TRIM | P.NBD_FLAG_SEND_WRITE_ZEROES | P.NBD_FLAG_CAN_MULTI_CONN);
@@ -341,7 +224,7 @@ describe('protocol details over a raw socket', () => {
     assert.ok(small.stats.fuaWrites >= 1);
 
     // A second client connected meanwhile is unaffected by the first one's protocol violation.
-    const c2 = new RawClient(port);
+    const c2 = new NbdRawClient(port);
     await c2.go('small');
     c.write(Buffer.alloc(P.REQUEST_HEADER_LEN, 0x5a)); // bad magic
     await c.closedP;
@@ -354,7 +237,7 @@ describe('protocol details over a raw socket', () => {
     c2.send(P.NBD_CMD_WRITE, 11n, 0, 0xffffff00);
     await c2.closedP;
 
-    const c3 = new RawClient(port);
+    const c3 = new NbdRawClient(port);
     await c3.go('small');
     c3.send(P.NBD_CMD_READ, 12n, 1000, 10);
     assert.ok((await c3.reply(10)).data.equals(data.subarray(0, 10)));
@@ -364,7 +247,7 @@ describe('protocol details over a raw socket', () => {
   test('trim, write zeroes (NO_HOLE, FUA) and flush', async () => {
     const small = provider.get('small')!;
     small.writeSync(0, Buffer.alloc(MiB, 0xee));
-    const c = new RawClient(port);
+    const c = new NbdRawClient(port);
     await c.go('small');
     const flushes = small.stats.flushes;
     c.send(P.NBD_CMD_TRIM, 1n, 65536, 131072, P.NBD_CMD_FLAG_FUA);
@@ -388,7 +271,7 @@ describe('protocol details over a raw socket', () => {
     try {
       // The first (larger) write is slow: without ordering the second would land first and be overwritten.
       dev.setLatency((op, _off, len) => (op === 'write' && len === 8192 ? 80 : op === 'read' ? 5 : 0));
-      const c = new RawClient(p!);
+      const c = new NbdRawClient(p!);
       await c.go('order');
       c.send(P.NBD_CMD_WRITE, 1n, 0, 8192, 0, Buffer.alloc(8192, 0x11));
       c.send(P.NBD_CMD_WRITE, 2n, 4096, 4096, 0, Buffer.alloc(4096, 0x22));
@@ -419,7 +302,7 @@ describe('protocol details over a raw socket', () => {
       assert.ok(dev.readSync(65536, 8192).equals(Buffer.alloc(8192, 0x33)));
 
       // A client that half-closes after sending still gets its replies.
-      const ch = new RawClient(p!);
+      const ch = new NbdRawClient(p!);
       await ch.go('order');
       ch.send(P.NBD_CMD_WRITE, 300n, 0, 8192, 0, Buffer.alloc(8192, 0x44));
       ch.socket.end();
@@ -427,7 +310,7 @@ describe('protocol details over a raw socket', () => {
       await ch.closedP;
 
       // An abrupt disconnect with requests in flight leaves no connection behind.
-      const c2 = new RawClient(p!);
+      const c2 = new NbdRawClient(p!);
       await c2.go('order');
       for (let i = 0; i < 3; i++) c2.send(P.NBD_CMD_WRITE, BigInt(i), 0, 8192, 0, Buffer.alloc(8192, 1));
       await new Promise((r) => setTimeout(r, 20));
