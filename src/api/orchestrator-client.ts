@@ -4,6 +4,8 @@ import { CompactedError, type KvEvent, type KvRange, type KvStore } from '../met
 import type { VolumeRecord, VolumeSpec } from '../metadata/model.ts';
 import type { Decision } from '../orchestrator/decision-log.ts';
 import type { Operator, OperatorView } from '../orchestrator/operators.ts';
+import type { ModelsStatus, RetrainRun } from '../orchestrator/retrain-scheduler.ts';
+import type { FailureLabel } from '../orchestrator/failure-labels.ts';
 import { ApiError, httpJson } from './http.ts';
 import type { ClusterStatus, FailureScoreReport, HeartbeatRequest, HeartbeatResponse, RegisterRequest, SegmentView } from './types.ts';
 
@@ -122,6 +124,24 @@ export class OrchestratorClient {
 
   failureScore(server: string): Promise<FailureScoreReport> {
     return this.call('GET', `/v1/servers/${encodeURIComponent(server)}/failure-score`);
+  }
+
+  /** The orchestrator's model, its last retrain and every server's model version. */
+  models(): Promise<ModelsStatus> {
+    return this.call('GET', '/v1/models');
+  }
+
+  /** Retrains now (pulls history, trains, validates, pushes if replaced); 409 while one runs. */
+  retrain(): Promise<RetrainRun> {
+    return this.call('POST', '/v1/models/retrain', undefined, 30 * 60_000);
+  }
+
+  labels(server?: string): Promise<FailureLabel[]> {
+    return this.call('GET', `/v1/labels${server ? `?server=${encodeURIComponent(server)}` : ''}`);
+  }
+
+  addLabel(label: { server: string; mode: string; t?: number | string; cause?: string }): Promise<FailureLabel> {
+    return this.call('POST', '/v1/labels', label);
   }
 
   status(): Promise<ClusterStatus> {

@@ -1,11 +1,12 @@
 // Long-running processes: `presage orchestrator` and `presage server`. Both stop cleanly on
 // SIGINT/SIGTERM; everything acknowledged is already durable, so SIGKILL loses nothing acknowledged.
 
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { parseHostPort } from '../common/address.ts';
 import { createLogger } from '../common/log.ts';
 import { Orchestrator } from '../orchestrator/orchestrator.ts';
 import { StorageServer } from '../server/storage-server.ts';
+import { parseDuration } from '../server/telemetry.ts';
 import { action, connectTarget, intArg, metaOption, orchestratorOption, sizeArg } from './common.ts';
 
 function stopOn(signals: NodeJS.Signals[], stop: () => Promise<void>): void {
@@ -17,6 +18,19 @@ function stopOn(signals: NodeJS.Signals[], stop: () => Promise<void>): void {
       stop().then(() => process.exit(0), () => process.exit(1));
     });
   }
+}
+
+/** --retrain-interval: a duration (7d, 12h, 90m) or 0 to retrain only on request. */
+function retrainInterval(text: string): number {
+  if (text.trim() === '0') return 0;
+  let ms = NaN;
+  try {
+    ms = parseDuration(text);
+  } catch {
+    // reported below
+  }
+  if (!(ms >= 3_600_000)) throw new InvalidArgumentError('must be 0 or a duration of at least 1h (e.g. 7d, 12h)');
+  return ms;
 }
 
 export function registerProcessCommands(program: Command): void {
@@ -39,7 +53,8 @@ export function registerProcessCommands(program: Command): void {
     .option('--score-poll <ms>', 'how often servers\' Failure Scores and heat are polled', intArg('score poll', 100, 600_000), 5000)
     .addOption(metaOption())
     .option('--election-ttl <seconds>', 'with etcd: a dead leader is replaced after about this long', intArg('election ttl', 1, 600), 3)
-    .action(action(async (opts: { dir: string; listen: string; heartbeatTimeout: number; maxCopiesPerServer: number; maxCopiesCluster: number; clusterBandwidth: number; repair: boolean; meta?: string; electionTtl: number; predictive: boolean; drainThreshold: number; warningThreshold: number; drainSustain: number; recoverAfter: number; maxDraining: number; scorePoll: number }) => {
+    .option('--retrain-interval <duration>', 'retrain the failure models from the servers\' history this often (e.g. 7d, 12h; 0 = only on request)', retrainInterval, 7 * 86_400_000)
+    .action(action(async (opts: { retrainInterval: number; dir: string; listen: string; heartbeatTimeout: number; maxCopiesPerServer: number; maxCopiesCluster: number; clusterBandwidth: number; repair: boolean; meta?: string; electionTtl: number; predictive: boolean; drainThreshold: number; warningThreshold: number; drainSustain: number; recoverAfter: number; maxDraining: number; scorePoll: number }) => {
       if (opts.warningThreshold > opts.drainThreshold) throw new Error('--warning-threshold must not be above --drain-threshold');
       const { host, port } = parseHostPort(opts.listen, '--listen');
       const log = createLogger('orchestrator');
@@ -49,6 +64,7 @@ export function registerProcessCommands(program: Command): void {
         meta: opts.meta,
         electionTtlSeconds: opts.electionTtl,
         scorePollMs: opts.scorePoll,
+        retrain: { intervalMs: opts.retrainInterval },
         predictive: {
           enabled: opts.predictive, threshold: opts.drainThreshold, warning: opts.warningThreshold,
           sustainMs: opts.drainSustain, recoverMs: opts.recoverAfter, maxDrainingFraction: opts.maxDraining / 100,
