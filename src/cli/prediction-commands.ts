@@ -12,6 +12,7 @@ import { trainDefaultBundle } from '../prediction/train.ts';
 import { saveBundle } from '../prediction/model-bundle.ts';
 import { action, intArg, isTty, orchestratorOption, orchestratorUrl, printJson } from './common.ts';
 import { colour, table } from './table.ts';
+import type { ModelsStatus, RetrainRun } from '../orchestrator/retrain-scheduler.ts';
 
 /** A stage-labelled progress bar on stderr, only on a terminal. */
 class StageProgress {
@@ -32,6 +33,7 @@ class StageProgress {
 const fmt = (v: number | null | undefined, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
 
 export function registerPredictionCommands(program: Command): void {
+  registerModelCommands(program);
   program
     .command('eval')
     .description('evaluate the failure predictor on a real dataset (Backblaze, Perseus, Alibaba) and write a Markdown report')
@@ -117,6 +119,44 @@ export function registerPredictionCommands(program: Command): void {
       const reports = toReports(data, server !== undefined);
       if (opts.json) return printJson(server ? reports[0] : reports);
       process.stdout.write((server ? detail(reports[0]) : overview(reports)) + '\n');
+    }));
+}
+
+/** `presage model status|retrain`: the orchestrator's model, retraining and distribution. */
+function registerModelCommands(program: Command): void {
+  const model = program.command('model').description('the failure model: status across the cluster, retraining');
+  model
+    .command('status')
+    .description('the orchestrator\'s model, its last retrain, and the model each server runs')
+    .addOption(orchestratorOption())
+    .option('--json', 'print JSON')
+    .action(action(async (opts: { orchestrator: string; json?: boolean }) => {
+      const s = await httpJson<ModelsStatus>(orchestratorUrl(opts), 'GET', '/v1/models');
+      if (opts.json) return printJson(s);
+      const lines = [`model ${s.version} (created ${s.createdAt})${s.running ? ', retraining now' : ''}`];
+      lines.push(s.intervalMs > 0 ? `retrains every ${(s.intervalMs / 86_400_000).toFixed(1)} days${s.nextRetrainAt ? `, next at ${s.nextRetrainAt}` : ''}` : 'scheduled retraining is off (presage model retrain runs one)');
+      if (s.lastRetrain) lines.push(`last retrain ${s.lastRetrain.at}: ${s.lastRetrain.replaced ? 'replaced' : 'kept'}: ${s.lastRetrain.warning ?? s.lastRetrain.reason}`);
+      lines.push(table(['SERVER', 'STATE', 'MODEL', 'SYNC', 'LAST PUSH'], s.servers.map((x) => [
+        x.server, x.state, x.version ?? '?', x.sync, x.lastPush ? `${x.lastPush.ok ? 'ok' : `failed: ${x.lastPush.error}`} ${x.lastPush.at}` : '',
+      ])));
+      process.stdout.write(lines.join('\n') + '\n');
+    }));
+  model
+    .command('retrain')
+    .description('retrain now from the servers\' history; the model is replaced (and pushed) only if it validates at least as well')
+    .addOption(orchestratorOption())
+    .option('--json', 'print JSON')
+    .action(action(async (opts: { orchestrator: string; json?: boolean }) => {
+      const r = await httpJson<RetrainRun>(orchestratorUrl(opts), 'POST', '/v1/models/retrain', undefined, 30 * 60_000);
+      if (opts.json) return printJson(r);
+      const lines = [`${r.replaced ? 'replaced' : 'kept'} (${r.days} days, ${r.servers.length} server(s), ${r.seconds.toFixed(1)} s): ${r.reason}`];
+      if (r.warning) lines.push(`warning: ${r.warning}`);
+      for (const s of r.skipped) lines.push(`skipped ${s.server}: ${s.reason}`);
+      for (const [mode, c] of Object.entries(r.comparison)) {
+        lines.push(c.evaluated ? `${mode}: AUC ${c.current!.auc.toFixed(3)} → ${c.candidate!.auc.toFixed(3)}, Brier ${c.current!.brier.toExponential(2)} → ${c.candidate!.brier.toExponential(2)} (${c.positives} positive snapshots)` : `${mode}: not evaluated (${c.reason})`);
+      }
+      for (const p of r.pushes) lines.push(`pushed to ${p.server}: ${p.ok ? 'ok' : `failed: ${p.error}`}`);
+      process.stdout.write(lines.join('\n') + '\n');
     }));
 }
 
