@@ -5,34 +5,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { OrchestratorClient } from '../src/api/orchestrator-client.ts';
-import type { SegmentView } from '../src/api/types.ts';
 import { PresageClient } from '../src/client/presage-client.ts';
 import { ConnectionPool } from '../src/protocol/connection.ts';
 import { Op, Status } from '../src/protocol/messages.ts';
 import { TestCluster, metaBackends } from './helpers/cluster.ts';
+import { replicaDisagreements, settled, sleep, waitFor } from './helpers/settle.ts';
 import { VerifyingWorkload, randomBytes, prng } from './helpers/workload.ts';
 
 const MiB = 1024 * 1024;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
-
-/** Every segment has its full replica count, on live servers, with nothing moving. */
-async function fullyReplicated(api: OrchestratorClient, volume: string, want: number): Promise<SegmentView[] | false> {
-  const st = await api.status();
-  const up = new Set(st.servers.filter((s) => s.state === 'up').map((s) => s.id));
-  const segs = await api.segments(volume);
-  const ok = st.operators.length === 0 && segs.every((s) => s.replicas.length === want && s.replicas.every((r) => up.has(r)) && !s.joining?.length && s.state === 'ok');
-  return ok ? segs : false;
-}
 
 for (const meta of metaBackends()) describe(`replication and reactive failover [${meta} metadata]`, () => {
   let cluster: TestCluster;
@@ -72,7 +52,7 @@ for (const meta of metaBackends()) describe(`replication and reactive failover [
       // The workload resumes by itself: writes complete again after the failover.
       await waitFor('writes to resume', async () => w.stats.writes > writesBefore + 50, 30000);
       const resumedMs = Date.now() - killedAt;
-      const restored = await waitFor('replication factor restored', () => fullyReplicated(api, 'fo', 2), 60000);
+      const restored = await waitFor('replication factor restored', () => settled(api, 'fo', 2), 60000);
       assert.ok(restored.every((s) => !s.replicas.includes(victim)), 'the dead server holds nothing');
       stop = true;
       await running;
@@ -80,14 +60,7 @@ for (const meta of metaBackends()) describe(`replication and reactive failover [
       assert.deepEqual(w.stats.errors, [], 'the application saw no I/O error');
       assert.equal(await w.verifyAll(), undefined, 'every acknowledged write is there, byte for byte');
       // And each surviving replica holds exactly the same data (checked block by block).
-      for (const s of restored) {
-        const sums = await Promise.all(s.replicas.map(async (id) => {
-          const res = await client.pool.get(client.view.servers.get(id)!.dataAddr).send({ op: Op.CHECKSUMS, flags: 0, epoch: s.epoch, segmentId: s.segmentId, offset: 0, length: 4 * MiB, payload: Buffer.alloc(0) });
-          assert.equal(res.status, Status.OK);
-          return res.payload.toString('hex');
-        }));
-        assert.equal(new Set(sums).size, 1, `replicas of ${s.segmentId} agree`);
-      }
+      assert.deepEqual(await replicaDisagreements(api, restored, 4 * MiB), [], 'the replicas of every segment agree');
       assert.ok(resumedMs < 20000, `resumed after ${resumedMs} ms`);
     } finally {
       await client.close();
@@ -145,7 +118,8 @@ for (const meta of metaBackends()) describe(`replication and reactive failover [
   });
 
   it('never serves stale copies from a server that comes back after its segments moved on', async () => {
-    await waitFor('cluster settled', () => fullyReplicated(api, 'fo', 2), 60000);
+    // Every volume so far (fo, scrub) settled: nothing still moving when the next server dies.
+    await waitFor('cluster settled', async () => (await settled(api, 'fo', 2)) && settled(api, 'scrub', 2), 60000);
     // Bring the server killed in the first test back first, so every server is up.
     for (const s of cluster.servers) if (!s.proc) await cluster.startServer(s.index);
     await api.createVolume({ name: 'stale', size: 16 * MiB, segmentSize: 4 * MiB, replicas: 2 });
@@ -160,7 +134,7 @@ for (const meta of metaBackends()) describe(`replication and reactive failover [
       const victimHandle = cluster.serverById(victim);
       await cluster.killServer(victimHandle.index, 'SIGKILL');
       await waitFor('segments moved off the dead server', async () => {
-        const segs = await fullyReplicated(api, 'stale', 2);
+        const segs = await settled(api, 'stale', 2);
         return segs && segs.every((s) => !s.replicas.includes(victim));
       }, 60000);
       const fresh = randomBytes(prng(22), 16 * MiB);
