@@ -9,12 +9,12 @@
 // of producing a fast number.
 
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { PresageClient, type Volume } from '../src/client/presage-client.ts';
 import { TestCluster } from '../test/helpers/cluster.ts';
+import { loadAverage, machineLines } from './machine-info.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -152,18 +152,6 @@ function fileTarget(fh: fs.promises.FileHandle): Target {
 
 const fmt = (n: number, digits = 2) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
 
-function machine(): string[] {
-  const cpus = os.cpus();
-  return [
-    `- date: ${new Date().toISOString()}`,
-    `- host: ${os.platform()} ${os.release()}, node ${process.version}`,
-    `- CPU: ${cpus[0]?.model ?? 'unknown'}; nproc ${os.availableParallelism()}`,
-    `- memory: ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB total, ${(os.freemem() / 2 ** 30).toFixed(1)} GiB free at start`,
-    `- load average at start: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`,
-    `- libuv threadpool: ${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'} threads (bounds the file target's real concurrency)`,
-  ];
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -177,7 +165,7 @@ async function main(): Promise<void> {
   const size = Number(values['size-mib']) * MiB;
   if (!(seconds > 0) || !(size >= 64 * MiB) || size % (64 * MiB) !== 0) throw new Error('need --duration > 0 and --size-mib a positive multiple of 64');
   const workloads = values.only ? WORKLOADS.filter((w) => w.name.includes(values.only!)) : WORKLOADS;
-  const header = machine();
+  const header = machineLines({ notes: [`libuv threadpool: ${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'} threads (bounds the file target's real concurrency)`] });
 
   const log = (s: string) => process.stderr.write(`${s}\n`);
   log(`starting orchestrator + 1 server ...`);
@@ -234,7 +222,7 @@ async function main(): Promise<void> {
     out.push('', 'Presage / file ratios (IOPS below 1 = slower; latency above 1 = slower):', '');
     out.push('| workload | IOPS ratio | p50 ratio | p99 ratio |', '|---|---:|---:|---:|');
     for (const { w, p, f } of rows) out.push(`| ${w.name} | ${fmt(p.iops / f.iops)} | ${fmt(p.p50 / f.p50, 1)} | ${fmt(p.p99 / f.p99, 1)} |`);
-    out.push('', `Client stats: ${JSON.stringify(client.stats)}; load average at end: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`, '');
+    out.push('', `Client stats: ${JSON.stringify(client.stats)}; load average at end: ${loadAverage()}`, '');
     const text = out.join('\n');
     process.stdout.write(`${text}\n`);
     if (values.out) {

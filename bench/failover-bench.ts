@@ -34,6 +34,7 @@ import type { SegmentView } from '../src/api/types.ts';
 import { PresageClient, type Volume } from '../src/client/presage-client.ts';
 import { Op, Status } from '../src/protocol/messages.ts';
 import { REPO, TestCluster } from '../test/helpers/cluster.ts';
+import { loadAverage, machineLines } from './machine-info.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -278,17 +279,6 @@ interface Trial {
   outageReadRate: number;
 }
 
-function machine(): string[] {
-  const cpus = os.cpus();
-  return [
-    `- date: ${new Date().toISOString()}`,
-    `- host: ${os.platform()} ${os.release()}, node ${process.version}`,
-    `- CPU: ${cpus[0]?.model ?? 'unknown'}; nproc ${os.availableParallelism()}`,
-    `- memory: ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB total, ${(os.freemem() / 2 ** 30).toFixed(1)} GiB free at start`,
-    `- load average at start: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`,
-    '- the machine is shared with other engineers\' builds and tests, so it is noisy: every Presage process, the client and `cp` share its cores',
-  ];
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -345,7 +335,7 @@ async function main(): Promise<void> {
   const size = sizeMiB * MiB;
   const segSize = segMiB * MiB;
   const blocksPerSeg = segSize / BLOCK;
-  const header = machine();
+  const header = machineLines({ notes: ['the machine is shared with other engineers\' builds and tests, so it is noisy: every Presage process, the client and `cp` share its cores'] });
   const t0 = Date.now();
   const log = (s: string) => console.error(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${s}`);
 
@@ -562,7 +552,7 @@ async function main(): Promise<void> {
   const summary = (name: string, unit: string, v: number[], fmt: (n: number) => string) =>
     `| ${name} | ${unit} | ${fmt(pct(v, 50))} | ${fmt(pct(v, 99))} | ${fmt(Math.max(...v))} | ${fmt(Math.min(...v))} |`;
   const lines: string[] = [];
-  lines.push(`# Failover benchmark (${fault === "kill" ? "SIGKILL" : "hang"}), ${date}`, '', 'Machine:', '', ...header, `- load average at end: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`, '');
+  lines.push(`# Failover benchmark (${fault === "kill" ? "SIGKILL" : "hang"}), ${date}`, '', 'Machine:', '', ...header, `- load average at end: ${loadAverage()}`, '');
   lines.push(
     `Setup: orchestrator + 4 storage servers on loopback (real processes), fault **${fault === 'kill' ? 'SIGKILL' : 'hang (SIGSTOP, SIGKILL after the stall is measured)'}**, heartbeat timeout **${hbTimeout} ms** ` +
     `(client request timeout ${requestTimeoutMs} ms) ` +

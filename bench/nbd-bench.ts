@@ -19,6 +19,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseSize } from '../src/common/size.ts';
 import { freePort, REPO, spawnPresage, TestCluster, type Proc } from '../test/helpers/cluster.ts';
+import { loadAverage, machineLines } from './machine-info.ts';
 
 const MiB = 1024 * 1024;
 
@@ -125,16 +126,6 @@ export function renderTable(results: Result[], reference = REFERENCE): string {
   return [line(head), line(head.map((_, i) => (i < 2 ? '---' : '---:'))), ...rows.map(line)].join('\n');
 }
 
-export function machineInfo(): string {
-  const cpu = /model name\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
-  const ver = (cmd: string, args: string[]) => (spawnSync(cmd, args, { encoding: 'utf8' }).stdout ?? '').split('\n')[0]!.trim();
-  return [
-    `- nproc: ${os.availableParallelism()}; memory: ${(os.totalmem() / 1024 ** 3).toFixed(1)} GiB; CPU: ${cpu}`,
-    `- kernel: ${os.release()}; node ${process.version}; ${ver('fio', ['--version'])}; ${ver('qemu-nbd', ['--version'])}; ${ver('nbdkit', ['--version'])}`,
-    '- the machine is a shared VM with other work running at the same time: absolute figures are noisy, compare ratios taken in the same run',
-  ].join('\n');
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -166,7 +157,10 @@ async function main(): Promise<void> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'presage-nbd-bench-'));
   const results: Result[] = [];
   const started = Date.now();
-  const loadStart = os.loadavg()[0]!;
+  const machine = machineLines({
+    tools: ['fio', 'qemu-nbd', 'nbdkit'],
+    notes: ['the machine is a shared VM with other work running at the same time: absolute figures are noisy, compare ratios taken in the same run'],
+  });
   let cluster: TestCluster | undefined;
   let nbd: Proc | undefined;
   const daemons: ChildProcess[] = [];
@@ -235,8 +229,8 @@ async function main(): Promise<void> {
       `Command: \`npx tsx bench/nbd-bench.ts ${process.argv.slice(2).join(' ')}\` (total ${((Date.now() - started) / 1000).toFixed(0)} s)`,
       '',
       '## Machine',
-      machineInfo(),
-      `- 1-minute load average: ${loadStart.toFixed(1)} at the start of the run, ${os.loadavg()[0]!.toFixed(1)} at the end (other sessions' tests were running)`,
+      ...machine,
+      `- load average at end: ${loadAverage()}`,
       '',
       '## Setup',
       `- fio ioengine=nbd, one job per line, ${runtime} s time_based after a ${ramp} s ramp, over the whole ${size / MiB} MiB device, prefilled by a sequential 1 MiB write first.`,

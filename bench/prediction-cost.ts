@@ -13,7 +13,7 @@
  *   npx tsx bench/prediction-cost.ts [--servers 100] [--days 30]
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir, cpus, totalmem } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ModelManager, type TrainingHistory } from '../src/prediction/lifecycle.ts';
 import { loadDefaultBundle } from '../src/prediction/model-bundle.ts';
@@ -22,6 +22,7 @@ import { DAY_MS, MINUTE_MS, type QueryFn, type QueryPoint } from '../src/predict
 import { syntheticHistory } from '../src/prediction/synthetic-telemetry.ts';
 import { TimeSeriesStore } from '../src/telemetry/tsdb.ts';
 import type { FailureMode } from '../src/api/types.ts';
+import { machineSummary } from './machine-info.ts';
 
 const arg = (n: string, d: number) => {
   const i = process.argv.indexOf(`--${n}`);
@@ -73,18 +74,13 @@ function serverQuery(s: number, from: number, fail?: { mode: FailureMode; t: num
   };
 }
 
-function machine(): string {
-  const c = cpus();
-  return `${c[0]?.model ?? 'unknown CPU'} (${c.length} logical cores visible, 1 used), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}`;
-}
-
 async function main(): Promise<void> {
   const lines: string[] = [];
   const log = (s: string) => {
     console.log(s);
     lines.push(s);
   };
-  log(`machine: ${machine()}`);
+  log(`machine: ${machineSummary()}; the benchmark uses 1 core`);
   const bundle = await loadDefaultBundle();
 
   // ---- scoring

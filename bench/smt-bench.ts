@@ -11,9 +11,8 @@
 // client machines would; embedded copies long-poll the store object directly.
 
 import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { Etcd3 } from 'etcd3';
 import { EmbeddedKvStore } from '../src/metadata/embedded-kv.ts';
@@ -21,6 +20,7 @@ import { EtcdKvStore } from '../src/metadata/etcd-kv.ts';
 import type { KvStore } from '../src/metadata/kv.ts';
 import { KvReplica } from '../src/metadata/kv-replica.ts';
 import { startEtcd } from '../src/metadata/testing/etcd-process.ts';
+import { machineSummary, toolVersion } from './machine-info.ts';
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -185,11 +185,10 @@ results.push(await embedded());
 results.push(await etcd());
 const total = (performance.now() - t0) / 1000;
 
-const etcdVersion = spawnSync('etcd', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0] ?? '?';
 const f = (x: number, d = 1) => x.toFixed(d);
 console.log(`# SMT metadata benchmark\n`);
 console.log(`- date: ${new Date().toISOString()}`);
-console.log(`- machine: ${cpus()[0]?.model ?? '?'}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM (shared with other work); Node ${process.version}; ${etcdVersion}`);
+console.log(`- machine: ${machineSummary()} (shared with other work); ${toolVersion('etcd')}`);
 console.log(`- entries: ${N} under ${PREFIX}vol-N/I (${PER_VOLUME} per volume), values like ${value(1, 0)}`);
 console.log(`- load: txns of ${BATCH} puts (embedded: 1 writer; etcd: 4 concurrent writers)`);
 console.log(`- full load: one KvReplica of the whole ${PREFIX} prefix (etcd: ranges of 10000 keys at one revision); heap delta after gc / entries`);
