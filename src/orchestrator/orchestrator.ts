@@ -91,7 +91,8 @@ export class Orchestrator {
     });
     // Hot, critical segments on the riskiest servers move first.
     this.drain = new DrainPolicy(this.view, this.writer, this.operators, this.log, (seg) => this.fleet.accessRate(seg), (srv) => this.predictive.risk(srv));
-    this.http = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 });
+    // forceCloseConnections: stop() must not wait out idle keep-alive connections (72 s) of clients and servers.
+    this.http = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024, forceCloseConnections: true });
     // Retraining: labels from mark-downs, weekly retrain, pushes to servers (routes registered in routes()).
     this.retrain = new RetrainScheduler({ dir: opts.dir, kv, view: this.view, decisions: this.decisions, log: this.log, lastScore: (id) => this.fleet.scores.get(id), config: opts.retrain });
     this.routes();

@@ -134,7 +134,7 @@ export class StorageServer {
     this.copies = new CopyEngine({ ...parts, bandwidthBytesPerSec: opts.copyBandwidth, maxConcurrent: opts.maxConcurrentCopies });
     this.scrubber = new Scrubber(parts);
     this.data = new DataServer((req) => (this.faults ? this.faults.aroundRequest(req, () => this.handler.handle(req)) : this.handler.handle(req)), this.log);
-    this.admin = Fastify({ logger: false });
+    this.admin = Fastify({ logger: false, forceCloseConnections: true });
     this.adminRoutes();
     registerTelemetryRoutes(this.admin, { telemetry: this.telemetry, faults: this.faults });
     this.scoring = new ServerScoring({
