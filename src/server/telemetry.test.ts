@@ -83,6 +83,7 @@ test('ServerTelemetry: one interval of requests becomes rates, percentiles, erro
     t.onComplete(Op.READ, Status.CORRUPT, 0, 1, 'v/1');
     t.onComplete(Op.WRITE, Status.IO_ERROR, 0, 1, 'v/0');
     t.onComplete(Op.WRITE, Status.STALE, 0, 1, 'v/0');
+    t.onComplete(Op.WRITE, Status.UNAVAILABLE, 0, 1, 'v/0'); // a dead peer replica: not this server's error
     t.onComplete(Op.WRITE, Status.OK, 4096, 50, 'v/1', Flag.FORWARDED); // a replica's work: not a client op
     t.onComplete(Op.WRITE, Status.OK, 65536, 5, 'v/1', Flag.COPY);
     t.onComplete(Op.CHECKSUMS, Status.OK, 0, 1, 'v/1');
@@ -103,6 +104,7 @@ test('ServerTelemetry: one interval of requests becomes rates, percentiles, erro
     assert.equal(v.io_errors_per_s, 1);
     assert.equal(v.io_errors_corrupt_per_s, 0.5);
     assert.equal(v.io_errors_io_error_per_s, 0.5);
+    assert.equal(v.io_errors_unavailable_per_s, 0.5);
     assert.equal(v.io_redirects_per_s, 0.5);
     assert.equal(v.io_replica_write_iops, 0.5);
     assert.equal(v.io_copy_bytes_per_s, 32768);

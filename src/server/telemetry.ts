@@ -354,7 +354,10 @@ export class ServerTelemetry {
     let errors = 0;
     for (const s of [Status.IO_ERROR, Status.CORRUPT, Status.UNAVAILABLE, Status.OUT_OF_RANGE, Status.BAD_REQUEST]) {
       const n = w.errors.get(s) ?? 0;
-      errors += n;
+      // Only failures of this server's own storage count as its errors: UNAVAILABLE is the cluster's
+      // state (a peer replica died, a lease lapsed) and the others are the client's mistakes. Counting
+      // them made every survivor of a peer's death look like it was failing itself.
+      if (s === Status.IO_ERROR || s === Status.CORRUPT) errors += n;
       v[`io_errors_${STATUS_NAMES[s]!.toLowerCase()}_per_s`] = n / dt;
     }
     v.io_errors_per_s = errors / dt;

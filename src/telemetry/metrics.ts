@@ -116,7 +116,7 @@ export const METRICS: readonly MetricInfo[] = [
   m('io_read_latency_p99_ms', 'ms', 'server', 'gauge', '99th percentile read latency over the interval.'),
   m('io_write_latency_p50_ms', 'ms', 'server', 'gauge', 'Median write latency over the interval (including replication).'),
   m('io_write_latency_p99_ms', 'ms', 'server', 'gauge', '99th percentile write latency over the interval.'),
-  m('io_errors_per_s', 'errors/s', 'server', 'rate', 'I/O errors on the data path per second.'),
+  m('io_errors_per_s', 'errors/s', 'server', 'rate', 'Data-path requests this server failed itself (IO_ERROR, CORRUPT) per second; UNAVAILABLE, OUT_OF_RANGE and BAD_REQUEST have their own series.'),
   m('checksum_failures_total', 'blocks', 'server', 'counter', 'Blocks whose checksum did not verify since the server started.'),
   m('replication_lag_ms', 'ms', 'server', 'gauge', 'Time the slowest replica is behind the primary.'),
   m('segments', 'segments', 'server', 'gauge', 'Segment replicas held by this server.'),
