@@ -75,4 +75,6 @@ export interface FailureScoreReport {
   forecast: { metric: string; model: string; points: { t: number; value: number; lower?: number; upper?: number }[] }[];
   /** Set when the score could not be computed from models (e.g. not enough telemetry yet). */
   note?: string;
+  /** Modes that had no input telemetry this time (their probability is the prior): no evidence either way. */
+  noData?: FailureMode[];
 }

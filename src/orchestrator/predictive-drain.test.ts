@@ -5,10 +5,11 @@ import { silentLogger } from '../common/log.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
 import type { ServerRecord } from '../metadata/model.ts';
 import { DecisionLog } from './decision-log.ts';
-import { PREDICTED, PredictiveDrainPolicy } from './predictive-drain.ts';
+import { PREDICTED, PredictiveDrainPolicy, drainedFor } from './predictive-drain.ts';
 
-function report(serverId: string, score: number): FailureScoreReport {
+function report(serverId: string, score: number, noData?: FailureScoreReport['noData']): FailureScoreReport {
   return {
+    ...(noData ? { noData } : {}),
     serverId, score, level: score >= 70 ? 'critical' : score >= 50 ? 'warning' : 'healthy', mode: 'fail-slow',
     probabilities: { disk: 0, 'fail-slow': score / 100, network: 0, software: 0 },
     horizons: { disk: '7d', 'fail-slow': '1h', network: '1h', software: '1h' },
@@ -37,10 +38,10 @@ function harness(n: number, config = {}) {
     servers, calls, decisions, policy,
     set: (id: string, score: number) => scores.set(id, report(id, score)),
     /** Advances the clock in `step` ms ticks, setting the score from `scoreAt(t)` before each tick. */
-    async run(ms: number, step: number, scoreAt: (t: number) => Record<string, number>) {
+    async run(ms: number, step: number, scoreAt: (t: number) => Record<string, number>, noData?: FailureScoreReport['noData']) {
       for (let t = 0; t < ms; t += step) {
         now += step;
-        for (const [id, v] of Object.entries(scoreAt(t))) scores.set(id, report(id, v));
+        for (const [id, v] of Object.entries(scoreAt(t))) scores.set(id, report(id, v, noData));
         await policy.tick();
       }
     },
@@ -76,6 +77,18 @@ describe('predictive drain policy', () => {
     await h.run(180000, 1000, () => ({ s2: 20 }));
     assert.deepEqual(h.calls, [{ server: 's2', draining: true }, { server: 's2', draining: false }]);
     assert.ok(h.decisions.list().some((x) => x.type === 'drain-stopped' && x.server === 's2'));
+  });
+
+  it('a drained server whose score falls only because its inputs dried up (no I/O) is not taken as recovered', async () => {
+    const h = harness(4, { sustainMs: 0, recoverMs: 60000 });
+    await h.run(2000, 1000, () => ({ s3: 90 }));
+    assert.equal(drainedFor(h.servers.get('s3')!.drainReason), 'fail-slow');
+    // Drained: no I/O, so no fail-slow inputs; the score falls to the prior for 10 minutes.
+    await h.run(600000, 1000, () => ({ s3: 10 }), ['fail-slow']);
+    assert.deepEqual(h.calls, [{ server: 's3', draining: true }], 'still drained');
+    // Real evidence of health (inputs present, low score) for long enough: it takes data again.
+    await h.run(90000, 1000, () => ({ s3: 10 }));
+    assert.deepEqual(h.calls, [{ server: 's3', draining: true }, { server: 's3', draining: false }]);
   });
 
   it('caps how much of the cluster drains at once, and says why it waits', async () => {

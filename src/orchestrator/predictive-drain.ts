@@ -87,7 +87,7 @@ export class PredictiveDrainPolicy {
           continue;
         }
         const top = r.topFeatures.slice(0, 3).map((f) => f.name).join(', ');
-        const reason = `${PREDICTED}: score ${r.score.toFixed(0)} (${r.mode}${top ? `; ${top}` : ''})`;
+        const reason = `${PREDICTED}: score ${r.score.toFixed(0)} (${r.mode}${top ? `; ${top}` : ''})`; // drainedFor() parses the mode back
         await this.control.setDraining(s.id, true, reason);
         draining++;
         this.aboveSince.delete(s.id);
@@ -106,6 +106,13 @@ export class PredictiveDrainPolicy {
       }
       this.warned.delete(s.id);
       if (!predicted) continue;
+      // A drained server serves no I/O, so the inputs of the mode it was drained for can dry up and
+      // its score fall to the prior: that is no evidence of recovery, and must not start the clock.
+      const mode = drainedFor(s.drainReason);
+      if (mode && r.noData?.includes(mode as FailureScoreReport['mode'])) {
+        this.belowSince.delete(s.id);
+        continue;
+      }
       const since = this.belowSince.get(s.id) ?? now;
       this.belowSince.set(s.id, since);
       if (now - since < this.config.recoverMs) continue;
@@ -114,4 +121,9 @@ export class PredictiveDrainPolicy {
       this.decisions.record({ type: 'drain-stopped', segmentId: '', server: s.id, score: r.score, mode: r.mode, reason: `score ${r.score.toFixed(0)} stayed below ${this.config.warning} for ${Math.round(this.config.recoverMs / 1000)} s: takes new data again` });
     }
   }
+}
+
+/** The failure mode a predictive drain was started for, from its reason (kept in the metadata, so it survives restarts). */
+export function drainedFor(reason: string | undefined): string | undefined {
+  return reason?.startsWith(PREDICTED) ? /\(([a-z-]+)[;)]/.exec(reason)?.[1] : undefined;
 }

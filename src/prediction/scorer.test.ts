@@ -81,6 +81,7 @@ test('no history: a low score with a note, not a crash', () => {
   assert.ok(r.score <= 10, `score ${r.score}`);
   assert.equal(r.level, 'healthy');
   assert.match(r.note ?? '', /not enough telemetry/);
+  assert.deepEqual(r.noData, [...FAILURE_MODES]);
   assert.deepEqual(r.topFeatures, []);
   assert.deepEqual(r.forecast, []);
   for (const m of FAILURE_MODES) assert.equal(r.probabilities[m], Math.round(bundle.modes[m].anchors.base * 1e6) / 1e6);
@@ -90,6 +91,7 @@ test('a server without SMART still scores, with a note naming the disk mode', ()
   const r = scorer.score({ serverId: 'vm', query: syntheticQuery({ now, minutes: twoDays, seed: 9 }), now, forecast: false });
   assert.ok(r.score < 30);
   assert.match(r.note ?? '', /disk \(no SMART/);
+  assert.ok(r.noData?.includes('disk') && !r.noData.includes('fail-slow'), `noData ${r.noData}`);
 });
 
 test('modeScore maps the anchors to 10/50/70 and is monotone', () => {

@@ -174,6 +174,7 @@ export class FailureScorer {
     } else if (missing.length > 0) {
       report.note = `no telemetry for ${missing.map((m) => `${m} (${MISSING_WHY[m]})`).join(', ')}: prior probability used`;
     }
+    if (missing.length > 0) report.noData = missing;
     return report;
   }
 }
