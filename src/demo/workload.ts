@@ -3,18 +3,10 @@
 // and checks the device byte for byte against it.
 
 import type { BlockDevice } from '../client/block-device.ts';
+import { mulberry32 as prng } from '../common/prng.ts';
 
-/** Small, fast, seeded PRNG (mulberry32) so failures are reproducible. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Seeded so failures are reproducible; exported under this name for the integration tests.
+export { prng };
 
 export function randomBytes(rand: () => number, n: number): Buffer {
   const b = Buffer.allocUnsafe(n);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { IsotonicCalibrator, PlattCalibrator, fitCalibrator, calibratorFromJSON, brierScore, reliability } from './calibration.ts';
-import { mulberry32 } from './gbdt.ts';
+import { mulberry32 } from '../common/prng.ts';
 
 /** A miscalibrated model: true probability q, reported score q^3 (overconfident towards 0). */
 function sample(n: number, seed: number): { scores: Float64Array; labels: Uint8Array } {

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { GradientBoostedTrees, mulberry32, computeBinEdges, type FeatureMatrix } from './gbdt.ts';
+import { GradientBoostedTrees, computeBinEdges, type FeatureMatrix } from './gbdt.ts';
+import { mulberry32 } from '../common/prng.ts';
 import { rocAuc } from './metrics.ts';
 
 function xorData(n: number, seed: number, nanFrac = 0): { x: FeatureMatrix; y: Uint8Array } {

@@ -13,6 +13,7 @@
  *   `GradientBoostedTrees.fromJSON()` — never code. Prediction compares raw values
  *   against stored thresholds, so it needs no binning.
  */
+import { mulberry32 } from '../common/prng.ts';
 
 /** Row-major numeric matrix: value of row r, column c is data[r * nCols + c]. */
 export interface FeatureMatrix {
@@ -107,17 +108,8 @@ interface Tree {
   value: Float64Array;
 }
 
-/** Small fast seeded PRNG (mulberry32); returns floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Re-exported for callers outside src/ (bench/eval.ts); the implementation lives in common/.
+export { mulberry32 };
 
 function sigmoid(z: number): number {
   return z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z));

@@ -5,7 +5,7 @@
  * scorer's tests and the cost benchmark have something of the right size and form.
  * Nothing measured on it says anything about how well the models predict real failures.
  */
-import { mulberry32 } from './gbdt.ts';
+import { mulberry32 } from '../common/prng.ts';
 import { arrayQuery, DAY_MS, MINUTE_MS, type QueryFn } from './online-features.ts';
 
 export interface SyntheticOptions {

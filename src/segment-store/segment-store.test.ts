@@ -8,20 +8,11 @@ import { fileURLToPath } from 'node:url';
 import { crc32c } from '@node-rs/crc32';
 import { SegmentStore, blockChecksum, parseSegmentId, type IoOp } from './segment-store.ts';
 import { BLOCK_SIZE, CorruptBlockError, OutOfRangeError } from './types.ts';
+// Seeded so failures reproduce.
+import { mulberry32 as prng } from '../common/prng.ts';
 
 const BS = BLOCK_SIZE;
 
-/** mulberry32: a small seeded PRNG so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const randInt = (rnd: () => number, n: number) => Math.floor(rnd() * n);
 function randBytes(rnd: () => number, n: number): Buffer {
   const b = Buffer.allocUnsafe(n);

@@ -17,7 +17,7 @@ import {
   type FitOptions, type Forecaster, type ForecasterState, type ForecastResult, Z95,
   checkHorizon, checkPeriod, checkSeries, notFitted, num, numArray, ForecastError,
 } from './types.ts';
-import { mulberry32 } from './optim.ts';
+import { mulberry32 } from '../../common/prng.ts';
 import { initTfBackend, tf } from './tf-backend.ts';
 
 export interface LstmConfig {

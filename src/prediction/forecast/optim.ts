@@ -102,14 +102,5 @@ export function logit(p: number): number {
   return Math.log(q / (1 - q));
 }
 
-/** Deterministic 32-bit PRNG (mulberry32) for seeded sampling. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Re-exported for callers outside src/ (bench/forecast-eval.ts); the implementation lives in common/.
+export { mulberry32 } from '../../common/prng.ts';
