@@ -37,6 +37,8 @@ export class FleetMonitor {
   readonly history = new Map<string, ScorePoint[]>();
   /** Per segment, summed over its replicas. */
   private heat = new Map<string, SegmentHeat>();
+  /** Per server, accesses per second over the segments it holds (placement prefers the less loaded). */
+  private load = new Map<string, number>();
   private peerSamples = new Map<string, Record<string, number[]>>();
   private timer?: NodeJS.Timeout;
   private stopped = false;
@@ -67,6 +69,7 @@ export class FleetMonitor {
   async poll(): Promise<void> {
     const servers = [...this.view.servers.values()].filter((s) => s.state === 'up');
     const heat = new Map<string, SegmentHeat>();
+    const load = new Map<string, number>();
     await Promise.all(servers.map(async (s) => {
       const base = `http://${s.adminAddr}`;
       const [score, segHeat, peer] = await Promise.all([
@@ -81,6 +84,7 @@ export class FleetMonitor {
         if (h.length > HISTORY_POINTS) h.splice(0, h.length - HISTORY_POINTS);
         this.history.set(s.id, h);
       }
+      if (segHeat) load.set(s.id, segHeat.reduce((sum, x) => sum + x.readsPerSec + x.writesPerSec, 0));
       for (const x of segHeat ?? []) {
         const cur = heat.get(x.segmentId) ?? { segmentId: x.segmentId, readsPerSec: 0, writesPerSec: 0, bytesPerSec: 0 };
         cur.readsPerSec += x.readsPerSec;
@@ -96,6 +100,7 @@ export class FleetMonitor {
     for (const id of [...this.peerSamples.keys()]) if (!up.has(id)) this.peerSamples.delete(id);
     for (const id of [...this.scores.keys()]) if (!this.view.servers.has(id)) this.scores.delete(id);
     this.heat = heat;
+    this.load = load;
     for (const cb of this.listeners) cb();
   }
 
@@ -103,6 +108,11 @@ export class FleetMonitor {
   accessRate(segmentId: string): number {
     const h = this.heat.get(segmentId);
     return h ? h.readsPerSec + h.writesPerSec : 0;
+  }
+
+  /** Accesses per second a server serves (0 when unknown). */
+  serverLoad(serverId: string): number {
+    return this.load.get(serverId) ?? 0;
   }
 
   segmentHeat(limit = 100000): SegmentHeat[] {

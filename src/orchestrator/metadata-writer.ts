@@ -99,7 +99,14 @@ export class MetadataWriter {
     for (const [id, b] of extra ?? []) assigned.set(id, (assigned.get(id) ?? 0) + b);
     return [...this.view.servers.values()]
       .filter((s) => s.state === 'up' && !s.draining && !exclude.has(s.id))
-      .map((s) => ({ id: s.id, zone: s.zone, rack: s.rack, capacityBytes: s.capacityBytes, assignedBytes: assigned.get(s.id) ?? 0 }));
+      .map((s) => ({ id: s.id, zone: s.zone, rack: s.rack, capacityBytes: s.capacityBytes, assignedBytes: assigned.get(s.id) ?? 0, ...this.health?.(s.id) }));
+  }
+
+  private health?: (serverId: string) => { risky: boolean; load: number } | undefined;
+
+  /** Where placement learns each server's risk and load (the orchestrator's fleet monitor). */
+  setHealthSource(fn: (serverId: string) => { risky: boolean; load: number } | undefined): void {
+    this.health = fn;
   }
 
   async createVolume(input: Partial<VolumeSpec> & { name?: unknown; size?: unknown }): Promise<VolumeRecord> {

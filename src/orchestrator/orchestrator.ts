@@ -86,6 +86,8 @@ export class Orchestrator {
     this.failover = new FailoverController(kv, this.view, this.writer, this.operators, this.liveness, this.heartbeatTimeoutMs, this.log, opts.repair ?? true, this.decisions);
     this.fleet = new FleetMonitor(this.view, this.log, opts.scorePollMs ?? 5000);
     this.predictive = new PredictiveDrainPolicy(this.view, () => this.fleet.scores, this.writer, this.decisions, this.log, opts.predictive);
+    // Destinations: away from servers at the warning level, towards the less loaded.
+    this.writer.setHealthSource((id) => ({ risky: (this.fleet.scores.get(id)?.score ?? 0) >= this.predictive.config.warning, load: this.fleet.serverLoad(id) }));
     this.fleet.onPoll(() => {
       this.predictive.tick().catch((err) => this.log.error({ err }, 'predictive drain tick failed'));
     });

@@ -1,5 +1,7 @@
-// Where new replicas go: balanced by free capacity, replicas of one segment on distinct
-// servers, spread over distinct zones and then racks when servers carry those labels.
+// Where new replicas go: replicas of one segment on distinct servers, spread over distinct zones
+// and then racks when servers carry those labels, away from servers whose Failure Score is at the
+// warning level (they may be drained soon: data placed there would move twice), then balanced by
+// free capacity and, among servers with about as much room, by the load they serve.
 
 export interface PlacementCandidate {
   id: string;
@@ -8,7 +10,13 @@ export interface PlacementCandidate {
   capacityBytes: number;
   /** Bytes already assigned to the server by the SMT. */
   assignedBytes: number;
+  /** Failure Score at or above the warning level: chosen only when no healthier server fits. */
+  risky?: boolean;
+  /** Accesses per second the server serves now (0 when unknown). */
+  load?: number;
 }
+
+type Key = number[];
 
 export class PlacementError extends Error {}
 
@@ -51,20 +59,26 @@ export function pickReplicas(
 ): string[] {
   const chosen: PlacementCandidate[] = [...existing];
   const picked: string[] = [];
+  const maxLoad = Math.max(0, ...candidates.map((c) => c.load ?? 0));
   for (let r = 0; r < n; r++) {
     let best: PlacementCandidate | undefined;
-    let bestKey: [number, number, number, string] | undefined;
+    let bestKey: Key | undefined;
+    let bestTie = '';
     for (const c of candidates) {
       if (chosen.some((x) => x.id === c.id)) continue;
-      // Prefer a zone not yet used, then a rack not yet used, then the most free space.
       const zoneClash = c.zone !== undefined && chosen.some((x) => x.zone === c.zone) ? 1 : 0;
       const rackClash = c.rack !== undefined && chosen.some((x) => x.rack === c.rack && x.zone === c.zone) ? 1 : 0;
-      // Free space counted in whole segments, and ties broken by a hash of the segment and the
-      // server: equal servers must not always pair up the same way, or a failure's repair would
-      // copy everything from one partner.
+      // Free space counted in whole segments; within 5 % of capacity, the less loaded server wins
+      // (4 load bands relative to the busiest), then the exact free space.
       const free = Math.floor((c.capacityBytes - c.assignedBytes) / Math.max(segmentBytes, 1));
-      const key: [number, number, number, string] = [zoneClash, rackClash, -free, tieBreak(salt, c.id)];
-      if (!bestKey || compareKeys(key, bestKey) < 0) { best = c; bestKey = key; }
+      const freeBand = Math.floor((20 * (c.capacityBytes - c.assignedBytes)) / Math.max(c.capacityBytes, 1));
+      const loadBand = maxLoad > 0 ? Math.min(3, Math.floor((4 * (c.load ?? 0)) / maxLoad)) : 0;
+      const key: Key = [zoneClash, c.risky ? 1 : 0, rackClash, -freeBand, loadBand, -free];
+      // Ties broken by a hash of the segment and the server: equal servers must not always pair
+      // up the same way, or a failure's repair would copy everything from one partner.
+      const tie = tieBreak(salt, c.id);
+      const cmp = bestKey ? compareKeys(key, bestKey) : -1;
+      if (cmp < 0 || (cmp === 0 && tie < bestTie)) { best = c; bestKey = key; bestTie = tie; }
     }
     if (!best) throw new PlacementError(`not enough servers for ${existing.length + n} distinct replicas`);
     best.assignedBytes += segmentBytes;
@@ -81,7 +95,7 @@ function tieBreak(salt: string, id: string): string {
   return (h >>> 0).toString(16).padStart(8, '0') + id;
 }
 
-function compareKeys(a: [number, number, number, string], b: [number, number, number, string]): number {
-  for (let i = 0; i < 3; i++) if (a[i] !== b[i]) return (a[i] as number) - (b[i] as number);
-  return a[3] < b[3] ? -1 : a[3] > b[3] ? 1 : 0;
+function compareKeys(a: Key, b: Key): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return 0;
 }
