@@ -26,6 +26,8 @@ export interface ScenarioOptions {
   /** Seconds the slow-I/O fault takes to reach full strength, and that strength (ms per disk op). */
   rampSeconds?: number;
   intensityMs?: number;
+  /** Orchestrator --max-copies-cluster (default: its own default). 1 makes the copy order exactly the priority order. */
+  maxCopiesCluster?: number;
   log?: (line: string) => void;
 }
 
@@ -64,13 +66,14 @@ export class DegradeScenario {
   private constructor(readonly cluster: TestCluster, readonly api: OrchestratorClient, readonly client: PresageClient, readonly opts: Required<Omit<ScenarioOptions, 'log'>> & { log: (l: string) => void }) {}
 
   static async start(o: ScenarioOptions): Promise<DegradeScenario> {
-    const opts = { servers: 5, volumeMiB: 32, segmentMiB: 4, rampSeconds: 20, intensityMs: 40, log: () => {}, ...o };
+    const opts = { servers: 5, volumeMiB: 32, segmentMiB: 4, rampSeconds: 20, intensityMs: 40, maxCopiesCluster: 0, log: () => {}, ...o };
     const cluster = await TestCluster.start({
       servers: opts.servers,
       heartbeatTimeoutMs: 3000,
       // One model minute = 1 s: a degradation that takes an hour in production plays out in a minute.
       serverArgs: (i) => ['--zone', `zone-${i % 3}`, '--allow-faults', '--telemetry-interval', '500', '--score-interval', '1000', '--score-time-scale', '60', '--gc-grace', '1000'],
-      orchestratorArgs: ['--score-poll', '1000', '--drain-sustain', '4000', '--recover-after', '600000', ...(opts.predictive ? [] : ['--no-predictive'])],
+      orchestratorArgs: ['--score-poll', '1000', '--drain-sustain', '4000', '--recover-after', '600000', ...(opts.predictive ? [] : ['--no-predictive']),
+        ...(opts.maxCopiesCluster ? ['--max-copies-cluster', String(opts.maxCopiesCluster)] : [])],
     });
     let s: DegradeScenario | undefined;
     try {
