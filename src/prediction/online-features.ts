@@ -17,6 +17,7 @@ import type { FailureMode } from '../api/types.ts';
 import { BACKBLAZE_SMART, type DriveHistory } from './datasets.ts';
 import { BACKBLAZE_FEATURE_NAMES, driveFeatures } from './backblaze-features.ts';
 import { MAD_TO_SIGMA, linearSlope, median, pearson } from './features.ts';
+import { ATA_ATTRIBUTES } from '../telemetry/smart.ts';
 
 export const MINUTE_MS = 60_000;
 export const HOUR_MS = 3_600_000;
@@ -61,22 +62,12 @@ const pointTime = (p: QueryPoint): number => (p.ts ?? p.t ?? NaN);
 
 // ------------------------------------------------------------------ disk
 
-/** Backblaze SMART id → the live metric carrying it (src/telemetry/metrics.ts). */
-export const SMART_METRICS: Record<number, string> = {
-  1: 'smart_1_raw_read_error_rate',
-  5: 'smart_5_reallocated_sectors',
-  7: 'smart_7_seek_error_rate',
-  9: 'smart_9_power_on_hours',
-  187: 'smart_187_reported_uncorrectable',
-  188: 'smart_188_command_timeout',
-  194: 'smart_194_temperature_celsius',
-  197: 'smart_197_current_pending_sectors',
-  198: 'smart_198_offline_uncorrectable',
-  199: 'smart_199_udma_crc_errors',
-  240: 'smart_240_head_flying_hours',
-  241: 'smart_241_total_lbas_written',
-  242: 'smart_242_total_lbas_read',
-};
+/**
+ * Backblaze SMART id → the live metric carrying it. The telemetry side names the metrics
+ * (one table, the one smartctl parsing and history import write under); this alias is what
+ * the disk features and the retrain scheduler read.
+ */
+export const SMART_METRICS: Readonly<Record<number, string>> = ATA_ATTRIBUTES;
 
 /** Days of SMART history read for the disk features (7-day deltas/slopes + EWMA warm-up). */
 export const DISK_HISTORY_DAYS = 21;
