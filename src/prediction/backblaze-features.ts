@@ -4,6 +4,7 @@
  */
 import { BACKBLAZE_SMART, type DriveHistory } from './datasets.ts';
 import { ewma, linearSlope } from './features.ts';
+import type { FeatureMatrix } from './gbdt.ts';
 
 /** SMART attributes of the classic threshold rule (Backblaze's own "any raw > 0" signals). */
 export const SMART_RULE_ATTRS = [5, 187, 188, 197, 198] as const;
@@ -71,4 +72,55 @@ export function driveFeatures(d: DriveHistory): DriveFeatures {
     data[i * m + m - 1] = seen ? sum : NaN;
   }
   return { data, nRows: n, rule };
+}
+
+// ------------------------------------------------------------------ drive-day rows
+
+/** The disk model's label: a drive-day is positive when the drive fails within this many days (failure day = day 0). */
+export const DISK_HORIZON_DAYS = 7;
+
+/** Drive-day rows of several drives, one matrix, with each drive's row range. */
+export interface DriveDayRows {
+  x: FeatureMatrix;
+  /** 1 when the drive fails within DISK_HORIZON_DAYS of that day. */
+  y: Uint8Array;
+  drives: { drive: DriveHistory; start: number; end: number; rule: Uint8Array }[];
+}
+
+/**
+ * Stacks the drives' feature rows (columns `cols` of BACKBLAZE_FEATURE_NAMES) in drive order,
+ * labelled for the disk model. `feats` must hold driveFeatures() of every drive, by serial.
+ */
+export function driveDayRows(drives: DriveHistory[], feats: Map<string, DriveFeatures>, cols: number[]): DriveDayRows {
+  let n = 0;
+  for (const d of drives) n += d.days.length;
+  const m = cols.length;
+  const M = BACKBLAZE_FEATURE_NAMES.length;
+  const data = new Float32Array(n * m);
+  const y = new Uint8Array(n);
+  const out: DriveDayRows['drives'] = [];
+  let r = 0;
+  for (const d of drives) {
+    const f = feats.get(d.serial);
+    if (!f) throw new Error(`driveDayRows: no features for drive ${d.serial}`);
+    const start = r;
+    for (let i = 0; i < d.days.length; i++, r++) {
+      for (let c = 0; c < m; c++) data[r * m + c] = f.data[i * M + cols[c]];
+      y[r] = d.failed && d.failDay - d.days[i] < DISK_HORIZON_DAYS ? 1 : 0;
+    }
+    out.push({ drive: d, start, end: r, rule: f.rule });
+  }
+  return { x: { nRows: n, nCols: m, data }, y, drives: out };
+}
+
+/** Indices of the feature columns that carry any value in these drives (2013 fills only a few SMART ids). */
+export function filledColumns(drives: DriveHistory[], feats: Map<string, DriveFeatures>): number[] {
+  const M = BACKBLAZE_FEATURE_NAMES.length;
+  const has = new Uint8Array(M);
+  for (const d of drives) {
+    const f = feats.get(d.serial);
+    if (!f) throw new Error(`filledColumns: no features for drive ${d.serial}`);
+    for (let i = 0; i < f.nRows; i++) for (let c = 0; c < M; c++) if (!has[c] && !Number.isNaN(f.data[i * M + c])) has[c] = 1;
+  }
+  return [...has.keys()].filter((c) => has[c]);
 }

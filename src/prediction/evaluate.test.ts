@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { runEvaluation, splitOf, hashUnit, perseusFeatures } from './evaluate.ts';
-import { driveFeatures, BACKBLAZE_FEATURE_NAMES } from './backblaze-features.ts';
+import { runEvaluation, splitOf, hashUnit, perseusFeatures, backblazeSplits, diskGbdtParams } from './evaluate.ts';
+import { driveFeatures, driveDayRows, filledColumns, BACKBLAZE_FEATURE_NAMES, DISK_HORIZON_DAYS } from './backblaze-features.ts';
 import { BACKBLAZE_SMART, type DriveHistory, type PerseusDrive } from './datasets.ts';
 
 const DATA = new URL('../../../shared/data/', import.meta.url).pathname;
@@ -51,6 +51,40 @@ test('Backblaze drive-day features use only the past (hand-computed)', () => {
   assert.deepEqual(Array.from(f2.data.subarray(0, 8 * m)), Array.from(f.data.subarray(0, 8 * m)));
   assert.deepEqual(Array.from(f.rule), [0, 0, 0, 0, 0, 0, 0, 1, 1]);
   assert.equal(f.data[8 * m + col('rule_sum')], 16);
+});
+
+test('drive-day rows: labels within the horizon, only filled columns, every drive in exactly one split', () => {
+  const k5 = BACKBLAZE_SMART.indexOf(5);
+  const mk = (serial: string, n: number, failed: boolean): DriveHistory => {
+    const smart = BACKBLAZE_SMART.map(() => new Float64Array(n).fill(NaN));
+    smart[k5] = Float64Array.from({ length: n }, (_, i) => i);
+    return { serial, model: 'M', days: Int32Array.from({ length: n }, (_, i) => 200 + i), smart, failed, failDay: failed ? 200 + n - 1 : NaN };
+  };
+  const drives = Array.from({ length: 40 }, (_, i) => mk(`S${i}`, 10, i % 4 === 0));
+  const feats = new Map(drives.map((d) => [d.serial, driveFeatures(d)]));
+  const cols = filledColumns(drives, feats);
+  const names = cols.map((c) => BACKBLAZE_FEATURE_NAMES[c]);
+  assert.deepEqual(names, ['smart_5_level', 'smart_5_delta1', 'smart_5_delta7', 'smart_5_ewma03', 'smart_5_slope7', 'rule_any_positive', 'rule_sum']);
+  const rows = driveDayRows(drives.slice(0, 2), feats, cols);
+  assert.equal(rows.x.nRows, 20);
+  assert.equal(rows.x.nCols, cols.length);
+  // Drive 0 fails on its last day: the last DISK_HORIZON_DAYS days are positive; drive 1 never.
+  assert.deepEqual(Array.from(rows.y), [...Array(10 - DISK_HORIZON_DAYS).fill(0), ...Array(DISK_HORIZON_DAYS).fill(1), ...Array(10).fill(0)]);
+  assert.deepEqual(rows.drives.map((r) => [r.drive.serial, r.start, r.end]), [['S0', 0, 10], ['S1', 10, 20]]);
+  assert.equal(rows.x.data[13 * cols.length + names.indexOf('smart_5_level')], 3);
+  assert.throws(() => driveDayRows([mk('unknown', 3, false)], feats, cols), /no features for drive unknown/);
+
+  const s = backblazeSplits(drives, 5);
+  for (const split of ['train', 'validation', 'test'] as const) {
+    for (const r of s[split].drives) assert.equal(splitOf(r.drive.serial, 5), split);
+  }
+  const seen = [...s.train.drives, ...s.validation.drives, ...s.test.drives].map((r) => r.drive.serial).sort();
+  assert.deepEqual(seen, drives.map((d) => d.serial).sort());
+  const params = diskGbdtParams(s.train, 5, { nTrees: 7 });
+  const pos = s.train.y.reduce((a, v) => a + v, 0);
+  assert.equal(params.nTrees, 7);
+  assert.equal(params.seed, 5);
+  assert.equal(params.positiveWeight, Math.sqrt((s.train.x.nRows - pos) / pos));
 });
 
 test('Perseus per-drive features flag a drive slower than its host peers', () => {

@@ -12,7 +12,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { GradientBoostedTrees, type FeatureMatrix, type GbdtParams } from './gbdt.ts';
 import { fitCalibrator, brierScore, reliability, type Calibrator } from './calibration.ts';
 import { loadBackblazeDrives, loadPerseusDrives, readPerseusSlowDrives, loadAlibabaTickets, BACKBLAZE_SMART, type DriveHistory, type PerseusDrive } from './datasets.ts';
-import { BACKBLAZE_FEATURE_NAMES, driveFeatures, type DriveFeatures } from './backblaze-features.ts';
+import { BACKBLAZE_FEATURE_NAMES, DISK_HORIZON_DAYS, driveDayRows, driveFeatures, filledColumns, type DriveDayRows, type DriveFeatures } from './backblaze-features.ts';
 import { rocAuc, confusionAt, thresholdForFalseAlarmRate, recallAtFalseAlarmRate, leadTimes, median, type Confusion } from './metrics.ts';
 import { pearson, linearSlope, peerDeviation, median as fmedian } from './features.ts';
 
@@ -41,7 +41,6 @@ export interface EvalReport {
   markdown: string;
 }
 
-const HORIZON_DAYS = 7;
 const FAR_LEVELS = [0.001, 0.01];
 
 /** FNV-1a of seed + key, as a number in [0, 1): the drive's (or host's) split coordinate. */
@@ -64,6 +63,55 @@ export type Split = 'train' | 'validation' | 'test';
 export function splitOf(key: string, seed: number): Split {
   const u = hashUnit(key, seed);
   return u < 0.6 ? 'train' : u < 0.8 ? 'validation' : 'test';
+}
+
+/** The Backblaze protocol's data (evaluation and training alike): drive-day rows of each split, over the columns the training split fills. */
+export interface BackblazeSplits {
+  /** Indices into BACKBLAZE_FEATURE_NAMES, and their names. */
+  cols: number[];
+  names: string[];
+  train: DriveDayRows;
+  validation: DriveDayRows;
+  test: DriveDayRows;
+}
+
+/** Splits the drives by serial (splitOf with the seed) and builds each split's rows. */
+export function backblazeSplits(drives: DriveHistory[], seed: number): BackblazeSplits {
+  const feats = new Map<string, DriveFeatures>();
+  for (const d of drives) feats.set(d.serial, driveFeatures(d));
+  const split: Record<Split, DriveHistory[]> = { train: [], validation: [], test: [] };
+  for (const d of drives) split[splitOf(d.serial, seed)].push(d);
+  const cols = filledColumns(split.train, feats);
+  return {
+    cols,
+    names: cols.map((c) => BACKBLAZE_FEATURE_NAMES[c]),
+    train: driveDayRows(split.train, feats, cols),
+    validation: driveDayRows(split.validation, feats, cols),
+    test: driveDayRows(split.test, feats, cols),
+  };
+}
+
+/**
+ * The disk GBDT's parameters, fixed a priori (docs/eval-backblaze.md): nothing is tuned on
+ * test. Class weight: the square root of the training rows' imbalance (full balancing
+ * over-weights ~300 rows). `overrides` last (smoke tests use tiny models).
+ */
+export function diskGbdtParams(train: DriveDayRows, seed: number, overrides?: Partial<GbdtParams>): Partial<GbdtParams> {
+  let pos = 0;
+  for (const v of train.y) pos += v;
+  return {
+    nTrees: 400,
+    maxDepth: 4,
+    learningRate: 0.05,
+    minChildWeight: 2,
+    lambda: 5,
+    subsample: 0.7,
+    positiveWeight: Math.sqrt((train.x.nRows - pos) / pos),
+    earlyStoppingRounds: 40,
+    earlyStoppingMetric: 'auc',
+    seed,
+    ...overrides,
+  };
 }
 
 function machine(): string {
@@ -104,34 +152,6 @@ export async function runEvaluation(opts: EvalOptions): Promise<EvalReport> {
 
 // ------------------------------------------------------------------ Backblaze
 
-interface Assembled {
-  x: FeatureMatrix;
-  y: Uint8Array;
-  /** Row ranges per drive. */
-  drives: { drive: DriveHistory; start: number; end: number; rule: Uint8Array }[];
-}
-
-function assemble(drives: DriveHistory[], feats: Map<string, DriveFeatures>, cols: number[]): Assembled {
-  let n = 0;
-  for (const d of drives) n += d.days.length;
-  const m = cols.length;
-  const M = BACKBLAZE_FEATURE_NAMES.length;
-  const data = new Float32Array(n * m);
-  const y = new Uint8Array(n);
-  const out: Assembled['drives'] = [];
-  let r = 0;
-  for (const d of drives) {
-    const f = feats.get(d.serial)!;
-    const start = r;
-    for (let i = 0; i < d.days.length; i++, r++) {
-      for (let c = 0; c < m; c++) data[r * m + c] = f.data[i * M + cols[c]];
-      y[r] = d.failed && d.failDay - d.days[i] < HORIZON_DAYS ? 1 : 0;
-    }
-    out.push({ drive: d, start, end: r, rule: f.rule });
-  }
-  return { x: { nRows: n, nCols: m, data }, y, drives: out };
-}
-
 interface DriveScores {
   serial: string[];
   label: Uint8Array;
@@ -141,7 +161,7 @@ interface DriveScores {
   series: { days: Int32Array; scores: Float64Array; rule: Uint8Array; failDay: number; failed: boolean }[];
 }
 
-function perDrive(a: Assembled, rowScores: Float64Array): DriveScores {
+function perDrive(a: DriveDayRows, rowScores: Float64Array): DriveScores {
   const k = a.drives.length;
   const res: DriveScores = { serial: [], label: new Uint8Array(k), score: new Float64Array(k), rule: new Uint8Array(k), series: [] };
   a.drives.forEach((d, i) => {
@@ -179,24 +199,8 @@ async function evaluateBackblaze(path: string, seed: number, opts: EvalOptions):
   const tLoad = Date.now();
   const drives = await loadBackblazeDrives(path, { limit: opts.maxRows });
   log(`loaded ${drives.length} drives in ${((Date.now() - tLoad) / 1000).toFixed(1)} s`);
-  const feats = new Map<string, DriveFeatures>();
-  for (const d of drives) feats.set(d.serial, driveFeatures(d));
-  const split: Record<Split, DriveHistory[]> = { train: [], validation: [], test: [] };
-  for (const d of drives) split[splitOf(d.serial, seed)].push(d);
-
-  // Keep the columns that carry any value in the training split (2013 fills only a few SMART ids).
-  const M = BACKBLAZE_FEATURE_NAMES.length;
-  const has = new Uint8Array(M);
-  for (const d of split.train) {
-    const f = feats.get(d.serial)!;
-    for (let i = 0; i < f.nRows; i++) for (let c = 0; c < M; c++) if (!has[c] && !Number.isNaN(f.data[i * M + c])) has[c] = 1;
-  }
-  const cols = [...has.keys()].filter((c) => has[c]);
-  const names = cols.map((c) => BACKBLAZE_FEATURE_NAMES[c]);
-  const tr = assemble(split.train, feats, cols);
-  const va = assemble(split.validation, feats, cols);
-  const te = assemble(split.test, feats, cols);
-  const count = (a: Assembled): { drives: number; failed: number; rows: number; pos: number } => ({
+  const { cols, names, train: tr, validation: va, test: te } = backblazeSplits(drives, seed);
+  const count = (a: DriveDayRows): { drives: number; failed: number; rows: number; pos: number } => ({
     drives: a.drives.length,
     failed: a.drives.filter((d) => d.drive.failed).length,
     rows: a.x.nRows,
@@ -209,21 +213,8 @@ async function evaluateBackblaze(path: string, seed: number, opts: EvalOptions):
   if (cTr.pos === 0 || cTr.pos === cTr.rows) throw new Error('backblaze: the training split has a single class; use more rows');
   if (cTe.drives === cTe.failed) throw new Error('backblaze: the test split has no healthy drive; use more rows');
 
-  // Class weight: the square root of the imbalance, fixed a priori (full balancing over-weights ~300 rows).
-  const positiveWeight = Math.sqrt((cTr.rows - cTr.pos) / cTr.pos);
-  const params: Partial<GbdtParams> = {
-    nTrees: 400,
-    maxDepth: 4,
-    learningRate: 0.05,
-    minChildWeight: 2,
-    lambda: 5,
-    subsample: 0.7,
-    positiveWeight,
-    earlyStoppingRounds: 40,
-    earlyStoppingMetric: 'auc',
-    seed,
-    ...opts.gbdt,
-  };
+  const params = diskGbdtParams(tr, seed, opts.gbdt);
+  const positiveWeight = params.positiveWeight!;
   const tTrain = Date.now();
   const hasVal = cVa.pos > 0 && cVa.pos < cVa.rows;
   const model = GradientBoostedTrees.train(tr.x, tr.y, { featureNames: names, params, validation: hasVal ? { x: va.x, y: va.y } : undefined });
@@ -293,7 +284,7 @@ async function evaluateBackblaze(path: string, seed: number, opts: EvalOptions):
     metrics.brier_platt = brierScore(cTest, te.y);
     metrics.brier_isotonic = brierScore(iTest, te.y);
     calText = [
-      `Row-level probability of failing within ${HORIZON_DAYS} days, test rows (${cTe.rows} rows, ${cTe.pos} positive). The raw model is deliberately`,
+      `Row-level probability of failing within ${DISK_HORIZON_DAYS} days, test rows (${cTe.rows} rows, ${cTe.pos} positive). The raw model is deliberately`,
       'over-confident (positive class weight); Platt scaling fitted on validation rows maps it back. Isotonic is shown for comparison only.',
       '',
       '| | Brier |',
@@ -321,7 +312,7 @@ async function evaluateBackblaze(path: string, seed: number, opts: EvalOptions):
   const md = [
     '# Disk-failure model on Backblaze 2013 (dev split)',
     '',
-    `Task: per drive-day, probability that the drive fails within ${HORIZON_DAYS} days (the failure day counts as day 0).`,
+    `Task: per drive-day, probability that the drive fails within ${DISK_HORIZON_DAYS} days (the failure day counts as day 0).`,
     `Data: \`${path}\`, ${drives.length} drives, ${drives.filter((d) => d.failed).length} failed.`,
     '',
     '## Protocol',
@@ -394,7 +385,7 @@ async function transferStudy(
   const drives = await loadBackblazeDrives(path, { limit: opts.maxRows });
   const feats = new Map<string, DriveFeatures>();
   for (const d of drives) feats.set(d.serial, driveFeatures(d));
-  const a = assemble(drives, feats, cols);
+  const a = driveDayRows(drives, feats, cols);
   const p = model.predictProbaBatch(a.x);
   const ds = perDrive(a, p);
   const rows: string[] = [];
@@ -403,7 +394,7 @@ async function transferStudy(
     if (Number.isNaN(thr)) continue;
     const caught = Array.from(ds.score).filter((s) => s > thr).length;
     const lt = leadStats(ds, thr);
-    const within7 = lt.values.filter((v) => v < HORIZON_DAYS).length;
+    const within7 = lt.values.filter((v) => v < DISK_HORIZON_DAYS).length;
     rows.push(`| 2013 GBDT, validation threshold for ${far * 100} % FAR | ${caught}/${drives.length} (${pct(caught / drives.length)}) | ${fmt(lt.median, 1)} | ${within7} |`);
     metrics[`transfer_2019_recall_${far}`] = caught / drives.length;
     metrics[`transfer_2019_median_lead_${far}`] = lt.median;

@@ -16,11 +16,11 @@ import { basename, join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { GradientBoostedTrees, type FeatureMatrix, type GbdtParams } from './gbdt.ts';
 import { fitCalibrator, brierScore, type Calibrator } from './calibration.ts';
-import { loadBackblazeDrives, loadPerseusDrives, type DriveHistory, type PerseusDrive } from './datasets.ts';
-import { BACKBLAZE_FEATURE_NAMES, driveFeatures, type DriveFeatures } from './backblaze-features.ts';
+import { loadBackblazeDrives, loadPerseusDrives, type PerseusDrive } from './datasets.ts';
+import { DISK_HORIZON_DAYS, type DriveDayRows } from './backblaze-features.ts';
 import { rocAuc, thresholdForFalseAlarmRate, confusionAt } from './metrics.ts';
 import { median } from './features.ts';
-import { splitOf, hashUnit } from './evaluate.ts';
+import { backblazeSplits, diskGbdtParams, hashUnit } from './evaluate.ts';
 import { FAIL_SLOW_FEATURE_NAMES, FAIL_SLOW_WINDOW_MIN, NETWORK_FEATURE_NAMES, SOFTWARE_FEATURE_NAMES, failSlowWindowFeatures } from './online-features.ts';
 import { BUNDLE_FORMAT, validateBundle, type GbdtModeModel, type ModeValidation, type ModelBundle, type RuleModeModel, type ScoreAnchors } from './model-bundle.ts';
 
@@ -82,37 +82,14 @@ export function orderedAnchors(base: number, warn: number, act: number): ScoreAn
 
 // ------------------------------------------------------------------ disk (Backblaze)
 
-const DISK_HORIZON_DAYS = 7;
-
-function assembleDisk(drives: DriveHistory[], feats: Map<string, DriveFeatures>, cols: number[]): { x: FeatureMatrix; y: Uint8Array; ranges: { d: DriveHistory; start: number; end: number }[] } {
-  let n = 0;
-  for (const d of drives) n += d.days.length;
-  const m = cols.length;
-  const M = BACKBLAZE_FEATURE_NAMES.length;
-  const data = new Float32Array(n * m);
-  const y = new Uint8Array(n);
-  const ranges: { d: DriveHistory; start: number; end: number }[] = [];
-  let r = 0;
-  for (const d of drives) {
-    const f = feats.get(d.serial)!;
-    const start = r;
-    for (let i = 0; i < d.days.length; i++, r++) {
-      for (let c = 0; c < m; c++) data[r * m + c] = f.data[i * M + cols[c]];
-      y[r] = d.failed && d.failDay - d.days[i] < DISK_HORIZON_DAYS ? 1 : 0;
-    }
-    ranges.push({ d, start, end: r });
-  }
-  return { x: { nRows: n, nCols: m, data }, y, ranges };
-}
-
-function perDriveMax(ranges: { d: DriveHistory; start: number; end: number }[], p: Float64Array): { score: number[]; label: number[] } {
+function perDriveMax(ranges: DriveDayRows['drives'], p: Float64Array): { score: number[]; label: number[] } {
   const score: number[] = [];
   const label: number[] = [];
   for (const r of ranges) {
     let mx = -Infinity;
     for (let i = r.start; i < r.end; i++) mx = Math.max(mx, p[i]);
     score.push(mx);
-    label.push(r.d.failed ? 1 : 0);
+    label.push(r.drive.failed ? 1 : 0);
   }
   return { score, label };
 }
@@ -123,30 +100,13 @@ export async function trainDiskMode(path: string, opts: { seed: number; maxRows?
   opts.progress?.('disk: loading Backblaze', 0);
   const drives = await loadBackblazeDrives(path, { limit: opts.maxRows });
   log(`disk: ${drives.length} drives loaded from ${basename(path)}`);
-  const feats = new Map<string, DriveFeatures>();
-  for (const d of drives) feats.set(d.serial, driveFeatures(d));
-  const split: Record<'train' | 'validation' | 'test', DriveHistory[]> = { train: [], validation: [], test: [] };
-  for (const d of drives) split[splitOf(d.serial, seed)].push(d);
-  const M = BACKBLAZE_FEATURE_NAMES.length;
-  const has = new Uint8Array(M);
-  for (const d of split.train) {
-    const f = feats.get(d.serial)!;
-    for (let i = 0; i < f.nRows; i++) for (let c = 0; c < M; c++) if (!has[c] && !Number.isNaN(f.data[i * M + c])) has[c] = 1;
-  }
-  const cols = [...has.keys()].filter((c) => has[c]);
-  const names = cols.map((c) => BACKBLAZE_FEATURE_NAMES[c]);
-  const tr = assembleDisk(split.train, feats, cols);
-  const va = assembleDisk(split.validation, feats, cols);
-  const te = assembleDisk(split.test, feats, cols);
+  const { names, train: tr, validation: va, test: te } = backblazeSplits(drives, seed);
   const pos = (y: Uint8Array) => y.reduce((s, v) => s + v, 0);
   const trPos = pos(tr.y);
   const vaPos = pos(va.y);
   if (trPos === 0 || vaPos === 0) throw new Error(`disk: the train (${trPos}) or validation (${vaPos}) split has no positive drive-day; use more rows`);
-  // Same a-priori choices as the evaluation (docs/eval-backblaze.md): nothing tuned on test.
-  const params: Partial<GbdtParams> = {
-    nTrees: 400, maxDepth: 4, learningRate: 0.05, minChildWeight: 2, lambda: 5, subsample: 0.7,
-    positiveWeight: Math.sqrt((tr.x.nRows - trPos) / trPos), earlyStoppingRounds: 40, earlyStoppingMetric: 'auc', seed, ...opts.gbdt,
-  };
+  // The evaluation's a-priori choices (docs/eval-backblaze.md): nothing tuned on test.
+  const params = diskGbdtParams(tr, seed, opts.gbdt);
   const nTrees = params.nTrees ?? 400;
   const model = GradientBoostedTrees.train(tr.x, tr.y, {
     featureNames: names, params, validation: { x: va.x, y: va.y },
@@ -160,14 +120,14 @@ export async function trainDiskMode(path: string, opts: { seed: number; maxRows?
   const cTe = Float64Array.from(pTe, (p) => cal.predict(p));
   // Anchors from validation drives (per-drive max, as the evaluation alarms): act at 1 % of
   // healthy drives alarmed, warn at 5 %, base = a typical healthy drive-day.
-  const dVa = perDriveMax(va.ranges, cVa);
+  const dVa = perDriveMax(va.drives, cVa);
   const healthyVa = dVa.score.filter((_, i) => dVa.label[i] === 0);
   const act = thresholdForFalseAlarmRate(healthyVa, 0.01);
   const warn = thresholdForFalseAlarmRate(healthyVa, 0.05);
   const healthyRows = Array.from(cVa).filter((_, i) => va.y[i] === 0);
   const anchors = orderedAnchors(quantile(healthyRows, 0.95), warn, act);
   // Test: touched once.
-  const dTe = perDriveMax(te.ranges, cTe);
+  const dTe = perDriveMax(te.drives, cTe);
   const conf = confusionAt(dTe.score, dTe.label, act);
   const teRate = pos(te.y) / te.x.nRows;
   const validation: ModeValidation = {
