@@ -4,7 +4,8 @@
  *   npx tsx bench/eval.ts --gbdt-speed   (time GBDT training on 600k x 30 synthetic rows)
  */
 import { runEvaluation } from '../src/prediction/evaluate.ts';
-import { GradientBoostedTrees, mulberry32 } from '../src/prediction/gbdt.ts';
+import { mulberry32 } from '../src/common/prng.ts';
+import { GradientBoostedTrees } from '../src/prediction/gbdt.ts';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);

@@ -27,7 +27,7 @@ import {
   type Forecaster, type ForecastResult, ExpSmoothingForecaster, LstmForecaster, ProphetStyleForecaster,
   SeasonalNaiveForecaster, initTfBackend, mase,
 } from '../src/prediction/forecast/index.ts';
-import { mulberry32 } from '../src/prediction/forecast/optim.ts';
+import { mulberry32 } from '../src/common/prng.ts';
 import { machineSummary } from './machine-info.ts';
 
 interface Args { data: string; out: string; seed: number; perseusDrives: number; backblazeDrives: number; lstm: boolean }

@@ -108,9 +108,6 @@ interface Tree {
   value: Float64Array;
 }
 
-// Re-exported for callers outside src/ (bench/eval.ts); the implementation lives in common/.
-export { mulberry32 };
-
 function sigmoid(z: number): number {
   return z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z));
 }

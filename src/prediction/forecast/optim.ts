@@ -101,6 +101,3 @@ export function logit(p: number): number {
   const q = Math.min(1 - 1e-9, Math.max(1e-9, p));
   return Math.log(q / (1 - q));
 }
-
-// Re-exported for callers outside src/ (bench/forecast-eval.ts); the implementation lives in common/.
-export { mulberry32 } from '../../common/prng.ts';
