@@ -5,6 +5,7 @@ import type { VolumeRecord, VolumeSpec } from '../metadata/model.ts';
 import type { Decision } from '../orchestrator/decision-log.ts';
 import type { Operator, OperatorView } from '../orchestrator/operators.ts';
 import type { ModelsStatus, RetrainRun } from '../orchestrator/retrain-scheduler.ts';
+import type { RetrainProgress } from '../orchestrator/retrain-scheduler.ts';
 import type { FailureLabel } from '../orchestrator/failure-labels.ts';
 import { ApiError, httpJson } from './http.ts';
 import type { ClusterStatus, FailureScoreReport, HeartbeatRequest, HeartbeatResponse, RegisterRequest, SegmentView } from './types.ts';
@@ -134,6 +135,11 @@ export class OrchestratorClient {
   /** Retrains now (pulls history, trains, validates, pushes if replaced); 409 while one runs. */
   retrain(): Promise<RetrainRun> {
     return this.call('POST', '/v1/models/retrain', undefined, 30 * 60_000);
+  }
+
+  /** The running retrain's stage and progress (GET /v1/models' `running`), null when none runs. */
+  async retrainProgress(): Promise<RetrainProgress | null> {
+    return (await this.models()).running;
   }
 
   labels(server?: string): Promise<FailureLabel[]> {

@@ -13,7 +13,12 @@
 //
 // "Older" is by the bundle's createdAt: a server running a newer model than the orchestrator's
 // (loaded there by hand) is left alone and shown as ahead in GET /v1/models.
+//
+// While a retrain runs, GET /v1/models shows its progress as `running` (null when idle), and the
+// scheduler emits 'progress' with the same object at every change (null at the end), so that
+// `presage model retrain` can draw a bar over a request that may take minutes.
 
+import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -28,7 +33,7 @@ import type { ModelBundle } from '../prediction/model-bundle.ts';
 import { DAY_MS, FAIL_SLOW_SOURCES, MINUTE_MS, SMART_METRICS } from '../prediction/online-features.ts';
 import type { DecisionLog } from './decision-log.ts';
 import { FailureLabelStore, MarkDownLabeler, validateLabel, type FailureLabel } from './failure-labels.ts';
-import { trainingHistory, type CompactSeries, type FetchedServer, type WorkerJob } from './retrain-worker.ts';
+import { trainingHistory, type CompactSeries, type FetchedServer, type WorkerJob, type WorkerMessage } from './retrain-worker.ts';
 
 export interface RetrainConfig {
   /** Time between scheduled retrains (default 7 days); 0 = only on request. */
@@ -91,12 +96,31 @@ export interface ServerModel {
   lastPush?: PushOutcome;
 }
 
+export type RetrainStage = 'pulling history' | 'training' | 'pushing';
+
+/** Where a running retrain is. Stages come in this order; 'pushing' only when the model was replaced. */
+export interface RetrainProgress {
+  stage: RetrainStage;
+  /**
+   * 'pulling history': servers answered or skipped / up servers; 'pushing': servers checked or
+   * pushed / up servers; 'training': percent of `step` done out of 100, or 0/0 while the trainer
+   * has not reported yet (indeterminate).
+   */
+  done: number;
+  total: number;
+  /** When this retrain started (ISO 8601). */
+  startedAt: string;
+  /** Training only: the trainer's step ('building features', 'training candidate', 'validating'). */
+  step?: string;
+}
+
 export interface ModelsStatus {
   version: string;
   createdAt: string;
   trainedOn: ModelBundle['trainedOn'];
   validation: ModelBundle['validation'];
-  running: boolean;
+  /** The retrain in progress, null when none runs. */
+  running: RetrainProgress | null;
   intervalMs: number;
   nextRetrainAt?: string;
   lastRetrain?: RetrainRun;
@@ -195,12 +219,13 @@ export interface RetrainSchedulerDeps {
   config?: Partial<RetrainConfig>;
 }
 
-export class RetrainScheduler {
+export class RetrainScheduler extends EventEmitter {
   readonly config: RetrainConfig;
   readonly labels: FailureLabelStore;
   private readonly labeler: MarkDownLabeler;
   private models?: ModelManager;
   private inFlight?: Promise<RetrainRun>;
+  private current: RetrainProgress | null = null;
   private last?: RetrainRun;
   private readonly serverModels = new Map<string, ServerModel>();
   /** (server, version) pairs whose failed push was already logged: one decision per failure streak. */
@@ -217,6 +242,7 @@ export class RetrainScheduler {
   private started = false;
 
   constructor(private readonly deps: RetrainSchedulerDeps) {
+    super();
     this.config = { ...DEFAULT_RETRAIN, ...deps.config };
     if (!(this.config.intervalMs >= 0)) throw new Error('retrain interval must be ≥ 0 (0 = only on request)');
     if (!(this.config.minDays > 0) || !(this.config.historyDays >= this.config.minDays)) throw new Error('retrain: need 0 < minDays ≤ historyDays');
@@ -241,6 +267,24 @@ export class RetrainScheduler {
 
   get running(): boolean {
     return this.inFlight !== undefined;
+  }
+
+  /** The running retrain's progress (a fresh object at every change), null when idle. */
+  get progress(): RetrainProgress | null {
+    return this.current;
+  }
+
+  private setProgress(p: RetrainProgress | null): void {
+    const c = this.current;
+    if (p && c && p.stage === c.stage && p.done === c.done && p.total === c.total && p.step === c.step) return;
+    this.current = p;
+    this.emit('progress', p);
+  }
+
+  /** Moves the running retrain's progress on within its stage (or into the next). */
+  private advance(stage: RetrainStage, done: number, total: number, step?: string): void {
+    if (!this.current) return;
+    this.setProgress({ stage, done, total, startedAt: this.current.startedAt, ...(step !== undefined ? { step } : {}) });
   }
 
   /** Starts labelling mark-downs, the retrain schedule and the reconcile loop (the leader only). */
@@ -302,8 +346,12 @@ export class RetrainScheduler {
   /** One retrain now; throws RetrainBusyError while one runs. */
   retrainNow(trigger: RetrainRun['trigger'] = 'request'): Promise<RetrainRun> {
     if (this.inFlight) return Promise.reject(new RetrainBusyError());
+    // Set before anything is awaited: `running` is never null while a retrain is in flight.
+    const upNow = [...this.view.servers.values()].filter((s) => s.state === 'up').length;
+    this.setProgress({ stage: 'pulling history', done: 0, total: upNow, startedAt: new Date().toISOString() }); // wall clock (config.now is the history's clock)
     const p = this.run(trigger).finally(() => {
       this.inFlight = undefined;
+      this.setProgress(null);
     });
     this.inFlight = p;
     return p;
@@ -328,6 +376,7 @@ export class RetrainScheduler {
     const up = [...this.view.servers.values()].filter((s) => s.state === 'up').sort((a, b) => a.id.localeCompare(b.id));
     const fetched: FetchedServer[] = [];
     const skipped: RetrainRun['skipped'] = [];
+    this.advance('pulling history', 0, up.length);
     await pool(up, cfg.concurrency, async (s) => {
       try {
         const series = await fetchServerHistory(s.adminAddr, metrics, from, now, cfg.requestTimeoutMs);
@@ -337,6 +386,7 @@ export class RetrainScheduler {
         skipped.push({ server: s.id, reason });
         this.deps.decisions.record({ type: 'retrain', segmentId: '', server: s.id, reason: `retrain skips ${s.id}: ${reason}` });
       }
+      this.advance('pulling history', fetched.length + skipped.length, up.length);
     });
     fetched.sort((a, b) => a.id.localeCompare(b.id));
     // The history starts at the oldest point any server has (not at the asked window's start).
@@ -347,12 +397,14 @@ export class RetrainScheduler {
     for (const f of fetched) for (const x of f.failures) if (x.t >= histFrom) labels[x.mode] = (labels[x.mode] ?? 0) + 1;
 
     let result: RetrainResult;
+    this.advance('training', 0, 0);
+    const progress = (step: string, fraction: number) => this.advance('training', Math.round(Math.min(1, Math.max(0, fraction)) * 100), 100, step);
     const job = { from: histFrom, now, servers: fetched, minDays: cfg.minDays, tickMs: cfg.tickMs, modes: cfg.modes, seed: cfg.seed };
     if (cfg.trainer || !cfg.worker || (now - histFrom) / DAY_MS < cfg.minDays) {
       // Nothing heavy to do (too little history), or a trainer that cannot cross to a worker.
-      result = await mgr.retrain({ history: trainingHistory(histFrom, fetched), now, minDays: cfg.minDays, tickMs: cfg.tickMs, modes: cfg.modes, seed: cfg.seed, trainer: cfg.trainer });
+      result = await mgr.retrain({ history: trainingHistory(histFrom, fetched), now, minDays: cfg.minDays, tickMs: cfg.tickMs, modes: cfg.modes, seed: cfg.seed, trainer: cfg.trainer, progress });
     } else {
-      result = await this.runInWorker({ presageRetrain: true, dir: mgr.dir, ...job });
+      result = await this.runInWorker({ presageRetrain: true, dir: mgr.dir, ...job }, progress);
       if (result.replaced) await mgr.reload();
     }
 
@@ -362,12 +414,15 @@ export class RetrainScheduler {
       : result.warning ?? `model kept (${result.currentVersion}): ${result.reason}`;
     this.deps.decisions.record({ type: 'retrain', segmentId: '', reason: `retrain (${trigger}, ${result.days} days, ${fetched.length} server(s), ${Object.values(labels).reduce((a, b) => a + b, 0)} label(s)): ${what}` });
     this.deps.log.info({ replaced: result.replaced, reason: result.reason, warning: result.warning, version: mgr.version, seconds: result.seconds }, 'retrain finished');
-    if (result.replaced) run.pushes = await this.reconcile(true);
+    if (result.replaced) {
+      this.advance('pushing', 0, up.length);
+      run.pushes = await this.reconcile(true, (done, total) => this.advance('pushing', done, total));
+    }
     this.last = run;
     return run;
   }
 
-  private runInWorker(job: WorkerJob): Promise<RetrainResult> {
+  private runInWorker(job: WorkerJob, progress: (step: string, fraction: number) => void): Promise<RetrainResult> {
     const api = import.meta.resolve('tsx/esm/api');
     const target = new URL('./retrain-worker.ts', import.meta.url).href;
     // The worker does not inherit the tsx loader from --import: register it before loading the module.
@@ -376,9 +431,11 @@ export class RetrainScheduler {
     return new Promise((resolve, reject) => {
       const w = new Worker(code, { eval: true, workerData: job, transferList: transfer as ArrayBuffer[] });
       let done = false;
-      w.once('message', (m: { ok: boolean; result?: RetrainResult; error?: string }) => {
+      w.on('message', (m: WorkerMessage) => {
+        if (done) return;
+        if ('progress' in m) return progress(m.progress.step, m.progress.fraction);
         done = true;
-        if (m.ok) resolve(m.result!);
+        if (m.ok) resolve(m.result);
         else reject(new Error(`retrain failed: ${m.error}`));
         void w.terminate();
       });
@@ -395,14 +452,15 @@ export class RetrainScheduler {
   /**
    * Checks every up server's model; pushes ours to those behind (older, unknown or unreadable
    * createdAt), or with `force` to every server not on our version. Returns the pushes made.
+   * `onServer` hears (servers done, up servers) as each server is checked (and pushed to).
    */
-  reconcile(force = false): Promise<PushOutcome[]> {
-    const p = (this.reconciling ?? Promise.resolve([])).catch(() => []).then(() => this.reconcileOnce(force));
+  reconcile(force = false, onServer?: (done: number, total: number) => void): Promise<PushOutcome[]> {
+    const p = (this.reconciling ?? Promise.resolve([])).catch(() => []).then(() => this.reconcileOnce(force, onServer));
     this.reconciling = p;
     return p;
   }
 
-  private async reconcileOnce(force: boolean): Promise<PushOutcome[]> {
+  private async reconcileOnce(force: boolean, onServer?: (done: number, total: number) => void): Promise<PushOutcome[]> {
     await this.init();
     const ours = this.manager.bundle;
     const pushes: PushOutcome[] = [];
@@ -413,7 +471,10 @@ export class RetrainScheduler {
       const m = this.serverModels.get(s.id);
       this.serverModels.set(s.id, { ...(m ?? { server: s.id, sync: 'unknown' }), server: s.id, state: s.state, sync: m?.version === ours.version ? 'current' : 'unknown' });
     }
-    await pool(servers.filter((s) => s.state === 'up'), this.config.concurrency, async (s) => {
+    const up = servers.filter((s) => s.state === 'up');
+    let checked = 0;
+    onServer?.(0, up.length);
+    await pool(up, this.config.concurrency, async (s) => {
       const base = `http://${s.adminAddr}`;
       const prev = this.serverModels.get(s.id);
       const entry: ServerModel = { server: s.id, state: s.state, sync: 'unknown', checkedAt: new Date().toISOString(), ...(prev?.lastPush ? { lastPush: prev.lastPush } : {}) };
@@ -449,6 +510,7 @@ export class RetrainScheduler {
         pushes.push(out);
       }
       this.serverModels.set(s.id, entry);
+      onServer?.(++checked, up.length);
     });
     return pushes.sort((a, b) => a.server.localeCompare(b.server));
   }
@@ -457,7 +519,7 @@ export class RetrainScheduler {
     const b = this.manager.bundle;
     return {
       version: b.version, createdAt: b.createdAt, trainedOn: b.trainedOn, validation: b.validation,
-      running: this.running, intervalMs: this.config.intervalMs,
+      running: this.current, intervalMs: this.config.intervalMs,
       ...(this.nextAt ? { nextRetrainAt: new Date(this.nextAt).toISOString() } : {}),
       ...(this.last ? { lastRetrain: this.last } : {}),
       servers: [...this.view.servers.values()].sort((a, c) => a.id.localeCompare(c.id)).map((s) => {

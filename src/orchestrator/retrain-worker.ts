@@ -83,13 +83,21 @@ export interface WorkerJob {
   seed: number;
 }
 
-async function runJob(job: WorkerJob): Promise<RetrainResult> {
+/** A message from the worker: progress while it runs, then exactly one outcome. */
+export type WorkerMessage =
+  | { progress: { step: string; fraction: number } }
+  | { ok: true; result: RetrainResult }
+  | { ok: false; error: string };
+
+async function runJob(job: WorkerJob, progress: (step: string, fraction: number) => void): Promise<RetrainResult> {
   const mgr = await ModelManager.open(job.dir);
-  return mgr.retrain({ history: trainingHistory(job.from, job.servers), now: job.now, minDays: job.minDays, tickMs: job.tickMs, modes: job.modes, seed: job.seed });
+  return mgr.retrain({ history: trainingHistory(job.from, job.servers), now: job.now, minDays: job.minDays, tickMs: job.tickMs, modes: job.modes, seed: job.seed, progress });
 }
 
 if (!isMainThread && (workerData as WorkerJob | undefined)?.presageRetrain) {
-  runJob(workerData as WorkerJob).then(
+  // One message per server at most (see lifecycle's progress): cheap next to building its features.
+  const progress = (step: string, fraction: number) => parentPort!.postMessage({ progress: { step, fraction } } satisfies WorkerMessage);
+  runJob(workerData as WorkerJob, progress).then(
     (result) => parentPort!.postMessage({ ok: true, result }),
     (err: Error) => parentPort!.postMessage({ ok: false, error: err.message ?? String(err) }),
   );

@@ -83,6 +83,12 @@ export interface RetrainOptions {
   /** Tolerances of "at least as well" (defaults 0.01 AUC, 5 % Brier). */
   aucTolerance?: number;
   brierTolerance?: number;
+  /**
+   * Called as the work advances: ('building features', servers done / servers), then
+   * ('training candidate', 0 and 1), then ('validating', modes done / modes). Not called when
+   * there is too little history to train.
+   */
+  progress?: (stage: string, fraction: number) => void;
 }
 
 const MODE_FEATURES: Record<FailureMode, (q: QueryFn, now: number, disk: string[]) => ModeFeatures> = {
@@ -96,13 +102,14 @@ const MODE_FEATURES: Record<FailureMode, (q: QueryFn, now: number, disk: string[
 const SPLITS = [0.5, 0.7] as const;
 
 /** Feature snapshots of every server every `tickMs`, labelled per mode; split by time. */
-export function buildRows(history: TrainingHistory, now: number, current: ModelBundle, modes: FailureMode[], tickMs: number): Record<'train' | 'calibration' | 'validation', Record<FailureMode, ModeRows>> {
+export function buildRows(history: TrainingHistory, now: number, current: ModelBundle, modes: FailureMode[], tickMs: number, onServer?: (fraction: number) => void): Record<'train' | 'calibration' | 'validation', Record<FailureMode, ModeRows>> {
   const empty = () => Object.fromEntries(FAILURE_MODES.map((m) => [m, { names: current.modes[m].features, x: [], y: [], t: [] }])) as unknown as Record<FailureMode, ModeRows>;
   const out = { train: empty(), calibration: empty(), validation: empty() };
   const span = now - history.from;
   const t1 = history.from + SPLITS[0] * span;
   const t2 = history.from + SPLITS[1] * span;
   const diskNames = current.modes.disk.features;
+  let serversDone = 0;
   for (const s of history.servers) {
     const firstFailure = Math.min(Infinity, ...s.failures.map((f) => f.t));
     for (const mode of modes) {
@@ -122,6 +129,7 @@ export function buildRows(history: TrainingHistory, now: number, current: ModelB
         part[mode].t.push(t);
       }
     }
+    onServer?.(++serversDone / history.servers.length);
   }
   return out;
 }
@@ -257,9 +265,14 @@ export class ModelManager extends EventEmitter {
       return { ...base, replaced: false, reason, warning: `not retraining: ${reason}; keeping model ${this.current.version}`, seconds: (Date.now() - t0) / 1000 };
     }
     const modes = opts.modes ?? [...FAILURE_MODES];
-    const rows = buildRows(opts.history, opts.now, this.current, modes, opts.tickMs ?? 3_600_000);
+    const progress = opts.progress;
+    progress?.('building features', 0);
+    const rows = buildRows(opts.history, opts.now, this.current, modes, opts.tickMs ?? 3_600_000, progress && ((f) => progress('building features', f)));
     const trainer = opts.trainer ?? gbdtCandidateTrainer;
+    progress?.('training candidate', 0);
     let candidate = trainer({ current: this.current, train: rows.train, calibration: rows.calibration, seed: opts.seed ?? 1 });
+    progress?.('training candidate', 1);
+    progress?.('validating', 0);
     // Modes not asked for stay exactly as they are.
     candidate = { ...candidate, modes: { ...candidate.modes, ...Object.fromEntries(FAILURE_MODES.filter((m) => !modes.includes(m)).map((m) => [m, this.current.modes[m]])) } };
     validateBundle(candidate);
@@ -279,6 +292,7 @@ export class ModelManager extends EventEmitter {
       comparison[mode] = c;
       if (pos === 0 || pos === va.y.length) {
         c.reason = pos === 0 ? 'no failure of this mode in the validation period' : 'no healthy snapshot in the validation period';
+        progress?.('validating', Object.keys(comparison).length / modes.length);
         continue;
       }
       const pc = va.x.map((r) => cur.probability(mode, Float64Array.from(r)));
@@ -291,6 +305,7 @@ export class ModelManager extends EventEmitter {
       sumCand += c.candidate.auc;
       if (c.candidate.auc < c.current.auc - aucTol) failures.push(`${mode} AUC ${c.candidate.auc.toFixed(3)} < ${c.current.auc.toFixed(3)}`);
       if (c.candidate.brier > c.current.brier * (1 + brierTol)) failures.push(`${mode} Brier ${c.candidate.brier.toExponential(3)} > ${c.current.brier.toExponential(3)}`);
+      progress?.('validating', Object.keys(comparison).length / modes.length);
     }
     const done = (replaced: boolean, reason: string, warning?: string): RetrainResult => ({
       ...base, replaced, reason, ...(warning ? { warning } : {}), candidateVersion: candidate.version, comparison, seconds: (Date.now() - t0) / 1000,
