@@ -2,7 +2,6 @@
 // rebuilding the default model, and reading Failure Scores from the orchestrator.
 
 import type { Command } from 'commander';
-import cliProgress from 'cli-progress';
 import { resolve } from 'node:path';
 import { statSync } from 'node:fs';
 import { FAILURE_MODES, type FailureScoreReport } from '../api/types.ts';
@@ -13,20 +12,39 @@ import { saveBundle } from '../prediction/model-bundle.ts';
 import { action, intArg, isTty, orchestratorOption, orchestratorUrl, printJson } from './common.ts';
 import { colour, table } from './table.ts';
 import type { ModelsStatus, RetrainRun } from '../orchestrator/retrain-scheduler.ts';
+import { retrainBarState, StageProgress } from './progress.ts';
 
-/** A stage-labelled progress bar on stderr, only on a terminal. */
-class StageProgress {
-  private readonly bar?: cliProgress.SingleBar;
-  constructor() {
-    if (!isTty(process.stderr)) return;
-    this.bar = new cliProgress.SingleBar({ stream: process.stderr, format: '{stage} [{bar}] {percentage}% | {duration_formatted}', hideCursor: true }, cliProgress.Presets.shades_classic);
-    this.bar.start(100, 0, { stage: 'starting'.padEnd(28) });
-  }
-  update(stage: string, fraction: number): void {
-    this.bar?.update(Math.round(Math.min(1, Math.max(0, fraction)) * 100), { stage: stage.padEnd(28) });
-  }
-  stop(): void {
-    this.bar?.stop();
+/** Time between reads of GET /v1/models while `presage model retrain` waits. */
+const RETRAIN_POLL_MS = 500;
+
+/**
+ * Waits for `work` (the POST /v1/models/retrain answer); meanwhile, on a terminal, polls
+ * GET /v1/models and draws the running retrain's stage. A poll that fails is ignored: the bar
+ * is a courtesy, the POST's answer is what counts.
+ */
+async function withRetrainBar<T>(base: string, work: Promise<T>): Promise<T> {
+  if (!isTty(process.stderr)) return work;
+  const bar = new StageProgress();
+  const stop = new AbortController();
+  let polling = false;
+  const timer = setInterval(() => {
+    if (polling) return;
+    polling = true;
+    httpJson<ModelsStatus>(base, 'GET', '/v1/models', undefined, 5000, stop.signal)
+      .then((s) => {
+        const v = stop.signal.aborted ? undefined : retrainBarState(s.running);
+        if (v) bar.update(v.label, v.fraction);
+      }, () => {})
+      .finally(() => {
+        polling = false;
+      });
+  }, RETRAIN_POLL_MS);
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+    stop.abort();
+    bar.stop();
   }
 }
 
@@ -133,7 +151,8 @@ function registerModelCommands(program: Command): void {
     .action(action(async (opts: { orchestrator: string; json?: boolean }) => {
       const s = await httpJson<ModelsStatus>(orchestratorUrl(opts), 'GET', '/v1/models');
       if (opts.json) return printJson(s);
-      const lines = [`model ${s.version} (created ${s.createdAt})${s.running ? ', retraining now' : ''}`];
+      const busy = retrainBarState(s.running);
+      const lines = [`model ${s.version} (created ${s.createdAt})${s.running ? `, retraining now${busy ? ` (${busy.label})` : ''}` : ''}`];
       lines.push(s.intervalMs > 0 ? `retrains every ${(s.intervalMs / 86_400_000).toFixed(1)} days${s.nextRetrainAt ? `, next at ${s.nextRetrainAt}` : ''}` : 'scheduled retraining is off (presage model retrain runs one)');
       if (s.lastRetrain) lines.push(`last retrain ${s.lastRetrain.at}: ${s.lastRetrain.replaced ? 'replaced' : 'kept'}: ${s.lastRetrain.warning ?? s.lastRetrain.reason}`);
       lines.push(table(['SERVER', 'STATE', 'MODEL', 'SYNC', 'LAST PUSH'], s.servers.map((x) => [
@@ -147,7 +166,8 @@ function registerModelCommands(program: Command): void {
     .addOption(orchestratorOption())
     .option('--json', 'print JSON')
     .action(action(async (opts: { orchestrator: string; json?: boolean }) => {
-      const r = await httpJson<RetrainRun>(orchestratorUrl(opts), 'POST', '/v1/models/retrain', undefined, 30 * 60_000);
+      const base = orchestratorUrl(opts);
+      const r = await withRetrainBar(base, httpJson<RetrainRun>(base, 'POST', '/v1/models/retrain', undefined, 30 * 60_000));
       if (opts.json) return printJson(r);
       const lines = [`${r.replaced ? 'replaced' : 'kept'} (${r.days} days, ${r.servers.length} server(s), ${r.seconds.toFixed(1)} s): ${r.reason}`];
       if (r.warning) lines.push(`warning: ${r.warning}`);

@@ -17,8 +17,9 @@ import { StorageServer } from '../server/storage-server.ts';
 import type { RollupRow } from '../telemetry/tsdb.ts';
 import { Orchestrator } from './orchestrator.ts';
 import { DEDUPE_MS, FailureLabelStore, markDownMode, validateLabel, type FailureLabel } from './failure-labels.ts';
-import type { ModelsStatus, RetrainRun } from './retrain-scheduler.ts';
+import type { ModelsStatus, RetrainProgress, RetrainRun } from './retrain-scheduler.ts';
 import { splitLives } from './retrain-worker.ts';
+import { retrainBarState } from '../cli/progress.ts';
 
 const clone = <T>(x: T): T => JSON.parse(JSON.stringify(x));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -135,11 +136,29 @@ describe('retraining and model distribution', { timeout: 120000 }, () => {
 
   it('with 35 days and labels: a better model replaces the current one and every server reports it', async () => {
     for (let i = 0; i < N_SERVERS; i++) servers[i]!.telemetry.store.importRows(fixtureRows(i, NOW - DAYS * DAY_MS, NOW - 12 * DAY_MS));
-    const running = api<RetrainRun>('POST', '/v1/models/retrain');
-    // One at a time: a second request while the first runs is refused.
-    await until('the retrain to start', () => orch.retrain.running);
-    await assert.rejects(api('POST', '/v1/models/retrain'), (err: Error & { status?: number }) => err.status === 409 && /already running/.test(err.message));
-    const run = await running;
+    const seen: RetrainProgress[] = [];
+    const onProgress = (p: RetrainProgress | null) => p && seen.push(p);
+    orch.retrain.on('progress', onProgress);
+    let run: RetrainRun;
+    try {
+      const running = api<RetrainRun>('POST', '/v1/models/retrain');
+      // The worker takes a while to start and to build the features: GET /v1/models shows it training.
+      const training = await until('the training stage in GET /v1/models', async () => {
+        const r = (await api<ModelsStatus>('GET', '/v1/models')).running;
+        return r?.stage === 'training' ? r : undefined;
+      });
+      assert.ok(training.done <= training.total && training.total <= 100, JSON.stringify(training));
+      // One at a time: a second request while the first runs is refused.
+      await assert.rejects(api('POST', '/v1/models/retrain'), (err: Error & { status?: number }) => err.status === 409 && /already running/.test(err.message));
+      run = await running;
+    } finally {
+      orch.retrain.off('progress', onProgress);
+    }
+    // The worker's progress crossed to the main thread, step by step, to the end.
+    const steps = seen.filter((p) => p.stage === 'training' && p.step).map((p) => p.step);
+    assert.deepEqual([...new Set(steps)], ['building features', 'training candidate', 'validating']);
+    assert.deepEqual(seen.findLast((p) => p.stage === 'training'), { stage: 'training', done: 100, total: 100, step: 'validating', startedAt: seen[0]!.startedAt });
+    assert.equal((await api<ModelsStatus>('GET', '/v1/models')).running, null);
     assert.equal(run.replaced, true, run.reason);
     assert.equal(run.days, 35);
     assert.ok((run.labels.network ?? 0) >= 3 * 12, `labels used: ${JSON.stringify(run.labels)}`);
@@ -221,6 +240,88 @@ describe('retraining and model distribution', { timeout: 120000 }, () => {
     });
     assert.equal(status.servers.find((x) => x.server === id)?.lastPush?.ok, true);
     assert.ok(orch.decisions.list().some((d) => d.server === id && d.reason === `model same-again pushed to ${id}`));
+  });
+
+  it('GET /v1/models shows a running retrain advance: pulling history → training → pushing, then null', async () => {
+    const seen: (RetrainProgress | null)[] = [];
+    const onProgress = (p: RetrainProgress | null) => seen.push(p);
+    let inTrainer: RetrainProgress | null = null;
+    // A slow trainer (it runs inline, so it holds the event loop: what it sees is what GET /v1/models would answer).
+    const slow: CandidateTrainer = ({ current }) => {
+      inTrainer = orch.retrain.status().running;
+      const until = Date.now() + 150;
+      while (Date.now() < until);
+      return { ...clone(current), version: 'progress-run', createdAt: new Date().toISOString() };
+    };
+    // Server 0 holds the pushed model until the test has seen the push stage over HTTP.
+    const scoring = servers[0]!.scoring as unknown as { models: ModelManager };
+    const install = scoring.models.install;
+    let release = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    scoring.models.install = async function (this: ModelManager, b: ModelBundle) {
+      await gate;
+      return install.call(this, b);
+    };
+    assert.equal((await api<ModelsStatus>('GET', '/v1/models')).running, null);
+    orch.retrain.config.trainer = slow;
+    orch.retrain.on('progress', onProgress);
+    let pushing: RetrainProgress;
+    let run: RetrainRun;
+    try {
+      const pending = api<RetrainRun>('POST', '/v1/models/retrain');
+      pushing = await until('the push stage in GET /v1/models', async () => {
+        const r = (await api<ModelsStatus>('GET', '/v1/models')).running;
+        return r?.stage === 'pushing' && r.done === N_SERVERS - 1 ? r : undefined;
+      });
+      assert.equal((await api<ModelsStatus>('GET', '/v1/models')).running?.done, N_SERVERS - 1, 'server 0 is still held');
+      release();
+      run = await pending;
+    } finally {
+      release();
+      scoring.models.install = install;
+      orch.retrain.config.trainer = undefined;
+      orch.retrain.off('progress', onProgress);
+    }
+    assert.equal(run.replaced, true, run.reason);
+    assert.equal(await serverModel(0), 'progress-run');
+    assert.equal(pushing.total, N_SERVERS);
+    assert.equal((await api<ModelsStatus>('GET', '/v1/models')).running, null);
+    assert.equal(orch.retrain.progress, null);
+
+    const startedAt = seen[0]!.startedAt;
+    assert.ok(Math.abs(Date.parse(startedAt) - Date.now()) < 60_000, `startedAt ${startedAt} is the wall clock`);
+    assert.equal(seen.at(-1), null, 'running ends as null');
+    const live = seen.slice(0, -1) as RetrainProgress[];
+    assert.ok(live.every((p) => p !== null && p.startedAt === startedAt));
+    // The stages come in order, each once.
+    assert.deepEqual(live.map((p) => p.stage).filter((x, i, a) => x !== a[i - 1]), ['pulling history', 'training', 'pushing']);
+    const of = (stage: string) => live.filter((p) => p.stage === stage).map((p) => [p.done, p.total]);
+    assert.deepEqual(of('pulling history'), [0, 1, 2, 3].map((d) => [d, N_SERVERS]));
+    assert.deepEqual(of('pushing'), [0, 1, 2, 3].map((d) => [d, N_SERVERS]));
+    const training = live.filter((p) => p.stage === 'training');
+    assert.deepEqual(training[0], { stage: 'training', done: 0, total: 0, startedAt }, 'indeterminate until the trainer reports');
+    for (let i = 1; i < training.length; i++) {
+      const a = training[i - 1]!;
+      const b = training[i]!;
+      assert.ok(a.step !== b.step || b.done > a.done, `training moves forward: ${JSON.stringify(a)} → ${JSON.stringify(b)}`);
+    }
+    assert.deepEqual(inTrainer, { stage: 'training', done: 0, total: 100, step: 'training candidate', startedAt });
+    assert.deepEqual(training.at(-1), { stage: 'training', done: 100, total: 100, step: 'validating', startedAt });
+  });
+});
+
+describe('retrain progress bar', () => {
+  it('labels each stage and gives its fraction; ignores what is not a RetrainProgress', () => {
+    const at = '2026-01-10T00:00:00.000Z';
+    assert.deepEqual(retrainBarState({ stage: 'pulling history', done: 1, total: 4, startedAt: at }), { label: 'pulling history 1/4', fraction: 0.25 });
+    assert.deepEqual(retrainBarState({ stage: 'training', done: 0, total: 0, startedAt: at }), { label: 'training (starting)', fraction: 0 });
+    assert.deepEqual(retrainBarState({ stage: 'training', done: 40, total: 100, step: 'building features', startedAt: at }), { label: 'training: building features', fraction: 0.4 });
+    assert.deepEqual(retrainBarState({ stage: 'pushing', done: 3, total: 3, startedAt: at }), { label: 'pushing 3/3', fraction: 1 });
+    assert.deepEqual(retrainBarState({ stage: 'pushing', done: 0, total: 0, startedAt: at }), { label: 'pushing 0/0', fraction: 0 });
+    assert.equal(retrainBarState({ stage: 'pushing', done: 9, total: 3, startedAt: at })!.fraction, 1, 'clamped');
+    for (const bad of [null, undefined, true, false, 'training', {}, { stage: 'cooking', done: 1, total: 2 }, { stage: 'training', done: 'x', total: 2 }, { stage: 'pushing', done: 1, total: NaN }]) {
+      assert.equal(retrainBarState(bad), undefined, JSON.stringify(bad));
+    }
   });
 });
 
