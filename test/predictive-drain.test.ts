@@ -48,7 +48,7 @@ function assertHealthyStayedLow(s: DegradeScenario): void {
   assert.ok(victimMax > 70, `the degrading server's score passed 70 (max ${victimMax})`);
   assert.equal(healthyMax.size, s.opts.servers - 1, 'every healthy server was scored');
   for (const p of s.scores) {
-    if (p.server !== s.victim && p.score >= 30) log(`${p.server} ${p.score.toFixed(0)} at ${((p.t - s.faultAt) / 1000).toFixed(0)} s after the fault${s.killedAt ? ` (${((p.t - s.killedAt) / 1000).toFixed(0)} s after the kill)` : ''}: ${p.mode} ${p.features}`);
+    if (p.server !== s.victim && p.score >= 30) log(`${p.server} ${p.score.toFixed(0)} at ${((p.t - s.faultAt) / 1000).toFixed(0)} s after the fault${s.killedAt && p.t >= s.killedAt ? ` (${((p.t - s.killedAt) / 1000).toFixed(0)} s after the kill)` : ''}: ${p.mode} ${p.features}`);
   }
   for (const [id, v] of healthyMax) assert.ok(v < 50, `healthy server ${id} stayed below the warning level 50 (max ${v})`);
 }
@@ -116,6 +116,12 @@ describe('predictive drain of a degrading server (5 real server processes)', { t
     assert.equal(events.filter((e) => e.type === 'committed' && e.segmentId === pending.segmentId).length, 1, `${pending.segmentId} moved exactly once`);
     assert.ok((await s.api.segment(pending.segmentId)).replicas.includes(candidates[0]), 'to where the user asked');
 
+    // Where the victim led a segment, a healthy replica took over before the copy started.
+    for (const seg of before.filter((x) => x.replicas[0] === victim)) {
+      const promoted = events.find((e) => e.type === 'promoted' && e.segmentId === seg.segmentId);
+      const start = events.find((e) => e.type === 'started' && e.segmentId === seg.segmentId);
+      assert.ok(promoted && start && promoted.seq < start.seq, `${seg.segmentId}: primary handed off before its copy`);
+    }
     const moves = events.filter((e): e is Decision & { operator: NonNullable<Decision['operator']> } => e.type === 'started' && e.operator?.remove === victim);
     assert.deepEqual(moves.map((e) => e.segmentId).sort(), before.map((x) => x.segmentId).sort(), 'every segment of the victim was migrated once');
     const started = moves.filter((e) => e.operator.source === 'drain');

@@ -1,7 +1,11 @@
 // Draining: every segment replica on a draining server is moved to a healthy server, one
 // operator per segment, highest priority first. Used by `presage drain` and by predictive drain.
+// Where the draining server is a segment's primary, a healthy replica is promoted first (an epoch
+// bump, no data moves): clients' reads and writes stop going through the failing disk at once,
+// and the copy reads from the healthy primary instead of the slow one.
 
 import type { Logger } from '../common/log.ts';
+import type { DecisionLog } from './decision-log.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
 import type { MetadataWriter } from './metadata-writer.ts';
 import type { OperatorController } from './operator-controller.ts';
@@ -27,6 +31,7 @@ export class DrainPolicy {
     private readonly accessRate: (segmentId: string) => number = () => 0,
     /** Risk (0..1) of a draining server; 1 for a drain asked by hand. */
     private readonly riskOf: (serverId: string) => number = () => 1,
+    private readonly decisions?: DecisionLog,
   ) {}
 
   start(intervalMs = 500): void {
@@ -83,6 +88,7 @@ export class DrainPolicy {
       } catch {
         continue; // no healthy server with room: try again next tick
       }
+      await this.handOffPrimary(c.segmentId, c.server);
       const server = this.view.servers.get(c.server);
       await this.controller.propose({
         segmentId: c.segmentId,
@@ -93,6 +99,23 @@ export class DrainPolicy {
         reason: `drain ${c.server}${server?.drainReason ? `: ${server.drainReason}` : ''}`,
         source: 'drain',
       });
+    }
+  }
+
+  /** Makes a healthy replica the primary of a segment the draining server leads (best effort). */
+  private async handOffPrimary(segmentId: string, draining: string): Promise<void> {
+    const e = this.view.entry(segmentId);
+    if (!e || e.replicas[0] !== draining || e.joining?.length) return;
+    const to = e.replicas.find((r) => {
+      const s = this.view.servers.get(r);
+      return r !== draining && s?.state === 'up' && !s.draining;
+    });
+    if (!to) return;
+    try {
+      await this.writer.promote(segmentId, to);
+      this.decisions?.record({ type: 'promoted', segmentId, server: draining, reason: `${to} leads ${segmentId} instead of draining ${draining}: client I/O and the copy avoid it from now on` });
+    } catch (err) {
+      this.log.warn({ segment: segmentId, err: (err as Error).message }, 'could not hand off the primary; the migration copies from the draining server');
     }
   }
 }

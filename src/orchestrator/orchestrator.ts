@@ -92,7 +92,7 @@ export class Orchestrator {
       this.predictive.tick().catch((err) => this.log.error({ err }, 'predictive drain tick failed'));
     });
     // Hot, critical segments on the riskiest servers move first.
-    this.drain = new DrainPolicy(this.view, this.writer, this.operators, this.log, (seg) => this.fleet.accessRate(seg), (srv) => this.predictive.risk(srv));
+    this.drain = new DrainPolicy(this.view, this.writer, this.operators, this.log, (seg) => this.fleet.accessRate(seg), (srv) => this.predictive.risk(srv), this.decisions);
     // forceCloseConnections: stop() must not wait out idle keep-alive connections (72 s) of clients and servers.
     this.http = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024, forceCloseConnections: true });
     // Retraining: labels from mark-downs, weekly retrain, pushes to servers (routes registered in routes()).
