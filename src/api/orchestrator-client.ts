@@ -106,6 +106,11 @@ export class OrchestratorClient {
     return this.call('POST', `/v1/servers/${encodeURIComponent(server)}/drain`, { reason });
   }
 
+  /** Reports a server this process could not reach; the orchestrator probes it and fails it over if nothing listens. */
+  suspect(server: string, reportedBy: string): Promise<{ server: string; result: 'marked-down' | 'reachable' | 'inconclusive' | 'not-up' }> {
+    return this.call('POST', `/v1/servers/${encodeURIComponent(server)}/suspect`, { reportedBy }, 3000);
+  }
+
   undrain(server: string): Promise<{ server: string; draining: boolean; remaining: number }> {
     return this.call('DELETE', `/v1/servers/${encodeURIComponent(server)}/drain`);
   }

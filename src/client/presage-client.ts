@@ -9,7 +9,7 @@ import { silentLogger } from '../common/log.ts';
 import { ClusterView } from '../metadata/cluster-view.ts';
 import { KvReplica } from '../metadata/kv-replica.ts';
 import { ROOT, segmentIdOf, smtKey, type SmtEntry, type VolumeRecord } from '../metadata/model.ts';
-import { ConnectionError, ConnectionPool } from '../protocol/connection.ts';
+import { ConnectionError, ConnectionPool, RequestTimeoutError } from '../protocol/connection.ts';
 import { Flag, MAX_IO_BYTES, Op, OP_NAMES, ProtocolError, Status, type Response } from '../protocol/messages.ts';
 import type { BlockDevice } from './block-device.ts';
 
@@ -144,6 +144,7 @@ export class PresageClient {
         lastError = err.message;
         this.stats.retries++;
         this.suspects.set(target, Date.now() + SUSPECT_MS);
+        if (!(err instanceof RequestTimeoutError)) this.reportUnreachable(target);
         if (readable && entry.replicas.length > 1) {
           // Reads fail over to another replica at once instead of waiting for the orchestrator.
           avoid.add(target);
@@ -184,6 +185,20 @@ export class PresageClient {
       }
     }
   }
+
+  /**
+   * Tells the orchestrator a server could not be reached (at most once a second per server): it
+   * probes the server and fails it over at once if nothing listens, instead of after the
+   * heartbeat timeout. Timeouts are not reported: a slow server is not a dead one.
+   */
+  private reportUnreachable(serverId: string): void {
+    const now = Date.now();
+    if (now - (this.reported.get(serverId) ?? 0) < 1000) return;
+    this.reported.set(serverId, now);
+    this.api.suspect(serverId, 'a client').catch(() => {});
+  }
+
+  private readonly reported = new Map<string, number>();
 
   private pickTarget(entry: SmtEntry, readable: boolean, avoid: Set<string>): string | undefined {
     if (!readable) return entry.replicas[0];

@@ -2,8 +2,13 @@
 // the timeout is marked down; every SMT entry that names it drops it in one transaction (a
 // surviving replica becomes primary where needed; epochs bump, so the dead server is fenced);
 // then the repair policy proposes, at the highest priority, a new replica for every segment
-// below its replication factor.
+// below its replication factor. Clients and servers that cannot reach a server report it
+// (suspect()); the orchestrator then probes it itself, and a refused connection — nothing listens
+// on its data port, the process is gone — marks it down at once instead of after the heartbeat
+// timeout (as Ceph does on connection refused). Anything less certain (a timeout, a reset) waits
+// for the heartbeats: a slow or partitioned server is not a dead one.
 
+import net from 'node:net';
 import type { Logger } from '../common/log.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
 import type { KvStore } from '../metadata/kv.ts';
@@ -20,7 +25,32 @@ export interface Liveness {
   segments: number;
 }
 
+export type SuspectResult = 'marked-down' | 'reachable' | 'inconclusive' | 'not-up';
+
+/** How long one probe result answers further reports about the same server. */
+const PROBE_REUSE_MS = 500;
+
+/** Connects to host:port: 'refused' (nothing listens), 'open', or 'inconclusive' (timeout, other errors). */
+export function probeTcp(addr: string, timeoutMs: number): Promise<'refused' | 'open' | 'inconclusive'> {
+  const i = addr.lastIndexOf(':');
+  const host = addr.slice(0, i).replace(/^\[|\]$/g, '');
+  const port = Number(addr.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port)) return Promise.resolve('inconclusive');
+  return new Promise((resolve) => {
+    const sock = net.connect({ host, port });
+    const done = (r: 'refused' | 'open' | 'inconclusive') => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(r);
+    };
+    const timer = setTimeout(() => done('inconclusive'), timeoutMs);
+    sock.once('connect', () => done('open'));
+    sock.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED' ? 'refused' : 'inconclusive'));
+  });
+}
+
 export class FailoverController {
+  private readonly probes = new Map<string, { at: number; result: Promise<SuspectResult> }>();
   private timer?: NodeJS.Timeout;
   private stopped = false;
   private startedAt = Date.now();
@@ -67,9 +97,32 @@ export class FailoverController {
     if (this.repairEnabled) await this.proposeRepairs();
   }
 
+  /**
+   * Someone could not reach `serverId`. Probes its data port (one probe at a time per server):
+   * refused → marked down now; otherwise nothing changes and the heartbeats decide.
+   */
+  suspect(serverId: string, reportedBy: string): Promise<SuspectResult> {
+    const s = this.view.servers.get(serverId);
+    if (!s || s.state !== 'up') return Promise.resolve('not-up');
+    const prev = this.probes.get(serverId);
+    if (prev && Date.now() - prev.at < PROBE_REUSE_MS) return prev.result;
+    const result = (async (): Promise<SuspectResult> => {
+      const r = await probeTcp(s.dataAddr, 1000);
+      if (r === 'open') return 'reachable';
+      if (r === 'inconclusive') return 'inconclusive';
+      const cur = this.view.servers.get(serverId);
+      if (!cur || cur.state !== 'up') return 'not-up';
+      const silentMs = Date.now() - (this.liveness.get(serverId)?.at ?? this.startedAt);
+      await this.markDown(serverId, silentMs, `connection refused on ${s.dataAddr} (unreachable for ${reportedBy}; last heartbeat ${Math.round(silentMs)} ms ago)`);
+      return 'marked-down';
+    })();
+    this.probes.set(serverId, { at: Date.now(), result });
+    return result;
+  }
+
   /** Marks a server down and removes it from every entry in one transaction per batch. */
-  async markDown(serverId: string, silentMs: number): Promise<void> {
-    this.log.warn({ server: serverId, silentMs }, 'server missed heartbeats: marking down');
+  async markDown(serverId: string, silentMs: number, why = `no heartbeat for ${Math.round(silentMs)} ms`): Promise<void> {
+    this.log.warn({ server: serverId, silentMs, why }, 'marking server down');
     await this.writer.setServerState(serverId, 'down');
     for (let attempt = 0; attempt < 20; attempt++) {
       const r = await this.kv.range(smtKey(''));
@@ -95,7 +148,7 @@ export class FailoverController {
       if (res.succeeded) {
         await this.view.replica.waitForRevision(res.revision, 5000);
         this.log.warn({ server: serverId, segments: put.length, revision: res.revision }, 'failed over: entries updated');
-        this.decisions?.record({ type: 'failover', segmentId: '', server: serverId, reason: `no heartbeat for ${Math.round(silentMs)} ms: ${put.length} segment(s) failed over` });
+        this.decisions?.record({ type: 'failover', segmentId: '', server: serverId, reason: `${why}: ${put.length} segment(s) failed over` });
         return;
       }
     }

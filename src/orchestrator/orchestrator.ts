@@ -345,6 +345,12 @@ export class Orchestrator {
         return fail(reply, err);
       }
     });
+    // A client or server could not reach this server: probe it; refused → failover now.
+    app.post<{ Params: { id: string }; Body: { reportedBy?: string } }>('/v1/servers/:id/suspect', async (req, reply) => {
+      const by = typeof req.body?.reportedBy === 'string' ? req.body.reportedBy.slice(0, 200) : 'a client';
+      if (!this.view.servers.has(req.params.id)) return reply.code(404).send({ error: `no server ${req.params.id}` });
+      return { server: req.params.id, result: await this.failover.suspect(req.params.id, by) };
+    });
     app.delete<{ Params: { id: string } }>('/v1/servers/:id/drain', async (req, reply) => {
       try {
         const rec = await this.writer.setDraining(req.params.id, false);

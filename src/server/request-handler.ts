@@ -6,7 +6,7 @@ import type { Logger } from '../common/log.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
 import { parseSegmentId, segmentLength, type SmtEntry } from '../metadata/model.ts';
 import { encodeChecksums } from '../protocol/codec.ts';
-import type { ConnectionPool } from '../protocol/connection.ts';
+import { ConnectionError, RequestTimeoutError, type ConnectionPool } from '../protocol/connection.ts';
 import { Flag, MAX_IO_BYTES, Op, OP_NAMES, Status, type Request, type Response } from '../protocol/messages.ts';
 import { RangeLock, type Release } from '../segment-store/range-lock.ts';
 import type { SegmentStore } from '../segment-store/segment-store.ts';
@@ -31,6 +31,8 @@ export interface HandlerContext {
    * the slower), forwardMs = the whole round trip to the replicas. For telemetry.
    */
   onReplicated?(segmentId: string, lagMs: number, forwardMs: number): void;
+  /** A forward to a peer replica failed to connect (not a timeout): the orchestrator may fail it over early. */
+  onPeerUnreachable?(serverId: string): void;
 }
 
 type Checked = { entry: SmtEntry; size: number } | { error: Response };
@@ -289,6 +291,9 @@ export class RequestHandler {
         offset: req.offset,
         length: req.length,
         payload: req.payload,
+      }).catch((err: unknown) => {
+        if (err instanceof ConnectionError && !(err instanceof RequestTimeoutError)) this.ctx.onPeerUnreachable?.(sid);
+        throw err;
       });
     });
   }

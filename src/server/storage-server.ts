@@ -129,6 +129,7 @@ export class StorageServer {
       onCorrupt: (segmentId) => this.scrubber.repairSoon(segmentId),
       onComplete: (op, status, bytes, ms, segmentId, flags) => this.telemetry.onComplete(op, status, bytes, ms, segmentId, flags),
       onReplicated: (segmentId, lagMs, forwardMs) => this.telemetry.onReplicated(segmentId, lagMs, forwardMs),
+      onPeerUnreachable: (peer) => this.reportUnreachable(peer),
     });
     const parts = { serverId: this.id, store: this.store, view: this.view, peers: this.peers, handler: this.handler, log: this.log };
     this.copies = new CopyEngine({ ...parts, bandwidthBytesPerSec: opts.copyBandwidth, maxConcurrent: opts.maxConcurrentCopies });
@@ -288,6 +289,16 @@ export class StorageServer {
       else await this.scrubber.scrubAll();
       return this.scrubber.stats;
     });
+  }
+
+  private readonly reported = new Map<string, number>();
+
+  /** A peer replica refused our forward: ask the orchestrator to check it (at most once a second per peer). */
+  private reportUnreachable(peer: string): void {
+    const now = Date.now();
+    if (now - (this.reported.get(peer) ?? 0) < 1000) return;
+    this.reported.set(peer, now);
+    this.orch.suspect(peer, `server ${this.id}`).catch(() => {});
   }
 
   async stop(): Promise<void> {

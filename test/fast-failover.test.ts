@@ -1,0 +1,104 @@
+// Failure detection faster than heartbeats: a client or a peer that cannot connect to a server
+// reports it; the orchestrator probes it and, if nothing listens (the process is gone), fails it
+// over at once. With a 30 s heartbeat timeout, a SIGKILLed server's segments must be writable
+// again within seconds; a SIGSTOPped (hung, still listening) server must not be marked down.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { OrchestratorClient } from '../src/api/orchestrator-client.ts';
+import { PresageClient, type Volume } from '../src/client/presage-client.ts';
+import { probeTcp } from '../src/orchestrator/failover.ts';
+import { TestCluster } from './helpers/cluster.ts';
+import { waitFor } from './helpers/settle.ts';
+import { randomBytes, prng } from './helpers/workload.ts';
+
+const MiB = 1024 * 1024;
+const SEG = 4 * MiB;
+const HEARTBEAT_TIMEOUT_MS = 30000;
+
+describe('fast failover on connection refused (heartbeat timeout 30 s)', { timeout: 180000 }, () => {
+  let cluster: TestCluster;
+  let api: OrchestratorClient;
+  let client: PresageClient;
+  let vol: Volume;
+  const rand = prng(11);
+  const expected = Buffer.alloc(32 * MiB);
+
+  before(async () => {
+    cluster = await TestCluster.start({ servers: 4, heartbeatTimeoutMs: HEARTBEAT_TIMEOUT_MS, serverArgs: () => ['--scrub-interval', '0'] });
+    api = new OrchestratorClient(cluster.url);
+    await api.createVolume({ name: 'ff', size: expected.length, segmentSize: SEG, replicas: 2 });
+    client = await PresageClient.connect({ orchestratorUrl: cluster.url });
+    vol = await client.openVolume('ff');
+    const data = randomBytes(rand, expected.length);
+    await vol.write(0, data);
+    data.copy(expected);
+  });
+  after(async () => {
+    await client?.close();
+    api?.close();
+    await cluster?.stop();
+  });
+
+  async function writeSegment(index: number): Promise<number> {
+    const data = randomBytes(rand, 64 * 1024);
+    const off = index * SEG + 4096;
+    const t0 = Date.now();
+    await vol.write(off, data);
+    data.copy(expected, off);
+    return Date.now() - t0;
+  }
+
+  it('probeTcp tells a refused connection from a listening port', async () => {
+    const s = cluster.servers[0];
+    assert.equal(await probeTcp(`127.0.0.1:${s.port}`, 1000), 'open');
+    const closed = cluster.servers.map((x) => x.port).reduce((a, b) => Math.max(a, b)) + 1000;
+    assert.equal(await probeTcp(`127.0.0.1:${closed}`, 1000), 'refused');
+    assert.equal(await probeTcp('not-an-address', 1000), 'inconclusive');
+  });
+
+  it('a hung server that still accepts connections is reported reachable and stays up', async () => {
+    const s = cluster.servers[3];
+    s.proc!.child.kill('SIGSTOP');
+    try {
+      const r = await api.suspect(s.id, 'the test');
+      assert.equal(r.result, 'reachable');
+      const st = await api.status();
+      assert.equal(st.servers.find((x) => x.id === s.id)?.state, 'up');
+    } finally {
+      s.proc!.child.kill('SIGCONT');
+    }
+  });
+
+  it('a dead secondary: the primary\'s forward is refused, it reports, and the write completes long before the heartbeat timeout', async () => {
+    const segs = await api.segments('ff');
+    const seg = segs.find((x) => x.replicas.length === 2)!;
+    const victim = seg.replicas[1];
+    await cluster.killServer(cluster.serverById(victim).index, 'SIGKILL');
+    const ms = await writeSegment(Number(seg.segmentId.split('/')[1]));
+    assert.ok(ms < 10000, `write completed after ${ms} ms (heartbeat timeout ${HEARTBEAT_TIMEOUT_MS} ms)`);
+    const failover = (await api.events()).find((e) => e.type === 'failover' && e.server === victim);
+    assert.ok(failover, 'failed over');
+    assert.match(failover.reason, /connection refused .*unreachable for server srv-/);
+  });
+
+  it('a dead primary: the client\'s connection is refused, it reports, and the write completes long before the heartbeat timeout', async () => {
+    await waitFor('repairs after the first kill', async () => {
+      const st = await api.status();
+      return st.segments.degraded === 0 && st.operators.length === 0;
+    }, 60000);
+    const segs = await api.segments('ff');
+    const up = new Set((await api.status()).servers.filter((s) => s.state === 'up').map((s) => s.id));
+    const seg = segs.find((x) => up.has(x.replicas[0]))!;
+    const victim = seg.replicas[0];
+    await cluster.killServer(cluster.serverById(victim).index, 'SIGKILL');
+    const ms = await writeSegment(Number(seg.segmentId.split('/')[1]));
+    assert.ok(ms < 10000, `write completed after ${ms} ms (heartbeat timeout ${HEARTBEAT_TIMEOUT_MS} ms)`);
+    const failover = (await api.events()).find((e) => e.type === 'failover' && e.server === victim);
+    assert.ok(failover, 'failed over');
+    assert.match(failover.reason, /connection refused/);
+    // Every byte is what was acknowledged.
+    const got = await vol.read(0, expected.length);
+    assert.ok(got.equals(expected), 'all data verifies after two fast failovers');
+  });
+});
