@@ -31,11 +31,17 @@ function assertReportShape(r: FailureScoreReport, serverId: string): void {
   assert.ok(Array.isArray(r.forecast));
 }
 
-/** Highest score each healthy server reached once scoring had data, and the victim's highest. */
+/**
+ * Highest score each healthy server reached from the fault on, and the victim's highest. The
+ * first seconds after start are left out: on the x60 clock they are the first "minutes" of a
+ * freshly started process (JIT warm-up: latency falling while throughput rises), which real
+ * one-minute roll-ups average away.
+ */
 function scoreSummary(s: DegradeScenario): { victimMax: number; healthyMax: Map<string, number> } {
   let victimMax = 0;
   const healthyMax = new Map<string, number>();
   for (const p of s.scores) {
+    if (p.t < s.faultAt) continue;
     if (p.server === s.victim) victimMax = Math.max(victimMax, p.score);
     else healthyMax.set(p.server, Math.max(healthyMax.get(p.server) ?? 0, p.score));
   }
@@ -48,7 +54,7 @@ function assertHealthyStayedLow(s: DegradeScenario): void {
   assert.ok(victimMax > 70, `the degrading server's score passed 70 (max ${victimMax})`);
   assert.equal(healthyMax.size, s.opts.servers - 1, 'every healthy server was scored');
   for (const p of s.scores) {
-    if (p.server !== s.victim && p.score >= 30) log(`${p.server} ${p.score.toFixed(0)} at ${((p.t - s.faultAt) / 1000).toFixed(0)} s after the fault${s.killedAt && p.t >= s.killedAt ? ` (${((p.t - s.killedAt) / 1000).toFixed(0)} s after the kill)` : ''}: ${p.mode} ${p.features}`);
+    if (p.t >= s.faultAt && p.server !== s.victim && p.score >= 30) log(`${p.server} ${p.score.toFixed(0)} at ${((p.t - s.faultAt) / 1000).toFixed(0)} s after the fault${s.killedAt && p.t >= s.killedAt ? ` (${((p.t - s.killedAt) / 1000).toFixed(0)} s after the kill)` : ''}: ${p.mode} ${p.features}`);
   }
   for (const [id, v] of healthyMax) assert.ok(v < 50, `healthy server ${id} stayed below the warning level 50 (max ${v})`);
 }
@@ -66,8 +72,8 @@ describe('predictive drain of a degrading server (5 real server processes)', { t
     const victim = await s.chooseVictim();
     const before = (await s.allSegments()).filter((x) => x.replicas.includes(victim));
     log(`victim ${victim} holds ${before.length} segments (${before.filter((x) => x.segmentId.startsWith('vol-critical/') && s.isHot(x.segmentId)).length} hot critical)`);
-    // Warm up: heat averages and the fleet's per-minute reference (≥ 10 compressed minutes) form.
-    await sleep(15000);
+    // Warm up: heat averages and the fleet's per-minute reference (≥ 10 compressed minutes) form, and the start-up transient of the first minutes is diluted.
+    await sleep(20000);
 
     // The documented API, on the server and through the orchestrator.
     const srv = s.cluster.serverById(victim);
@@ -164,7 +170,7 @@ describe('predictive drain of a degrading server (5 real server processes)', { t
     s.startWorkload();
     const victim = await s.chooseVictim();
     const held = (await s.allSegments()).filter((x) => x.replicas.includes(victim)).length;
-    await sleep(15000);
+    await sleep(20000);
     await s.injectFault();
     await s.waitScoreAbove(70);
     await sleep(8000); // longer than the predictive run's sustain: prediction is off, so nothing moves
