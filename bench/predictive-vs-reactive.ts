@@ -2,7 +2,7 @@
 // same SIGKILL, once with the orchestrator draining the degrading server before it dies, once with
 // prediction off so only reactive failover + re-replication can help.
 //
-//   npx tsx bench/predictive-vs-reactive.ts [--trials 1] [--warmup 15] [--tail 3]
+//   npx tsx bench/predictive-vs-reactive.ts [--trials 1] [--warmup 15] [--tail 3] [--failure crash|hang]
 //                                           [--out bench/results/predictive-vs-reactive-<date>.md | --out -]
 //
 // Each run is test/helpers/degrade-scenario.ts on a fresh cluster (5 real server processes on
@@ -15,7 +15,10 @@
 //     as A's fault → kill took (both see the degradation equally long), then SIGKILL.
 // Everything is derived from what the scenario records: per-op client latencies (completion time
 // and duration), the decision log, the orchestrator's degraded-segment count every 200 ms, and the
-// Failure Scores every 1 s.
+// Failure Scores every 1 s. --failure hang replaces the SIGKILL by a SIGSTOP: the victim's port
+// still accepts connections but nothing answers (a frozen host, one cut off behind the network),
+// so reactive failover cannot use the connection-refused shortcut and waits for the heartbeat
+// timeout. The report goes to predictive-vs-reactive-<date>-hang.md then.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -148,6 +151,7 @@ interface RunOptions {
   /** Reactive runs: how long after the fault to kill (the paired predictive run's fault → kill). */
   faultToKillMs?: number;
   log: (line: string) => void;
+  failure: 'crash' | 'hang';
 }
 
 let current: DegradeScenario | undefined; // for Ctrl-C
@@ -175,7 +179,7 @@ async function runOnce(o: RunOptions): Promise<RunResult> {
 
     // What is still on the victim is about to lose a replica.
     const atKill = (await s.allSegments()).filter((x) => x.replicas.includes(victim) || (x.joining ?? []).includes(victim)).map((x) => x.segmentId);
-    await s.killVictim();
+    await s.killVictim(o.failure);
     const recoveredAt = await s.waitRecovered();
     o.log(`recovered ${((recoveredAt - s.killedAt) / 1000).toFixed(1)} s after the kill (${atKill.length} segments were still on the victim)`);
     await sleep(o.tailMs);
@@ -304,21 +308,22 @@ function buildRows(segmentMiB: number): Row[] {
   ];
 }
 
-function report(results: RunResult[], failures: string[], o: { trials: number; warmupMs: number; tailMs: number; header: string[]; date: string } & ScenarioShape): string {
+function report(results: RunResult[], failures: string[], o: { trials: number; warmupMs: number; tailMs: number; header: string[]; date: string; failure: 'crash' | 'hang' } & ScenarioShape): string {
+  const KILL = o.failure === 'hang' ? 'SIGSTOP (the victim hangs: its port accepts connections, nothing answers)' : 'SIGKILL';
   const A = results.filter((r) => r.mode === 'predictive');
   const B = results.filter((r) => r.mode === 'reactive');
   const agg = (rs: RunResult[], get: Row['get']) => median(rs.map(get).filter((x): x is number => x !== undefined && Number.isFinite(x)));
   const rows = buildRows(o.segmentMiB);
   const many = A.length > 1 || B.length > 1;
   const lines: string[] = [];
-  lines.push(`# Predictive drain vs reactive failover, ${o.date}`, '', 'Machine:', '', ...o.header, `- load average at end: ${loadAverage()}`, '');
+  lines.push(`# Predictive drain vs reactive failover (${o.failure === 'hang' ? 'the victim hangs' : 'the victim crashes'}), ${o.date}`, '', 'Machine:', '', ...o.header, `- load average at end: ${loadAverage()}`, '');
   lines.push(
     `Setup: test/helpers/degrade-scenario.ts on a fresh cluster per run: orchestrator + ${o.servers} storage servers (real processes, loopback, 3 zones), ` +
     `heartbeat timeout 3 s, servers scoring every 1 s on a compressed clock (\`--score-time-scale 60\`: one model minute per second), ` +
     `drain after the score stays above the threshold for 4 s; 3 volumes (critical, normal, low) of ${o.volumeMiB} MiB in ${o.segmentMiB} MiB segments, 2 replicas; ` +
     `a verifying workload through the client on each (2 workers, 50 % reads, up to 64 KiB per op, 85 % of the I/O on the first 25 % of the volume). ` +
     `The victim is the server holding the most hot critical segments. Warm-up ${o.warmupMs / 1000} s, then a slow-I/O fault ramping to +${o.intensityMs} ms per disk op over ${o.rampSeconds} s. ` +
-    `**A (predictive)**: SIGKILL once the drain is complete. **B (reactive, \`--no-predictive\`)**: SIGKILL after exactly A's fault → kill time. ` +
+    `**A (predictive)**: ${KILL} once the drain is complete. **B (reactive, \`--no-predictive\`)**: the same after exactly A's fault → kill time. ` +
     `Both then wait until the orchestrator has marked the victim down and every segment has 2 live replicas, plus ${o.tailMs / 1000} s. ` +
     `${o.trials} trial(s) of each, alternating A, B${many ? '; each cell is the median over trials (per-trial rows below)' : ''}.`,
     '',
@@ -366,7 +371,7 @@ function report(results: RunResult[], failures: string[], o: { trials: number; w
 
 function usage(msg?: string): never {
   if (msg) console.error(`error: ${msg}`);
-  console.error('usage: npx tsx bench/predictive-vs-reactive.ts [--trials N] [--warmup S] [--tail S] [--out FILE|-]');
+  console.error('usage: npx tsx bench/predictive-vs-reactive.ts [--trials N] [--warmup S] [--tail S] [--failure crash|hang] [--out FILE|-]');
   process.exit(2);
 }
 
@@ -386,6 +391,7 @@ async function main(): Promise<void> {
         warmup: { type: 'string' },
         tail: { type: 'string' },
         out: { type: 'string' },
+        failure: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }).values;
@@ -397,8 +403,10 @@ async function main(): Promise<void> {
   // The warm-up lets heat averages and the fleet's per-minute reference form (≥ 10 compressed minutes).
   const warmupMs = numArg(parsed.warmup, 'warmup', 15, 12, false) * 1000;
   const tailMs = numArg(parsed.tail, 'tail', 3, 0, false) * 1000;
+  const failure = parsed.failure ?? 'crash';
+  if (failure !== 'crash' && failure !== 'hang') usage(`--failure must be crash or hang (got ${JSON.stringify(failure)})`);
   const date = new Date().toISOString().slice(0, 10);
-  const out = parsed.out ?? path.join(REPO, `bench/results/predictive-vs-reactive-${date}.md`);
+  const out = parsed.out ?? path.join(REPO, `bench/results/predictive-vs-reactive-${date}${failure === 'hang' ? '-hang' : ''}.md`);
   const header = machineLines({ notes: ['the machine is shared with other engineers\' builds and tests, so it is noisy: every Presage process, the client and this script share its cores'] });
   const t0 = Date.now();
   const log = (s: string) => console.error(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${s}`);
@@ -416,7 +424,7 @@ async function main(): Promise<void> {
       let a: RunResult;
       try {
         log(`trial ${t}/${trials}: A (predictive drain on)`);
-        a = await runOnce({ mode: 'predictive', trial: t, warmupMs, tailMs, log: (l) => log(`  A${t}: ${l}`) });
+        a = await runOnce({ mode: 'predictive', trial: t, warmupMs, tailMs, failure, log: (l) => log(`  A${t}: ${l}`) });
         results.push(a);
       } catch (err) {
         // Without A's fault → kill time there is nothing fair to give B: skip this trial's B.
@@ -426,7 +434,7 @@ async function main(): Promise<void> {
       }
       try {
         log(`trial ${t}/${trials}: B (prediction off), killing ${a.faultToKillS.toFixed(1)} s after the fault`);
-        results.push(await runOnce({ mode: 'reactive', trial: t, warmupMs, tailMs, faultToKillMs: a.faultToKillS * 1000, log: (l) => log(`  B${t}: ${l}`) }));
+        results.push(await runOnce({ mode: 'reactive', trial: t, warmupMs, tailMs, failure, faultToKillMs: a.faultToKillS * 1000, log: (l) => log(`  B${t}: ${l}`) }));
       } catch (err) {
         failures.push(`trial ${t} reactive: ${(err as Error).message}`);
         log(`  B${t} failed: ${(err as Error).message}`);
@@ -439,7 +447,7 @@ async function main(): Promise<void> {
 
   // The scenario's defaults, as every run reports them (the fallback only matters when no run finished).
   const shape = results[0]?.scenario ?? { servers: 5, volumeMiB: 32, segmentMiB: 4, rampSeconds: 20, intensityMs: 40 };
-  const text = report(results, failures, { trials, warmupMs, tailMs, header, date, ...shape });
+  const text = report(results, failures, { trials, warmupMs, tailMs, header, date, failure, ...shape });
   console.log(text);
   if (out !== '-') {
     fs.mkdirSync(path.dirname(out), { recursive: true });

@@ -174,10 +174,18 @@ export class DegradeScenario {
     return waitFor(`${this.victim} to be drained`, async () => ((await this.onVictim()) === 0 && (await this.api.migrations()).length === 0 ? Date.now() : undefined), timeoutMs, 500);
   }
 
-  async killVictim(): Promise<void> {
-    await this.cluster.killServer(this.cluster.serverById(this.victim).index, 'SIGKILL');
+  /**
+   * The failure: 'crash' SIGKILLs the victim (its port refuses connections at once); 'hang'
+   * SIGSTOPs it — the kernel still accepts connections but nothing answers, like a host that
+   * froze or vanished behind the network, which only the heartbeat timeout reveals. stop() kills
+   * a hung victim for good.
+   */
+  async killVictim(how: 'crash' | 'hang' = 'crash'): Promise<void> {
+    const h = this.cluster.serverById(this.victim);
+    if (how === 'hang') h.proc!.child.kill('SIGSTOP');
+    else await this.cluster.killServer(h.index, 'SIGKILL');
     this.killedAt = Date.now();
-    this.opts.log(`killed ${this.victim} (SIGKILL)`);
+    this.opts.log(`${how === 'hang' ? 'froze' : 'killed'} ${this.victim} (${how === 'hang' ? 'SIGSTOP' : 'SIGKILL'})`);
   }
 
   /** Waits until the orchestrator has marked the victim down and every segment has its replicas back. */
