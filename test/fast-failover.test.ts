@@ -102,3 +102,42 @@ describe('fast failover on connection refused (heartbeat timeout 30 s)', { timeo
     assert.ok(got.equals(expected), 'all data verifies after two fast failovers');
   });
 });
+
+describe('a hung primary (SIGSTOP: connections accepted, no answers)', { timeout: 120000 }, () => {
+  let cluster: TestCluster;
+  let client: PresageClient;
+
+  before(async () => {
+    cluster = await TestCluster.start({ servers: 3, heartbeatTimeoutMs: 2000, serverArgs: () => ['--scrub-interval', '0'] });
+    // Requests wait up to 20 s for an answer: far longer than the failover takes.
+    client = await PresageClient.connect({ orchestratorUrl: cluster.url, requestTimeoutMs: 20000 });
+  });
+  after(async () => {
+    await client?.close();
+    await cluster?.stop(); // SIGKILL ends the stopped process too
+  });
+
+  it('requests in flight to it fail over as soon as it is marked down, not after their own timeout', async () => {
+    const api = new OrchestratorClient(cluster.url);
+    try {
+      await api.createVolume({ name: 'hang', size: 8 * MiB, segmentSize: SEG, replicas: 2 });
+      const vol = await client.openVolume('hang');
+      const data = randomBytes(prng(5), 8 * MiB);
+      await vol.write(0, data);
+      const seg = (await api.segments('hang'))[0];
+      const victim = cluster.serverById(seg.replicas[0]);
+      victim.proc!.child.kill('SIGSTOP');
+      const t0 = Date.now();
+      const update = randomBytes(prng(6), 64 * 1024);
+      await vol.write(4096, update); // sent to the hung primary first
+      const ms = Date.now() - t0;
+      update.copy(data, 4096);
+      assert.ok(ms < 10000, `the write completed after ${ms} ms: the heartbeat timeout (2 s) and the failover, not the 20 s request timeout`);
+      const failover = (await api.events()).find((e) => e.type === 'failover' && e.server === victim.id);
+      assert.match(failover?.reason ?? '', /no heartbeat/, 'a hang is found by the heartbeats');
+      assert.ok((await vol.read(0, data.length)).equals(data), 'every byte verifies');
+    } finally {
+      api.close();
+    }
+  });
+});

@@ -182,6 +182,12 @@ export class ConnectionPool {
     return c;
   }
 
+  /** Closes the connection to one address: its requests in flight fail at once with a ConnectionError. */
+  close(address: string): void {
+    this.conns.get(address)?.close();
+    this.conns.delete(address);
+  }
+
   closeAll(): void {
     for (const c of this.conns.values()) c.close();
     this.conns.clear();
