@@ -103,7 +103,7 @@ describe('fast failover on connection refused (heartbeat timeout 30 s)', { timeo
   });
 });
 
-describe('a hung primary (SIGSTOP: connections accepted, no answers)', { timeout: 120000 }, () => {
+describe('a hung server (SIGSTOP: connections accepted, no answers)', { timeout: 120000 }, () => {
   let cluster: TestCluster;
   let client: PresageClient;
 
@@ -117,7 +117,7 @@ describe('a hung primary (SIGSTOP: connections accepted, no answers)', { timeout
     await cluster?.stop(); // SIGKILL ends the stopped process too
   });
 
-  it('requests in flight to it fail over as soon as it is marked down, not after their own timeout', async () => {
+  it('requests in flight to a hung primary or through a primary to a hung secondary fail over as soon as it is marked down, not after their timeouts', async () => {
     const api = new OrchestratorClient(cluster.url);
     try {
       await api.createVolume({ name: 'hang', size: 8 * MiB, segmentSize: SEG, replicas: 2 });
@@ -135,6 +135,23 @@ describe('a hung primary (SIGSTOP: connections accepted, no answers)', { timeout
       assert.ok(ms < 10000, `the write completed after ${ms} ms: the heartbeat timeout (2 s) and the failover, not the 20 s request timeout`);
       const failover = (await api.events()).find((e) => e.type === 'failover' && e.server === victim.id);
       assert.match(failover?.reason ?? '', /no heartbeat/, 'a hang is found by the heartbeats');
+      assert.ok((await vol.read(0, data.length)).equals(data), 'every byte verifies');
+
+      // Now a hung secondary: the primary's forward to it is in flight when it is marked down.
+      await waitFor('repairs after the first hang', async () => {
+        const st = await api.status();
+        return st.segments.degraded === 0 && st.operators.length === 0;
+      }, 60000);
+      const seg2 = (await api.segments('hang')).find((x) => x.replicas.length === 2 && !x.replicas.includes(victim.id))!;
+      const secondary = cluster.serverById(seg2.replicas[1]);
+      secondary.proc!.child.kill('SIGSTOP');
+      const off = Number(seg2.segmentId.split('/')[1]) * SEG + 8192;
+      const t1 = Date.now();
+      const update2 = randomBytes(prng(7), 64 * 1024);
+      await vol.write(off, update2);
+      const ms2 = Date.now() - t1;
+      update2.copy(data, off);
+      assert.ok(ms2 < 8000, `the write through a primary whose secondary hung completed after ${ms2} ms (peer request timeout 10 s)`);
       assert.ok((await vol.read(0, data.length)).equals(data), 'every byte verifies');
     } finally {
       api.close();

@@ -8,7 +8,7 @@ import type { Logger } from '../common/log.ts';
 import { silentLogger } from '../common/log.ts';
 import { ClusterView } from '../metadata/cluster-view.ts';
 import { KvReplica } from '../metadata/kv-replica.ts';
-import { ROOT, SERVERS, segmentIdOf, smtKey, type SmtEntry, type VolumeRecord } from '../metadata/model.ts';
+import { ROOT, segmentIdOf, smtKey, type ServerRecord, type SmtEntry, type VolumeRecord } from '../metadata/model.ts';
 import { ConnectionError, ConnectionPool, RequestTimeoutError } from '../protocol/connection.ts';
 import { Flag, MAX_IO_BYTES, Op, OP_NAMES, ProtocolError, Status, type Response } from '../protocol/messages.ts';
 import type { BlockDevice } from './block-device.ts';
@@ -67,11 +67,7 @@ export class PresageClient {
     this.pool = new ConnectionPool({ requestTimeoutMs: opts.requestTimeoutMs ?? 10000, connectTimeoutMs: 2000 });
     // A server marked down (e.g. it hung: connections open, no answers) will not answer the requests
     // in flight to it: fail them now, so they retry on the new primary instead of waiting out their timeout.
-    this.view.on('change', (ev: { key: string }) => {
-      if (!ev.key.startsWith(SERVERS)) return;
-      const s = this.view.servers.get(ev.key.slice(SERVERS.length));
-      if (s && s.state === 'down') this.pool.close(s.dataAddr);
-    });
+    this.view.on('server-down', (s: ServerRecord) => this.pool.close(s.dataAddr));
     this.opTimeoutMs = opts.opTimeoutMs ?? 60000;
     this.readFailoverMs = opts.readFailoverMs ?? 2000;
   }

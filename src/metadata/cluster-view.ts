@@ -51,9 +51,15 @@ export class ClusterView extends EventEmitter {
   }
 
   private apply(ev: KvEvent): void {
+    const wasDown = ev.key.startsWith(SERVERS) ? this.servers.get(ev.key.slice(SERVERS.length))?.state === 'down' : true;
     if (ev.type === 'put' && ev.value !== undefined) this.set(ev.key, ev.value);
     else this.remove(ev.key);
     this.emit('change', ev);
+    // 'server-down' (record): for dropping connections to it, whose requests in flight would otherwise wait out their timeouts.
+    if (!wasDown) {
+      const s = this.servers.get(ev.key.slice(SERVERS.length));
+      if (s?.state === 'down') this.emit('server-down', s);
+    }
   }
 
   private set(key: string, value: string): void {

@@ -12,7 +12,7 @@ import type { Logger } from '../common/log.ts';
 import { silentLogger } from '../common/log.ts';
 import { ClusterView } from '../metadata/cluster-view.ts';
 import { KvReplica } from '../metadata/kv-replica.ts';
-import { ROOT, SMT } from '../metadata/model.ts';
+import { ROOT, SMT, type ServerRecord } from '../metadata/model.ts';
 import { ConnectionPool } from '../protocol/connection.ts';
 import { SegmentStore } from '../segment-store/segment-store.ts';
 import { CopyEngine, type CopyJobSpec } from './copy-engine.ts';
@@ -118,6 +118,9 @@ export class StorageServer {
       onError: (err) => this.log.warn({ err: (err as Error).message }, 'metadata watch error; retrying'),
     });
     this.view = new ClusterView(this.replica);
+    // Forwards in flight to a server just marked down (hung: connected, silent) fail now and the
+    // client retries on the new replica set, instead of waiting out the 10 s request timeout.
+    this.view.on('server-down', (s: ServerRecord) => this.peers.close(s.dataAddr));
     this.handler = new RequestHandler({
       serverId: this.id,
       store: this.store,

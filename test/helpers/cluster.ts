@@ -182,6 +182,21 @@ export class TestCluster {
   }
 
   async startServer(index: number): Promise<ServerHandle> {
+    // freePort() hands out a port that was free a moment ago; an outgoing connection can take it
+    // as its local port before the server binds. Pick new ports then (only before its first start:
+    // a restart must keep the addresses the cluster knows).
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.spawnServer(index);
+      } catch (err) {
+        if (attempt >= 3 || this.servers[index].id || !/EADDRINUSE/.test((err as Error).message)) throw err;
+        this.servers[index].port = await freePort();
+        this.servers[index].adminPort = await freePort();
+      }
+    }
+  }
+
+  private async spawnServer(index: number): Promise<ServerHandle> {
     const s = this.servers[index];
     s.proc = await spawnPresage([
       // With etcd a server finds the active orchestrator through the leader election, so it follows a failover.
