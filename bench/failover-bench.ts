@@ -440,7 +440,7 @@ async function main(): Promise<void> {
         if (fromLog !== undefined) failWall = fromLog;
         else failFrom = 'poll';
       }
-      const detectWall = logTime(orch.stderr, 'server missed heartbeats: marking down', victim, killWall);
+      const detectWall = logTime(orch.stderr, 'marking server down', victim, killWall);
       const tFailover = tKill + (failWall - killWall);
 
       // The client's stall: the first read and write issued after the victim was gone to complete.
