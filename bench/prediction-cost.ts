@@ -23,6 +23,7 @@ import { syntheticHistory } from '../src/prediction/synthetic-telemetry.ts';
 import { TimeSeriesStore } from '../src/telemetry/tsdb.ts';
 import type { FailureMode } from '../src/api/types.ts';
 import { machineSummary } from './machine-info.ts';
+import { hashNoise as noise } from '../src/common/prng.ts';
 
 const arg = (n: string, d: number) => {
   const i = process.argv.indexOf(`--${n}`);
@@ -32,13 +33,6 @@ const SERVERS = arg('servers', 100);
 const DAYS = arg('days', 30);
 const now = Date.UTC(2026, 2, 1);
 
-function noise(a: number, b: number): number {
-  let h = Math.imul(a + 1, 0x9e3779b1) ^ Math.imul(b, 0x85ebca6b);
-  h ^= h >>> 15;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 13;
-  return (h >>> 0) / 4294967296;
-}
 
 /** On-demand one-minute telemetry of one server (SMART every 10 minutes), with a degradation before its failure. */
 function serverQuery(s: number, from: number, fail?: { mode: FailureMode; t: number }): QueryFn {

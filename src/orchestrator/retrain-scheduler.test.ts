@@ -20,6 +20,7 @@ import { DEDUPE_MS, FailureLabelStore, markDownMode, validateLabel, type Failure
 import type { ModelsStatus, RetrainProgress, RetrainRun } from './retrain-scheduler.ts';
 import { splitLives } from './retrain-worker.ts';
 import { retrainBarState } from '../cli/progress.ts';
+import { hashNoise as noise } from '../common/prng.ts';
 
 const clone = <T>(x: T): T => JSON.parse(JSON.stringify(x));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -34,14 +35,6 @@ async function until<T>(what: string, fn: () => Promise<T | undefined> | T | und
   }
 }
 
-/** Deterministic noise in [0, 1) per (server, minute). */
-function noise(server: number, minute: number): number {
-  let h = Math.imul(server + 1, 0x9e3779b1) ^ Math.imul(minute, 0x85ebca6b);
-  h ^= h >>> 15;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 13;
-  return (h >>> 0) / 4294967296;
-}
 
 const NOW = Math.floor(Date.now() / MINUTE_MS) * MINUTE_MS - 10 * MINUTE_MS; // live samples stay after the fixture
 const DAYS = 35;

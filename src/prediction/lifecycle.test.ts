@@ -7,18 +7,11 @@ import { ModelManager, type TrainingHistory, type CandidateTrainer } from './lif
 import { loadDefaultBundle, saveBundle, type ModelBundle, type RuleModeModel } from './model-bundle.ts';
 import { DAY_MS, MINUTE_MS, type QueryFn } from './online-features.ts';
 import { syntheticQuery } from './synthetic-telemetry.ts';
+import { hashNoise as noise } from '../common/prng.ts';
 
 const now = Date.UTC(2026, 2, 1);
 const clone = (b: ModelBundle): ModelBundle => JSON.parse(JSON.stringify(b));
 
-/** Deterministic noise in [0, 1) per (server, minute). */
-function noise(server: number, minute: number): number {
-  let h = Math.imul(server + 1, 0x9e3779b1) ^ Math.imul(minute, 0x85ebca6b);
-  h ^= h >>> 15;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 13;
-  return (h >>> 0) / 4294967296;
-}
 
 /**
  * SYNTHETIC fleet (a test fixture): TCP retransmit ratio per minute, generated on demand;
