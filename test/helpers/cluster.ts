@@ -136,8 +136,16 @@ export class TestCluster {
     const c = new TestCluster(opts);
     try {
       if (opts.meta === 'etcd') c.etcd = await startEtcd();
-      c.orchestratorPort = await freePort();
-      await c.startOrchestrator();
+      // Same port race as in startServer(): on EADDRINUSE at the first start, take another port.
+      for (let attempt = 0; ; attempt++) {
+        c.orchestratorPort = await freePort();
+        try {
+          await c.startOrchestrator();
+          break;
+        } catch (err) {
+          if (attempt >= 3 || !/EADDRINUSE/.test((err as Error).message)) throw err;
+        }
+      }
       for (let i = 0; i < opts.servers; i++) {
         c.servers.push({ index: i, dir: path.join(c.root, `server-${i}`), port: await freePort(), adminPort: await freePort(), id: '', extraArgs: opts.serverArgs?.(i) ?? [] });
       }
