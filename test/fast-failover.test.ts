@@ -6,10 +6,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { OrchestratorClient } from '../src/api/orchestrator-client.ts';
+import type { SegmentView } from '../src/api/types.ts';
+import type { Decision } from '../src/orchestrator/decision-log.ts';
 import { PresageClient, type Volume } from '../src/client/presage-client.ts';
 import { probeTcp } from '../src/orchestrator/failover.ts';
 import { TestCluster } from './helpers/cluster.ts';
-import { waitFor } from './helpers/settle.ts';
+import { settled, waitFor } from './helpers/settle.ts';
 import { randomBytes, prng } from './helpers/workload.ts';
 
 const MiB = 1024 * 1024;
@@ -49,6 +51,16 @@ describe('fast failover on connection refused (heartbeat timeout 30 s)', { timeo
     return Date.now() - t0;
   }
 
+  /** SIGKILLs `victim`, then times a write to `seg`; returns the failover decision about the victim. */
+  async function killThenWrite(victim: string, seg: SegmentView): Promise<Decision> {
+    await cluster.killServer(cluster.serverById(victim).index, 'SIGKILL');
+    const ms = await writeSegment(Number(seg.segmentId.split('/')[1]));
+    assert.ok(ms < 10000, `write completed after ${ms} ms (heartbeat timeout ${HEARTBEAT_TIMEOUT_MS} ms)`);
+    const failover = (await api.events()).find((e) => e.type === 'failover' && e.server === victim);
+    assert.ok(failover, 'failed over');
+    return failover;
+  }
+
   it('probeTcp tells a refused connection from a listening port', async () => {
     const s = cluster.servers[0];
     assert.equal(await probeTcp(`127.0.0.1:${s.port}`, 1000), 'open');
@@ -71,31 +83,14 @@ describe('fast failover on connection refused (heartbeat timeout 30 s)', { timeo
   });
 
   it('a dead secondary: the primary\'s forward is refused, it reports, and the write completes long before the heartbeat timeout', async () => {
-    const segs = await api.segments('ff');
-    const seg = segs.find((x) => x.replicas.length === 2)!;
-    const victim = seg.replicas[1];
-    await cluster.killServer(cluster.serverById(victim).index, 'SIGKILL');
-    const ms = await writeSegment(Number(seg.segmentId.split('/')[1]));
-    assert.ok(ms < 10000, `write completed after ${ms} ms (heartbeat timeout ${HEARTBEAT_TIMEOUT_MS} ms)`);
-    const failover = (await api.events()).find((e) => e.type === 'failover' && e.server === victim);
-    assert.ok(failover, 'failed over');
+    const seg = (await api.segments('ff')).find((x) => x.replicas.length === 2)!;
+    const failover = await killThenWrite(seg.replicas[1], seg);
     assert.match(failover.reason, /connection refused .*unreachable for server srv-/);
   });
 
   it('a dead primary: the client\'s connection is refused, it reports, and the write completes long before the heartbeat timeout', async () => {
-    await waitFor('repairs after the first kill', async () => {
-      const st = await api.status();
-      return st.segments.degraded === 0 && st.operators.length === 0;
-    }, 60000);
-    const segs = await api.segments('ff');
-    const up = new Set((await api.status()).servers.filter((s) => s.state === 'up').map((s) => s.id));
-    const seg = segs.find((x) => up.has(x.replicas[0]))!;
-    const victim = seg.replicas[0];
-    await cluster.killServer(cluster.serverById(victim).index, 'SIGKILL');
-    const ms = await writeSegment(Number(seg.segmentId.split('/')[1]));
-    assert.ok(ms < 10000, `write completed after ${ms} ms (heartbeat timeout ${HEARTBEAT_TIMEOUT_MS} ms)`);
-    const failover = (await api.events()).find((e) => e.type === 'failover' && e.server === victim);
-    assert.ok(failover, 'failed over');
+    const [seg] = await waitFor('repairs after the first kill', () => settled(api, 'ff', 2), 60000);
+    const failover = await killThenWrite(seg.replicas[0], seg);
     assert.match(failover.reason, /connection refused/);
     // Every byte is what was acknowledged.
     const got = await vol.read(0, expected.length);
@@ -138,11 +133,7 @@ describe('a hung server (SIGSTOP: connections accepted, no answers)', { timeout:
       assert.ok((await vol.read(0, data.length)).equals(data), 'every byte verifies');
 
       // Now a hung secondary: the primary's forward to it is in flight when it is marked down.
-      await waitFor('repairs after the first hang', async () => {
-        const st = await api.status();
-        return st.segments.degraded === 0 && st.operators.length === 0;
-      }, 60000);
-      const seg2 = (await api.segments('hang')).find((x) => x.replicas.length === 2 && !x.replicas.includes(victim.id))!;
+      const seg2 = (await waitFor('repairs after the first hang', () => settled(api, 'hang', 2), 60000))[0];
       const secondary = cluster.serverById(seg2.replicas[1]);
       secondary.proc!.child.kill('SIGSTOP');
       const off = Number(seg2.segmentId.split('/')[1]) * SEG + 8192;

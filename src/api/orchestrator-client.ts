@@ -4,8 +4,8 @@ import { CompactedError, type KvEvent, type KvRange, type KvStore } from '../met
 import type { VolumeRecord, VolumeSpec } from '../metadata/model.ts';
 import type { Decision } from '../orchestrator/decision-log.ts';
 import type { Operator, OperatorView } from '../orchestrator/operators.ts';
-import type { ModelsStatus, RetrainRun } from '../orchestrator/retrain-scheduler.ts';
-import type { RetrainProgress } from '../orchestrator/retrain-scheduler.ts';
+import type { SuspectResult } from '../orchestrator/failover.ts';
+import type { ModelsStatus, RetrainProgress, RetrainRun } from '../orchestrator/retrain-scheduler.ts';
 import type { FailureLabel } from '../orchestrator/failure-labels.ts';
 import { ApiError, httpJson } from './http.ts';
 import type { ClusterStatus, FailureScoreReport, HeartbeatRequest, HeartbeatResponse, RegisterRequest, SegmentView } from './types.ts';
@@ -107,7 +107,7 @@ export class OrchestratorClient {
   }
 
   /** Reports a server this process could not reach; the orchestrator probes it and fails it over if nothing listens. */
-  suspect(server: string, reportedBy: string): Promise<{ server: string; result: 'marked-down' | 'reachable' | 'inconclusive' | 'not-up' }> {
+  suspect(server: string, reportedBy: string): Promise<{ server: string; result: SuspectResult }> {
     return this.call('POST', `/v1/servers/${encodeURIComponent(server)}/suspect`, { reportedBy }, 3000);
   }
 
@@ -177,5 +177,23 @@ export class OrchestratorClient {
         }
       },
     };
+  }
+}
+
+/**
+ * Reports servers this process could not connect to (clients and primaries forwarding writes), at
+ * most once a second per server and without waiting: the orchestrator probes them and fails them
+ * over at once if nothing listens, instead of after the heartbeat timeout.
+ */
+export class SuspectReporter {
+  private readonly last = new Map<string, number>();
+
+  constructor(private readonly api: OrchestratorClient, private readonly reportedBy: string, private readonly everyMs = 1000) {}
+
+  report(serverId: string): void {
+    const now = Date.now();
+    if (now - (this.last.get(serverId) ?? 0) < this.everyMs) return;
+    this.last.set(serverId, now);
+    this.api.suspect(serverId, this.reportedBy).catch(() => {});
   }
 }

@@ -3,13 +3,13 @@
 // segment, and turns STALE / NOT_OWNER answers into one refresh and a retry — never an error.
 
 import { connectMeta, type MetaConnection } from '../api/connect.ts';
-import type { OrchestratorClient } from '../api/orchestrator-client.ts';
+import { SuspectReporter, type OrchestratorClient } from '../api/orchestrator-client.ts';
 import type { Logger } from '../common/log.ts';
 import { silentLogger } from '../common/log.ts';
 import { ClusterView } from '../metadata/cluster-view.ts';
 import { KvReplica } from '../metadata/kv-replica.ts';
 import { ROOT, segmentIdOf, smtKey, type ServerRecord, type SmtEntry, type VolumeRecord } from '../metadata/model.ts';
-import { ConnectionError, ConnectionPool, RequestTimeoutError } from '../protocol/connection.ts';
+import { ConnectionError, ConnectionPool, isUnreachable } from '../protocol/connection.ts';
 import { Flag, MAX_IO_BYTES, Op, OP_NAMES, ProtocolError, Status, type Response } from '../protocol/messages.ts';
 import type { BlockDevice } from './block-device.ts';
 
@@ -52,11 +52,14 @@ export class PresageClient {
   readonly readFailoverMs: number;
   /** Servers that recently failed to answer: reads try other replicas first for a while. */
   private readonly suspects = new Map<string, number>();
+  private readonly unreachable: SuspectReporter;
 
   private constructor(readonly opts: ClientOptions) {
     this.log = opts.logger ?? silentLogger;
     this.meta = connectMeta(opts);
     this.api = this.meta.api;
+    // Timeouts are not reported (see segmentRequest): a slow server is not a dead one.
+    this.unreachable = new SuspectReporter(this.api, 'a client');
     this.replica = new KvReplica(this.meta.source, ROOT, {
       pollTimeoutMs: 20000,
       retryDelayMs: 300,
@@ -147,7 +150,7 @@ export class PresageClient {
         lastError = err.message;
         this.stats.retries++;
         this.suspects.set(target, Date.now() + SUSPECT_MS);
-        if (!(err instanceof RequestTimeoutError)) this.reportUnreachable(target);
+        if (isUnreachable(err)) this.unreachable.report(target);
         if (readable && entry.replicas.length > 1) {
           // Reads fail over to another replica at once instead of waiting for the orchestrator.
           avoid.add(target);
@@ -188,20 +191,6 @@ export class PresageClient {
       }
     }
   }
-
-  /**
-   * Tells the orchestrator a server could not be reached (at most once a second per server): it
-   * probes the server and fails it over at once if nothing listens, instead of after the
-   * heartbeat timeout. Timeouts are not reported: a slow server is not a dead one.
-   */
-  private reportUnreachable(serverId: string): void {
-    const now = Date.now();
-    if (now - (this.reported.get(serverId) ?? 0) < 1000) return;
-    this.reported.set(serverId, now);
-    this.api.suspect(serverId, 'a client').catch(() => {});
-  }
-
-  private readonly reported = new Map<string, number>();
 
   private pickTarget(entry: SmtEntry, readable: boolean, avoid: Set<string>): string | undefined {
     if (!readable) return entry.replicas[0];

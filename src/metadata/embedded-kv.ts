@@ -13,7 +13,7 @@ import {
   type KvTxn,
   type KvTxnResult,
 } from './kv.ts';
-import { checkString, checkTxn } from './kv-validate.ts';
+import { checkAfter, checkString, checkTxn } from './kv-validate.ts';
 
 export interface EmbeddedKvOptions {
   /** How many revisions of history the event log keeps for changesSince (default 100000). */
@@ -265,9 +265,7 @@ export class EmbeddedKvStore implements KvStore {
   async changesSince(prefix: string, afterRevision: number, timeoutMs: number): Promise<{ events: KvEvent[]; revision: number }> {
     this.check();
     checkString('prefix', prefix, true);
-    if (!Number.isSafeInteger(afterRevision) || afterRevision < 0) {
-      throw new TypeError(`afterRevision must be a non-negative integer, got ${String(afterRevision)}`);
-    }
+    checkAfter(afterRevision);
     if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs)) throw new TypeError('timeoutMs must be a number');
     const first = this.readChanges(prefix, afterRevision);
     // A cursor ahead of the store means the caller followed another history (the store was

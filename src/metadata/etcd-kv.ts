@@ -27,7 +27,7 @@ import {
   type KvTxn,
   type KvTxnResult,
 } from './kv.ts';
-import { checkString, checkTxn } from './kv-validate.ts';
+import { checkAfter, checkString, checkTxn } from './kv-validate.ts';
 
 export interface EtcdKvOptions {
   /** Keys per range request (default 10000). */
@@ -67,12 +67,6 @@ export function parseEtcdUrl(url: string): EtcdUrl {
   return { hosts, namespace: path === '/' ? '' : path };
 }
 
-
-function checkAfter(afterRevision: unknown): asserts afterRevision is number {
-  if (!Number.isSafeInteger(afterRevision) || (afterRevision as number) < 0) {
-    throw new TypeError(`afterRevision must be a non-negative integer, got ${String(afterRevision)}`);
-  }
-}
 
 /** The end of etcd's byte range holding every key that starts with `prefix` ([0] = to the end). */
 export function prefixRangeEnd(prefix: Buffer): Buffer {

@@ -40,3 +40,9 @@ export function checkTxn(txn: KvTxn): void {
     seen.add(k);
   }
 }
+
+export function checkAfter(afterRevision: unknown): asserts afterRevision is number {
+  if (!Number.isSafeInteger(afterRevision) || (afterRevision as number) < 0) {
+    throw new TypeError(`afterRevision must be a non-negative integer, got ${String(afterRevision)}`);
+  }
+}

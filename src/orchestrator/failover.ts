@@ -9,6 +9,7 @@
 // for the heartbeats: a slow or partitioned server is not a dead one.
 
 import net from 'node:net';
+import { parseHostPort } from '../common/address.ts';
 import type { Logger } from '../common/log.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
 import type { KvStore } from '../metadata/kv.ts';
@@ -32,10 +33,13 @@ const PROBE_REUSE_MS = 500;
 
 /** Connects to host:port: 'refused' (nothing listens), 'open', or 'inconclusive' (timeout, other errors). */
 export function probeTcp(addr: string, timeoutMs: number): Promise<'refused' | 'open' | 'inconclusive'> {
-  const i = addr.lastIndexOf(':');
-  const host = addr.slice(0, i).replace(/^\[|\]$/g, '');
-  const port = Number(addr.slice(i + 1));
-  if (i < 0 || !Number.isInteger(port)) return Promise.resolve('inconclusive');
+  let host: string;
+  let port: number;
+  try {
+    ({ host, port } = parseHostPort(addr));
+  } catch {
+    return Promise.resolve('inconclusive');
+  }
   return new Promise((resolve) => {
     const sock = net.connect({ host, port });
     const done = (r: 'refused' | 'open' | 'inconclusive') => {

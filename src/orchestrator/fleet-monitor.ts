@@ -1,5 +1,5 @@
 // What the orchestrator knows about its servers' health: it polls every up server's admin API
-// for its Failure Score, its per-segment heat and its latest telemetry sample, keeps a short
+// for its Failure Score, its per-segment heat and its peer sample, keeps a short
 // score history for the dashboard, aggregates segment heat for migration priority, and computes
 // fleet medians/MADs that servers use for peer comparison. The peer reference pools every server's
 // per-minute means over the fail-slow window (GET /v1/peer-sample), not instantaneous samples: a
@@ -10,6 +10,7 @@ import { httpJson } from '../api/http.ts';
 import type { FailureScoreReport } from '../api/types.ts';
 import type { Logger } from '../common/log.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
+import { mad, median } from '../prediction/features.ts';
 
 export interface SegmentHeat {
   segmentId: string;
@@ -147,15 +148,8 @@ export function pooledStats(samples: Record<string, number[]>[]): Record<string,
   const out: Record<string, FleetStat> = {};
   for (const [k, { values, n }] of by) {
     if (n < MIN_PEERS) continue;
-    const m = median(values);
-    out[k] = { median: m, mad: median(values.map((x) => Math.abs(x - m))), n };
+    out[k] = { median: median(values), mad: mad(values), n };
   }
   return out;
 }
 
-function median(a: number[]): number {
-  if (a.length === 0) return NaN;
-  const s = [...a].sort((x, y) => x - y);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}

@@ -216,10 +216,15 @@ function minuteSeries(query: QueryFn, metric: string, from: number, n: number, f
   return out;
 }
 
+/** Start of the fail-slow window ending with the minute that holds `now` (FAIL_SLOW_WINDOW_MIN minutes). */
+export function failSlowWindowStart(now: number): number {
+  return Math.floor(now / MINUTE_MS) * MINUTE_MS - (FAIL_SLOW_WINDOW_MIN - 1) * MINUTE_MS;
+}
+
 export function failSlowFeatures(query: QueryFn, now: number, peers?: PeerStats): ModeFeatures {
   const names = [...FAIL_SLOW_FEATURE_NAMES];
   const W = FAIL_SLOW_WINDOW_MIN;
-  const from = Math.floor(now / MINUTE_MS) * MINUTE_MS - (W - 1) * MINUTE_MS;
+  const from = failSlowWindowStart(now);
   for (const src of FAIL_SLOW_SOURCES) {
     const pts = query(src.latency, from, from + W * MINUTE_MS, MINUTE_MS);
     if (pts.length < FAIL_SLOW_MIN_POINTS) continue;

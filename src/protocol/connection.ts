@@ -23,6 +23,11 @@ export class RequestTimeoutError extends ConnectionError {
   }
 }
 
+/** The peer could not be reached or dropped the connection (not merely slow): worth reporting as a suspect. */
+export function isUnreachable(err: unknown): boolean {
+  return err instanceof ConnectionError && !(err instanceof RequestTimeoutError);
+}
+
 interface Pending {
   resolve: (r: Response) => void;
   reject: (e: Error) => void;

@@ -6,7 +6,7 @@ import type { Logger } from '../common/log.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
 import { parseSegmentId, segmentLength, type SmtEntry } from '../metadata/model.ts';
 import { encodeChecksums } from '../protocol/codec.ts';
-import { ConnectionError, RequestTimeoutError, type ConnectionPool } from '../protocol/connection.ts';
+import { isUnreachable, type ConnectionPool } from '../protocol/connection.ts';
 import { Flag, MAX_IO_BYTES, Op, OP_NAMES, Status, type Request, type Response } from '../protocol/messages.ts';
 import { RangeLock, type Release } from '../segment-store/range-lock.ts';
 import type { SegmentStore } from '../segment-store/segment-store.ts';
@@ -292,7 +292,7 @@ export class RequestHandler {
         length: req.length,
         payload: req.payload,
       }).catch((err: unknown) => {
-        if (err instanceof ConnectionError && !(err instanceof RequestTimeoutError)) this.ctx.onPeerUnreachable?.(sid);
+        if (isUnreachable(err)) this.ctx.onPeerUnreachable?.(sid);
         throw err;
       });
     });

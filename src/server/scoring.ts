@@ -11,7 +11,7 @@ import type { FailureScoreReport } from '../api/types.ts';
 import type { Logger } from '../common/log.ts';
 import { ModelManager } from '../prediction/lifecycle.ts';
 import { validateBundle, type ModelBundle } from '../prediction/model-bundle.ts';
-import { FAIL_SLOW_SOURCES, FAIL_SLOW_WINDOW_MIN, MINUTE_MS, type PeerStats, type QueryFn } from '../prediction/online-features.ts';
+import { FAIL_SLOW_SOURCES, FAIL_SLOW_WINDOW_MIN, MINUTE_MS, failSlowWindowStart, type PeerStats, type QueryFn } from '../prediction/online-features.ts';
 import { CompressedSeries } from './score-clock.ts';
 import type { ServerTelemetry } from './telemetry.ts';
 
@@ -93,7 +93,7 @@ export class ServerScoring {
    */
   peerSample(now = Date.now()): { minutes: number; metrics: Record<string, number[]> } {
     const q = this.query(now);
-    const from = Math.floor(now / MINUTE_MS) * MINUTE_MS - (FAIL_SLOW_WINDOW_MIN - 1) * MINUTE_MS;
+    const from = failSlowWindowStart(now);
     const metrics: Record<string, number[]> = {};
     for (const src of FAIL_SLOW_SOURCES) {
       for (const m of [src.latency, src.throughput]) {

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { connectMeta, type MetaConnection } from '../api/connect.ts';
-import type { OrchestratorClient } from '../api/orchestrator-client.ts';
+import { SuspectReporter, type OrchestratorClient } from '../api/orchestrator-client.ts';
 import { ApiError } from '../api/http.ts';
 import type { Logger } from '../common/log.ts';
 import { silentLogger } from '../common/log.ts';
@@ -121,6 +121,7 @@ export class StorageServer {
     // Forwards in flight to a server just marked down (hung: connected, silent) fail now and the
     // client retries on the new replica set, instead of waiting out the 10 s request timeout.
     this.view.on('server-down', (s: ServerRecord) => this.peers.close(s.dataAddr));
+    const unreachable = new SuspectReporter(this.orch, `server ${this.id}`);
     this.handler = new RequestHandler({
       serverId: this.id,
       store: this.store,
@@ -132,7 +133,7 @@ export class StorageServer {
       onCorrupt: (segmentId) => this.scrubber.repairSoon(segmentId),
       onComplete: (op, status, bytes, ms, segmentId, flags) => this.telemetry.onComplete(op, status, bytes, ms, segmentId, flags),
       onReplicated: (segmentId, lagMs, forwardMs) => this.telemetry.onReplicated(segmentId, lagMs, forwardMs),
-      onPeerUnreachable: (peer) => this.reportUnreachable(peer),
+      onPeerUnreachable: (peer) => unreachable.report(peer),
     });
     const parts = { serverId: this.id, store: this.store, view: this.view, peers: this.peers, handler: this.handler, log: this.log };
     this.copies = new CopyEngine({ ...parts, bandwidthBytesPerSec: opts.copyBandwidth, maxConcurrent: opts.maxConcurrentCopies });
@@ -292,16 +293,6 @@ export class StorageServer {
       else await this.scrubber.scrubAll();
       return this.scrubber.stats;
     });
-  }
-
-  private readonly reported = new Map<string, number>();
-
-  /** A peer replica refused our forward: ask the orchestrator to check it (at most once a second per peer). */
-  private reportUnreachable(peer: string): void {
-    const now = Date.now();
-    if (now - (this.reported.get(peer) ?? 0) < 1000) return;
-    this.reported.set(peer, now);
-    this.orch.suspect(peer, `server ${this.id}`).catch(() => {});
   }
 
   async stop(): Promise<void> {
