@@ -9,30 +9,31 @@ import { ApiError, httpJson } from '../api/http.ts';
 import { runEvaluation } from '../prediction/evaluate.ts';
 import { trainDefaultBundle } from '../prediction/train.ts';
 import { saveBundle } from '../prediction/model-bundle.ts';
-import { action, intArg, isTty, orchestratorOption, orchestratorUrl, printJson } from './common.ts';
+import { action, apiFor, intArg, isTty, orchestratorOption, orchestratorUrl, printJson } from './common.ts';
 import { colour, table } from './table.ts';
-import type { ModelsStatus, RetrainRun } from '../orchestrator/retrain-scheduler.ts';
+import type { OrchestratorClient } from '../api/orchestrator-client.ts';
 import { retrainBarState, StageProgress } from './progress.ts';
 
 /** Time between reads of GET /v1/models while `presage model retrain` waits. */
 const RETRAIN_POLL_MS = 500;
 
 /**
- * Waits for `work` (the POST /v1/models/retrain answer); meanwhile, on a terminal, polls
- * GET /v1/models and draws the running retrain's stage. A poll that fails is ignored: the bar
- * is a courtesy, the POST's answer is what counts.
+ * Waits for `work` (api.retrain()); meanwhile, on a terminal, polls GET /v1/models and draws
+ * the running retrain's stage. A poll that fails is ignored: the bar is a courtesy, the POST's
+ * answer is what counts. A poll still in flight at the end is cancelled when the command's
+ * connections close (action()).
  */
-async function withRetrainBar<T>(base: string, work: Promise<T>): Promise<T> {
+async function withRetrainBar<T>(api: OrchestratorClient, work: Promise<T>): Promise<T> {
   if (!isTty(process.stderr)) return work;
   const bar = new StageProgress();
-  const stop = new AbortController();
+  let finished = false;
   let polling = false;
   const timer = setInterval(() => {
     if (polling) return;
     polling = true;
-    httpJson<ModelsStatus>(base, 'GET', '/v1/models', undefined, 5000, stop.signal)
-      .then((s) => {
-        const v = stop.signal.aborted ? undefined : retrainBarState(s.running);
+    api.retrainProgress()
+      .then((running) => {
+        const v = finished ? undefined : retrainBarState(running);
         if (v) bar.update(v.label, v.fraction);
       }, () => {})
       .finally(() => {
@@ -43,7 +44,7 @@ async function withRetrainBar<T>(base: string, work: Promise<T>): Promise<T> {
     return await work;
   } finally {
     clearInterval(timer);
-    stop.abort();
+    finished = true;
     bar.stop();
   }
 }
@@ -149,7 +150,7 @@ function registerModelCommands(program: Command): void {
     .addOption(orchestratorOption())
     .option('--json', 'print JSON')
     .action(action(async (opts: { orchestrator: string; json?: boolean }) => {
-      const s = await httpJson<ModelsStatus>(orchestratorUrl(opts), 'GET', '/v1/models');
+      const s = await apiFor(opts).models();
       if (opts.json) return printJson(s);
       const busy = retrainBarState(s.running);
       const lines = [`model ${s.version} (created ${s.createdAt})${s.running ? `, retraining now${busy ? ` (${busy.label})` : ''}` : ''}`];
@@ -166,8 +167,8 @@ function registerModelCommands(program: Command): void {
     .addOption(orchestratorOption())
     .option('--json', 'print JSON')
     .action(action(async (opts: { orchestrator: string; json?: boolean }) => {
-      const base = orchestratorUrl(opts);
-      const r = await withRetrainBar(base, httpJson<RetrainRun>(base, 'POST', '/v1/models/retrain', undefined, 30 * 60_000));
+      const api = apiFor(opts);
+      const r = await withRetrainBar(api, api.retrain());
       if (opts.json) return printJson(r);
       const lines = [`${r.replaced ? 'replaced' : 'kept'} (${r.days} days, ${r.servers.length} server(s), ${r.seconds.toFixed(1)} s): ${r.reason}`];
       if (r.warning) lines.push(`warning: ${r.warning}`);

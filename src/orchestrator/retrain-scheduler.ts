@@ -30,10 +30,10 @@ import type { KvEvent, KvStore } from '../metadata/kv.ts';
 import { SERVERS, type ServerRecord } from '../metadata/model.ts';
 import { ModelManager, type CandidateTrainer, type RetrainResult } from '../prediction/lifecycle.ts';
 import type { ModelBundle } from '../prediction/model-bundle.ts';
-import { DAY_MS, FAIL_SLOW_SOURCES, MINUTE_MS, SMART_METRICS } from '../prediction/online-features.ts';
+import { DAY_MS, FAIL_SLOW_SOURCES, HOUR_MS, MINUTE_MS, SMART_METRICS } from '../prediction/online-features.ts';
 import type { DecisionLog } from './decision-log.ts';
 import { FailureLabelStore, MarkDownLabeler, validateLabel, type FailureLabel } from './failure-labels.ts';
-import { trainingHistory, type CompactSeries, type FetchedServer, type WorkerJob, type WorkerMessage } from './retrain-worker.ts';
+import { retrainFrom, type CompactSeries, type FetchedServer, type RetrainJob, type WorkerJob, type WorkerMessage } from './retrain-worker.ts';
 
 export interface RetrainConfig {
   /** Time between scheduled retrains (default 7 days); 0 = only on request. */
@@ -61,7 +61,7 @@ export interface RetrainConfig {
 }
 
 export const DEFAULT_RETRAIN: RetrainConfig = {
-  intervalMs: 7 * DAY_MS, minDays: 30, historyDays: 35, tickMs: 3_600_000, concurrency: 4,
+  intervalMs: 7 * DAY_MS, minDays: 30, historyDays: 35, tickMs: HOUR_MS, concurrency: 4,
   reconcileMs: 60_000, requestTimeoutMs: 60_000, seed: 1, worker: true, now: Date.now,
 };
 
@@ -148,7 +148,6 @@ export function metricsFor(modes: readonly FailureMode[]): string[] {
   return [...out];
 }
 
-const SMART_STEP = 3_600_000;
 /** Longest range asked in one history request (the server caps an answer at 200 000 points). */
 const CHUNK_MS = 30 * DAY_MS;
 
@@ -168,7 +167,7 @@ export async function fetchServerHistory(adminAddr: string, metrics: string[], f
   for (const metric of metrics) {
     if (!names.has(metric)) continue;
     const smart = metric.startsWith('smart_');
-    const step = smart ? SMART_STEP : MINUTE_MS;
+    const step = smart ? HOUR_MS : MINUTE_MS;
     const t: number[] = [];
     const mean: number[] = [];
     const last: number[] = [];
@@ -255,6 +254,21 @@ export class RetrainScheduler extends EventEmitter {
     return this.deps.view;
   }
 
+  /** The servers that are up now, by id. */
+  private upServers(): ServerRecord[] {
+    return [...this.view.servers.values()].filter((s) => s.state === 'up').sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /** One retrain decision in the decision log. */
+  private decide(reason: string, about: { server?: string; mode?: FailureMode } = {}): void {
+    this.deps.decisions.record({ type: 'retrain', segmentId: '', ...about, reason });
+  }
+
+  /** A reconcile whose failure is only logged (timers: the next check retries). */
+  private reconcileLogged(): Promise<unknown> {
+    return this.reconcile().catch((err) => this.deps.log.warn({ err: (err as Error).message }, 'model reconcile failed'));
+  }
+
   /** Opens the model directory; call before start() or any route is served. */
   async init(): Promise<void> {
     this.models ??= await ModelManager.open(path.join(this.deps.dir, 'models'));
@@ -305,7 +319,7 @@ export class RetrainScheduler extends EventEmitter {
     }
     const loop = () => {
       this.reconcileTimer = setTimeout(() => {
-        this.reconcile().catch((err) => this.deps.log.warn({ err: (err as Error).message }, 'model reconcile failed')).finally(() => this.started && loop());
+        void this.reconcileLogged().finally(() => this.started && loop());
       }, this.config.reconcileMs);
       this.reconcileTimer.unref();
     };
@@ -338,7 +352,7 @@ export class RetrainScheduler extends EventEmitter {
     if (!this.started || this.soonTimer) return;
     this.soonTimer = setTimeout(() => {
       this.soonTimer = undefined;
-      this.reconcile().catch((err) => this.deps.log.warn({ err: (err as Error).message }, 'model reconcile failed'));
+      void this.reconcileLogged();
     }, 1000);
     this.soonTimer.unref();
   }
@@ -347,9 +361,9 @@ export class RetrainScheduler extends EventEmitter {
   retrainNow(trigger: RetrainRun['trigger'] = 'request'): Promise<RetrainRun> {
     if (this.inFlight) return Promise.reject(new RetrainBusyError());
     // Set before anything is awaited: `running` is never null while a retrain is in flight.
-    const upNow = [...this.view.servers.values()].filter((s) => s.state === 'up').length;
-    this.setProgress({ stage: 'pulling history', done: 0, total: upNow, startedAt: new Date().toISOString() }); // wall clock (config.now is the history's clock)
-    const p = this.run(trigger).finally(() => {
+    const up = this.upServers();
+    this.setProgress({ stage: 'pulling history', done: 0, total: up.length, startedAt: new Date().toISOString() }); // wall clock (config.now is the history's clock)
+    const p = this.run(trigger, up).finally(() => {
       this.inFlight = undefined;
       this.setProgress(null);
     });
@@ -357,7 +371,8 @@ export class RetrainScheduler extends EventEmitter {
     return p;
   }
 
-  private async run(trigger: RetrainRun['trigger']): Promise<RetrainRun> {
+  /** `up`: the servers asked for history (and, if the model is replaced, counted in 'pushing'). */
+  private async run(trigger: RetrainRun['trigger'], up: ServerRecord[]): Promise<RetrainRun> {
     await this.init();
     const mgr = this.manager;
     const cfg = this.config;
@@ -373,10 +388,8 @@ export class RetrainScheduler extends EventEmitter {
       a.push(l);
       byServer.set(l.server, a);
     }
-    const up = [...this.view.servers.values()].filter((s) => s.state === 'up').sort((a, b) => a.id.localeCompare(b.id));
     const fetched: FetchedServer[] = [];
     const skipped: RetrainRun['skipped'] = [];
-    this.advance('pulling history', 0, up.length);
     await pool(up, cfg.concurrency, async (s) => {
       try {
         const series = await fetchServerHistory(s.adminAddr, metrics, from, now, cfg.requestTimeoutMs);
@@ -384,7 +397,7 @@ export class RetrainScheduler extends EventEmitter {
       } catch (err) {
         const reason = `history not available: ${(err as Error).message}`;
         skipped.push({ server: s.id, reason });
-        this.deps.decisions.record({ type: 'retrain', segmentId: '', server: s.id, reason: `retrain skips ${s.id}: ${reason}` });
+        this.decide(`retrain skips ${s.id}: ${reason}`, { server: s.id });
       }
       this.advance('pulling history', fetched.length + skipped.length, up.length);
     });
@@ -399,10 +412,10 @@ export class RetrainScheduler extends EventEmitter {
     let result: RetrainResult;
     this.advance('training', 0, 0);
     const progress = (step: string, fraction: number) => this.advance('training', Math.round(Math.min(1, Math.max(0, fraction)) * 100), 100, step);
-    const job = { from: histFrom, now, servers: fetched, minDays: cfg.minDays, tickMs: cfg.tickMs, modes: cfg.modes, seed: cfg.seed };
+    const job: RetrainJob = { from: histFrom, now, servers: fetched, minDays: cfg.minDays, tickMs: cfg.tickMs, modes: cfg.modes, seed: cfg.seed };
     if (cfg.trainer || !cfg.worker || (now - histFrom) / DAY_MS < cfg.minDays) {
       // Nothing heavy to do (too little history), or a trainer that cannot cross to a worker.
-      result = await mgr.retrain({ history: trainingHistory(histFrom, fetched), now, minDays: cfg.minDays, tickMs: cfg.tickMs, modes: cfg.modes, seed: cfg.seed, trainer: cfg.trainer, progress });
+      result = await retrainFrom(mgr, job, progress, cfg.trainer);
     } else {
       result = await this.runInWorker({ presageRetrain: true, dir: mgr.dir, ...job }, progress);
       if (result.replaced) await mgr.reload();
@@ -412,7 +425,7 @@ export class RetrainScheduler extends EventEmitter {
     const what = result.replaced
       ? `model replaced: ${result.currentVersion} → ${mgr.version} (${result.reason})`
       : result.warning ?? `model kept (${result.currentVersion}): ${result.reason}`;
-    this.deps.decisions.record({ type: 'retrain', segmentId: '', reason: `retrain (${trigger}, ${result.days} days, ${fetched.length} server(s), ${Object.values(labels).reduce((a, b) => a + b, 0)} label(s)): ${what}` });
+    this.decide(`retrain (${trigger}, ${result.days} days, ${fetched.length} server(s), ${Object.values(labels).reduce((a, b) => a + b, 0)} label(s)): ${what}`);
     this.deps.log.info({ replaced: result.replaced, reason: result.reason, warning: result.warning, version: mgr.version, seconds: result.seconds }, 'retrain finished');
     if (result.replaced) {
       this.advance('pushing', 0, up.length);
@@ -469,7 +482,7 @@ export class RetrainScheduler extends EventEmitter {
     for (const s of servers) {
       if (s.state === 'up') continue;
       const m = this.serverModels.get(s.id);
-      this.serverModels.set(s.id, { ...(m ?? { server: s.id, sync: 'unknown' }), server: s.id, state: s.state, sync: m?.version === ours.version ? 'current' : 'unknown' });
+      this.serverModels.set(s.id, { ...m, server: s.id, state: s.state, sync: m?.version === ours.version ? 'current' : 'unknown' });
     }
     const up = servers.filter((s) => s.state === 'up');
     let checked = 0;
@@ -488,6 +501,7 @@ export class RetrainScheduler extends EventEmitter {
       }
       if (entry.sync === 'behind' || (force && entry.sync !== 'current')) {
         const out: PushOutcome = { server: s.id, version: ours.version, ok: false, at: new Date().toISOString() };
+        const failKey = `${s.id} ${ours.version}`;
         try {
           await httpJson<{ version: string }>(base, 'POST', '/v1/model', ours, this.config.requestTimeoutMs);
           out.ok = true;
@@ -495,15 +509,14 @@ export class RetrainScheduler extends EventEmitter {
           entry.createdAt = ours.createdAt;
           entry.sync = 'current';
           delete entry.error;
-          this.failLogged.delete(`${s.id} ${ours.version}`);
-          this.deps.decisions.record({ type: 'retrain', segmentId: '', server: s.id, reason: `model ${ours.version} pushed to ${s.id}` });
+          this.failLogged.delete(failKey);
+          this.decide(`model ${ours.version} pushed to ${s.id}`, { server: s.id });
         } catch (err) {
           out.error = (err as Error).message;
           entry.error = out.error;
-          const key = `${s.id} ${ours.version}`;
-          if (!this.failLogged.has(key)) {
-            this.failLogged.add(key);
-            this.deps.decisions.record({ type: 'retrain', segmentId: '', server: s.id, reason: `model ${ours.version} could not be pushed to ${s.id}: ${out.error} (retried at the next check)` });
+          if (!this.failLogged.has(failKey)) {
+            this.failLogged.add(failKey);
+            this.decide(`model ${ours.version} could not be pushed to ${s.id}: ${out.error} (retried at the next check)`, { server: s.id });
           }
         }
         entry.lastPush = out;
@@ -548,7 +561,7 @@ export class RetrainScheduler extends EventEmitter {
       try {
         const label = validateLabel(req.body);
         if (!(await this.labels.add(label))) return reply.code(409).send({ error: `${label.server} already has a label at ${label.t}` });
-        this.deps.decisions.record({ type: 'retrain', segmentId: '', server: label.server, mode: label.mode, reason: `failure label (operator): ${label.mode} (${label.cause})` });
+        this.decide(`failure label (operator): ${label.mode} (${label.cause})`, { server: label.server, mode: label.mode });
         return reply.code(201).send(label);
       } catch (err) {
         return reply.code(400).send({ error: (err as Error).message });

@@ -10,7 +10,7 @@
 
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { FailureMode } from '../api/types.ts';
-import { ModelManager, type RetrainResult, type ServerHistory, type TrainingHistory } from '../prediction/lifecycle.ts';
+import { ModelManager, type CandidateTrainer, type RetrainResult, type ServerHistory, type TrainingHistory } from '../prediction/lifecycle.ts';
 import type { QueryFn, QueryPoint } from '../prediction/online-features.ts';
 
 /** One metric's points, oldest first: point time (ms), mean and last (float32: 4 bytes a value is plenty for features). */
@@ -67,13 +67,12 @@ export function splitLives(s: FetchedServer): ServerHistory[] {
   return out;
 }
 
-export function trainingHistory(from: number, servers: FetchedServer[]): TrainingHistory {
+function trainingHistory(from: number, servers: FetchedServer[]): TrainingHistory {
   return { from, servers: servers.flatMap(splitLives) };
 }
 
-export interface WorkerJob {
-  presageRetrain: true;
-  dir: string;
+/** What one retrain needs besides the model directory: the same on the main thread and in the worker. */
+export interface RetrainJob {
   from: number;
   now: number;
   servers: FetchedServer[];
@@ -83,21 +82,27 @@ export interface WorkerJob {
   seed: number;
 }
 
+export interface WorkerJob extends RetrainJob {
+  presageRetrain: true;
+  dir: string;
+}
+
 /** A message from the worker: progress while it runs, then exactly one outcome. */
 export type WorkerMessage =
   | { progress: { step: string; fraction: number } }
   | { ok: true; result: RetrainResult }
   | { ok: false; error: string };
 
-async function runJob(job: WorkerJob, progress: (step: string, fraction: number) => void): Promise<RetrainResult> {
-  const mgr = await ModelManager.open(job.dir);
-  return mgr.retrain({ history: trainingHistory(job.from, job.servers), now: job.now, minDays: job.minDays, tickMs: job.tickMs, modes: job.modes, seed: job.seed, progress });
+/** Runs `job` through `mgr.retrain` (a `trainer` only on the main thread: a function cannot cross to a worker). */
+export function retrainFrom(mgr: ModelManager, job: RetrainJob, progress: (step: string, fraction: number) => void, trainer?: CandidateTrainer): Promise<RetrainResult> {
+  return mgr.retrain({ history: trainingHistory(job.from, job.servers), now: job.now, minDays: job.minDays, tickMs: job.tickMs, modes: job.modes, seed: job.seed, trainer, progress });
 }
 
 if (!isMainThread && (workerData as WorkerJob | undefined)?.presageRetrain) {
   // One message per server at most (see lifecycle's progress): cheap next to building its features.
   const progress = (step: string, fraction: number) => parentPort!.postMessage({ progress: { step, fraction } } satisfies WorkerMessage);
-  runJob(workerData as WorkerJob, progress).then(
+  const job = workerData as WorkerJob;
+  ModelManager.open(job.dir).then((mgr) => retrainFrom(mgr, job, progress)).then(
     (result) => parentPort!.postMessage({ ok: true, result }),
     (err: Error) => parentPort!.postMessage({ ok: false, error: err.message ?? String(err) }),
   );
