@@ -72,8 +72,9 @@ describe('predictive drain of a degrading server (5 real server processes)', { t
     const victim = await s.chooseVictim();
     const before = (await s.allSegments()).filter((x) => x.replicas.includes(victim));
     log(`victim ${victim} holds ${before.length} segments (${before.filter((x) => x.segmentId.startsWith('vol-critical/') && s.isHot(x.segmentId)).length} hot critical)`);
-    // Warm up: heat averages and the fleet's per-minute reference (≥ 10 compressed minutes) form, and the start-up transient of the first minutes is diluted.
-    await sleep(20000);
+    // Warm up: heat averages and the fleet's per-minute reference (≥ 10 compressed minutes) form, and the start-up
+    // transient of the first minutes (JIT warm-up: slow at low throughput) is diluted in the 60-minute window.
+    await sleep(30000);
 
     // The documented API, on the server and through the orchestrator.
     const srv = s.cluster.serverById(victim);
@@ -170,7 +171,7 @@ describe('predictive drain of a degrading server (5 real server processes)', { t
     s.startWorkload();
     const victim = await s.chooseVictim();
     const held = (await s.allSegments()).filter((x) => x.replicas.includes(victim)).length;
-    await sleep(20000);
+    await sleep(30000);
     await s.injectFault();
     await s.waitScoreAbove(70);
     await sleep(8000); // longer than the predictive run's sustain: prediction is off, so nothing moves
