@@ -92,7 +92,7 @@ async function main(): Promise<void> {
   const rows = [];
   for (const [metric, s] of Object.entries(hist)) for (let i = 0; i < s.t.length; i++) rows.push({ metric, ts: s.t[i], min: s.v[i], max: s.max?.[i] ?? s.v[i], mean: s.v[i], last: s.v[i], count: 1 });
   store.importRows(rows);
-  const sq: QueryFn = (m, a, b, step) => store.query(m, a, b, step);
+  const sq: QueryFn = (m, a, b) => store.query(m, a, b);
   for (const [label, q] of [['in-memory series', mem], ['TimeSeriesStore (SQLite), 2 days of minutes + 21 days of hourly SMART', sq]] as const) {
     for (const forecast of [true, false]) {
       scorer.score({ serverId: 'w', query: q, now, forecast });

@@ -119,9 +119,16 @@ export class OrchestratorClient {
     return this.call('GET', `/v1/events?since=${since}`);
   }
 
-  /** Per-metric fleet medians/MADs, for servers comparing themselves with their peers. */
-  fleetStats(): Promise<Record<string, { median: number; mad: number; n: number }>> {
-    return this.call('GET', '/v1/fleet/stats', undefined, 3000);
+  /**
+   * Per-metric fail-slow reference (median/MAD pooled over the peers' per-minute means); with
+   * `exclude`, over the other servers of that server's peer group.
+   */
+  fleetStats(exclude?: string, group?: string): Promise<Record<string, { median: number; mad: number; n: number }>> {
+    const q = new URLSearchParams();
+    if (exclude) q.set('exclude', exclude);
+    if (group) q.set('group', group);
+    const qs = q.size ? `?${q}` : '';
+    return this.call('GET', `/v1/fleet/stats${qs}`, undefined, 3000);
   }
 
   failureScores(): Promise<FailureScoreReport[]> {

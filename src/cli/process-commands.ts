@@ -97,8 +97,9 @@ export function registerProcessCommands(program: Command): void {
     .option('--score-interval <ms>', 'time between Failure Score computations', intArg('score interval', 100, 3_600_000), 10000)
     .option('--score-time-scale <n>', 'demos/tests only: score on a clock compressed n times (one model minute = 60 s / n)', intArg('score time scale', 1, 3600), 1)
     .option('--model <file>', 'start from this model bundle (default: <dir>/models/current, else the bundled default)')
+    .option('--peer-group <name>', 'fail-slow: compare this server with the other servers of this group (default: the whole fleet); servers sharing a host, one per drive, name their host')
     .option('--smart <device>', 'SMART device to read (e.g. /dev/sda), "auto" (the data directory\'s disk) or "off"', 'auto')
-    .action(action(async (opts: { dir: string; orchestrator?: string; meta?: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number; copyBandwidth: number; maxCopies: number; scrubInterval: number; gcGrace: number; allowFaults?: boolean; telemetryInterval: number; telemetryRetention: number; smart: string; scoreInterval: number; scoreTimeScale: number; model?: string }) => {
+    .action(action(async (opts: { dir: string; orchestrator?: string; meta?: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number; copyBandwidth: number; maxCopies: number; scrubInterval: number; gcGrace: number; allowFaults?: boolean; telemetryInterval: number; telemetryRetention: number; smart: string; scoreInterval: number; scoreTimeScale: number; model?: string; peerGroup?: string }) => {
       const data = parseHostPort(opts.listen, '--listen');
       const admin = parseHostPort(opts.admin, '--admin');
       const log = createLogger('server');
@@ -123,6 +124,7 @@ export function registerProcessCommands(program: Command): void {
         scoreIntervalMs: opts.scoreInterval,
         scoreTimeScale: opts.scoreTimeScale,
         modelPath: opts.model,
+        peerGroup: opts.peerGroup,
         logger: log,
       });
       process.stdout.write(`server ${s.id} serving data on ${s.dataAddr}, admin on http://${s.adminAddr}\n`);

@@ -1,16 +1,16 @@
 // What the orchestrator knows about its servers' health: it polls every up server's admin API
 // for its Failure Score, its per-segment heat and its peer sample, keeps a short
 // score history for the dashboard, aggregates segment heat for migration priority, and computes
-// fleet medians/MADs that servers use for peer comparison. The peer reference pools every server's
-// per-minute means over the fail-slow window (GET /v1/peer-sample), not instantaneous samples: a
-// server judges its own per-minute means against it, and a single noisy sample per server made
-// healthy servers look like outliers.
+// each server's fail-slow reference. The reference is peerReference (src/prediction/online-features.ts,
+// the definition the model was trained with): the pooled per-minute means over the fail-slow
+// window (GET /v1/peer-sample) of the *other* servers of the server's peer group, never the
+// server itself and never instantaneous samples.
 
 import { httpJson } from '../api/http.ts';
 import type { FailureScoreReport } from '../api/types.ts';
 import type { Logger } from '../common/log.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
-import { mad, median } from '../prediction/features.ts';
+import { peerStatsOf } from '../prediction/online-features.ts';
 
 export interface SegmentHeat {
   segmentId: string;
@@ -41,6 +41,7 @@ export class FleetMonitor {
   /** Per server, accesses per second over the segments it holds (placement prefers the less loaded). */
   private load = new Map<string, number>();
   private peerSamples = new Map<string, Record<string, number[]>>();
+  private peerGroups = new Map<string, string>();
   private timer?: NodeJS.Timeout;
   private stopped = false;
   private readonly listeners = new Set<() => void>();
@@ -76,7 +77,7 @@ export class FleetMonitor {
       const [score, segHeat, peer] = await Promise.all([
         httpJson<FailureScoreReport>(base, 'GET', '/v1/failure-score', undefined, 3000).catch(() => undefined),
         httpJson<{ segments: SegmentHeat[] }>(base, 'GET', '/v1/segments/heat?limit=100000', undefined, 3000).then((r) => r.segments, () => undefined),
-        httpJson<{ metrics: Record<string, number[]> }>(base, 'GET', '/v1/peer-sample', undefined, 3000).catch(() => undefined),
+        httpJson<{ group?: string; metrics: Record<string, number[]> }>(base, 'GET', '/v1/peer-sample', undefined, 3000).catch(() => undefined),
       ]);
       if (score && typeof score.score === 'number') {
         this.scores.set(s.id, score);
@@ -94,11 +95,16 @@ export class FleetMonitor {
         cur.bytesPerSec += x.bytesPerSec;
         heat.set(x.segmentId, cur);
       }
-      if (peer?.metrics) this.peerSamples.set(s.id, peer.metrics);
-      else this.peerSamples.delete(s.id);
+      if (peer?.metrics) {
+        this.peerSamples.set(s.id, peer.metrics);
+        this.peerGroups.set(s.id, typeof peer.group === 'string' && peer.group ? peer.group : DEFAULT_PEER_GROUP);
+      } else this.peerSamples.delete(s.id);
     }));
     const up = new Set(servers.map((s) => s.id));
-    for (const id of [...this.peerSamples.keys()]) if (!up.has(id)) this.peerSamples.delete(id);
+    for (const id of [...this.peerSamples.keys()]) if (!up.has(id)) {
+      this.peerSamples.delete(id);
+      this.peerGroups.delete(id);
+    }
     for (const id of [...this.scores.keys()]) if (!this.view.servers.has(id)) this.scores.delete(id);
     this.heat = heat;
     this.load = load;
@@ -121,35 +127,25 @@ export class FleetMonitor {
   }
 
   /**
-   * Median and MAD of each peer-compared metric over the pooled per-minute means of the up servers
-   * (n = servers contributing). With fewer than MIN_PEERS servers there is no fleet to speak of and
-   * the metric is left out, so servers fall back to their own past.
+   * The fail-slow reference of each peer-compared metric for one server: peerReference (the
+   * definition training uses) over the per-minute means of the *other* up servers of its peer
+   * group. A metric with fewer than MIN_PEERS other servers reporting it is left out, and the
+   * server's fail-slow mode then has no input. Without `exclude` every server of the group is
+   * pooled (the dashboard's view of the fleet).
    */
-  fleetStats(): Record<string, FleetStat> {
-    return pooledStats([...this.peerSamples.values()]);
-  }
-}
-
-/** Fewer contributing servers than this → no fleet reference for the metric. */
-export const MIN_PEERS = 3;
-
-export function pooledStats(samples: Record<string, number[]>[]): Record<string, FleetStat> {
-  const by = new Map<string, { values: number[]; n: number }>();
-  for (const metrics of samples) {
-    for (const [k, vs] of Object.entries(metrics)) {
-      const finite = vs.filter(Number.isFinite);
-      if (!finite.length) continue;
-      let a = by.get(k);
-      if (!a) by.set(k, (a = { values: [], n: 0 }));
-      a.values.push(...finite);
-      a.n++;
+  fleetStats(exclude?: string, group?: string): Record<string, FleetStat> {
+    const g = group ?? (exclude ? this.peerGroups.get(exclude) : undefined) ?? DEFAULT_PEER_GROUP;
+    const samples: Record<string, number[]>[] = [];
+    for (const [id, m] of this.peerSamples) {
+      if (id === exclude || (this.peerGroups.get(id) ?? DEFAULT_PEER_GROUP) !== g) continue;
+      samples.push(m);
     }
+    return pooledStats(samples);
   }
-  const out: Record<string, FleetStat> = {};
-  for (const [k, { values, n }] of by) {
-    if (n < MIN_PEERS) continue;
-    out[k] = { median: median(values), mad: mad(values), n };
-  }
-  return out;
 }
 
+/** The peer group of a server that names none: the whole fleet. */
+export const DEFAULT_PEER_GROUP = 'fleet';
+
+/** Per-metric references over these servers' peer samples (peerStatsOf, the shared definition). */
+export const pooledStats = (samples: Record<string, number[]>[]): Record<string, FleetStat> => peerStatsOf(samples);

@@ -320,7 +320,11 @@ export class Orchestrator {
       for (const [id, h] of this.fleet.history) if (!req.query.server || req.query.server === id) out[id] = h;
       return out;
     });
-    app.get('/v1/fleet/stats', async () => this.fleet.fleetStats());
+    app.get('/v1/fleet/stats', async (req) => {
+      const q = req.query as { exclude?: unknown; group?: unknown };
+      const str = (v: unknown) => (typeof v === 'string' && v.length > 0 && v.length <= 256 ? v : undefined);
+      return this.fleet.fleetStats(str(q.exclude), str(q.group));
+    });
     app.get<{ Querystring: { limit?: string } }>('/v1/segments/heat', async (req) => this.fleet.segmentHeat(Number(req.query.limit) || 100000));
     app.get('/v1/migrations', async () => this.operators.list());
     app.post<{ Body: { segmentId?: string; to?: string; from?: string } }>('/v1/migrations', async (req, reply) => {

@@ -156,9 +156,10 @@ interface HistoryAnswer {
 }
 
 /**
- * One server's history of `metrics` over [from, to). SMART metrics come hourly (the disk features
- * keep one value a day); each hourly point is dated at its bucket's last minute, so a snapshot at
- * time t never sees a value from after t.
+ * One server's history of `metrics` over [from, to), as the stored per-minute roll-ups (never
+ * bucketed by the server: the features re-bucket minutes themselves, so the retrained model
+ * sees exactly the points the serving scorer reads from the store; SMART series are sparse, one
+ * point per read).
  */
 export async function fetchServerHistory(adminAddr: string, metrics: string[], from: number, to: number, timeoutMs: number): Promise<Record<string, CompactSeries>> {
   const base = `http://${adminAddr}`;
@@ -166,8 +167,7 @@ export async function fetchServerHistory(adminAddr: string, metrics: string[], f
   const out: Record<string, CompactSeries> = {};
   for (const metric of metrics) {
     if (!names.has(metric)) continue;
-    const smart = metric.startsWith('smart_');
-    const step = smart ? HOUR_MS : MINUTE_MS;
+    const step = MINUTE_MS;
     const t: number[] = [];
     const mean: number[] = [];
     const last: number[] = [];
@@ -181,7 +181,7 @@ export async function fetchServerHistory(adminAddr: string, metrics: string[], f
         throw err;
       }
       for (const p of r.points) {
-        const ts = smart ? p.ts + step - MINUTE_MS : p.ts;
+        const ts = p.ts;
         if (ts >= to) continue;
         t.push(ts);
         mean.push(p.mean);

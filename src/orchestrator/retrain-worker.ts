@@ -26,27 +26,33 @@ export interface FetchedServer {
   failures: { mode: FailureMode; t: number }[];
 }
 
-/** A QueryFn over fetched series (binary search; the step hint is ignored: callers re-bucket). */
+/** A QueryFn over fetched series (binary search), with the `last` fast path. */
 export function seriesQuery(series: Record<string, CompactSeries>, notBefore = -Infinity): QueryFn {
-  return (metric, fromMs, toMs) => {
-    const s = series[metric];
-    if (!s) return [];
-    const from = Math.max(fromMs, notBefore);
+  const lowerBound = (t: Float64Array, x: number): number => {
     let lo = 0;
-    let hi = s.t.length;
+    let hi = t.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (s.t[mid]! < from) lo = mid + 1;
+      if (t[mid]! < x) lo = mid + 1;
       else hi = mid;
     }
-    const out: QueryPoint[] = [];
-    for (let i = lo; i < s.t.length && s.t[i]! < toMs; i++) {
-      const mean = s.mean[i]!;
-      const last = s.last[i]!;
-      out.push({ ts: s.t[i]!, mean, min: mean, max: mean, last });
-    }
-    return out;
+    return lo;
   };
+  const point = (s: CompactSeries, i: number): QueryPoint => ({ ts: s.t[i]!, mean: s.mean[i]!, min: s.mean[i]!, max: s.mean[i]!, last: s.last[i]! });
+  const q = ((metric: string, fromMs: number, toMs: number) => {
+    const s = series[metric];
+    if (!s) return [];
+    const out: QueryPoint[] = [];
+    for (let i = lowerBound(s.t, Math.max(fromMs, notBefore)); i < s.t.length && s.t[i]! < toMs; i++) out.push(point(s, i));
+    return out;
+  }) as QueryFn;
+  q.last = (metric, fromMs, toMs) => {
+    const s = series[metric];
+    if (!s) return undefined;
+    const i = lowerBound(s.t, toMs) - 1;
+    return i >= 0 && s.t[i]! >= Math.max(fromMs, notBefore) ? point(s, i) : undefined;
+  };
+  return q;
 }
 
 /**

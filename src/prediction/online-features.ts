@@ -5,9 +5,9 @@
  * - disk: daily SMART values (the last value of each UTC day) fed through
  *   `driveFeatures` — the very function the Backblaze training rows come from;
  * - fail-slow: `failSlowWindowFeatures` over the last 60 one-minute points of the
- *   server's I/O latency and throughput, against a reference (fleet peers when given,
- *   else the server's own previous 24 h) — the same function the Perseus training
- *   windows use with the other drives of the host as the reference;
+ *   server's I/O latency and throughput, against `peerReference` of the other units of
+ *   its peer group over the same window — the same two functions the Perseus training
+ *   windows use with the other drives of the host;
  * - network, software: the heuristic models' inputs (docs/prediction.md).
  *
  * A missing input is NaN (the trees route NaN along learned default branches; the rule
@@ -34,11 +34,30 @@ export interface QueryPoint {
 }
 
 /**
- * Telemetry access: points of `metric` with fromMs ≤ t < toMs, oldest first. `stepMs` is
- * a hint (TimeSeriesStore merges minutes into buckets); callers re-bucket, so a function
- * that ignores it is fine.
+ * Telemetry access: the stored per-minute points of `metric` with fromMs ≤ t < toMs, oldest
+ * first. The feature code never asks a store to merge minutes into buckets (a store's buckets
+ * are aligned to the epoch, so their meaning would depend on the time of day); it re-buckets
+ * minutes itself, so any QueryFn that returns the stored minutes — the real store, the retrain
+ * history, the test fixtures — gives the same features.
  */
-export type QueryFn = (metric: string, fromMs: number, toMs: number, stepMs?: number) => QueryPoint[];
+export type QueryFn = ((metric: string, fromMs: number, toMs: number) => QueryPoint[]) & {
+  /** Optional fast path: exactly the last point query(metric, fromMs, toMs) would return. */
+  last?: (metric: string, fromMs: number, toMs: number) => QueryPoint | undefined;
+};
+
+/** The latest point of `metric` in [fromMs, toMs) (the fast path where the source has one). */
+export function lastPoint(query: QueryFn, metric: string, fromMs: number, toMs: number): QueryPoint | undefined {
+  if (query.last) return query.last(metric, fromMs, toMs);
+  const pts = query(metric, fromMs, toMs);
+  return pts[pts.length - 1];
+}
+
+/** A QueryFn over a store with TimeSeriesStore's query/last (the live path servers score on). */
+export function storeQuery(store: { query(m: string, f: number, t: number): QueryPoint[]; last(m: string, f: number, t: number): QueryPoint | undefined }): QueryFn {
+  const q = ((m: string, f: number, t: number) => store.query(m, f, t)) as QueryFn;
+  q.last = (m, f, t) => store.last(m, f, t);
+  return q;
+}
 
 /** Fleet reference for one metric: the median and MAD (raw, unscaled) over peer servers. */
 export interface PeerStat {
@@ -77,26 +96,28 @@ export const DISK_HISTORY_DAYS = 21;
  * `now`, day −1 the 24 h before it, …, each with its last value (a daily snapshot taken at
  * the time of day of `now`, so a 1-day delta spans 24 h as Backblaze's daily rows do). Days
  * without any SMART value are left out, as Backblaze has no row for them.
+ *
+ * Each snapshot is the latest stored minute of its 24 h, never a store's day bucket: buckets
+ * are aligned to UTC days, so "the last value of the day bucket" made the 1-day change at
+ * 01:00 UTC one hour of change (the train/serve skew of issue #14). With a store that has
+ * `last` it is one index seek per attribute and day.
  */
 export function dailySmartHistory(query: QueryFn, now: number, days = DISK_HISTORY_DAYS): { history: DriveHistory; sources: string[] } {
-  const from = now - days * DAY_MS;
   const byDay = new Map<number, Float64Array>();
   const sources: string[] = [];
   BACKBLAZE_SMART.forEach((id, k) => {
     const metric = SMART_METRICS[id];
-    const pts = query(metric, from, now + 1, DAY_MS);
     let any = false;
-    for (const p of pts) {
-      const t = pointTime(p);
-      if (!Number.isFinite(t) || !Number.isFinite(p.last)) continue;
-      if (t > now) continue;
-      const d = Math.ceil((t - now) / DAY_MS); // (now − 24 h, now] → 0
+    for (let d = 0; d > -days; d--) {
+      // Day d is (now + (d − 1)·24 h, now + d·24 h]; its snapshot is its latest value.
+      const p = lastPoint(query, metric, now + (d - 1) * DAY_MS + 1, now + d * DAY_MS + 1);
+      if (!p || !Number.isFinite(p.last)) continue;
       let row = byDay.get(d);
       if (!row) {
         row = new Float64Array(BACKBLAZE_SMART.length).fill(NaN);
         byDay.set(d, row);
       }
-      row[k] = p.last; // points are oldest first: the last one of the day wins
+      row[k] = p.last;
       any = true;
     }
     if (any) sources.push(metric);
@@ -146,8 +167,8 @@ export const FAIL_SLOW_FEATURE_NAMES = [
 
 /** Minutes in a fail-slow window (the training windows cut Perseus evenings the same way). */
 export const FAIL_SLOW_WINDOW_MIN = 60;
-/** Fewer valid minutes than this in the window → the features are NaN. */
-export const FAIL_SLOW_MIN_POINTS = 10;
+/** Fewer valid minutes than this in the window (half of it) → the features are NaN: a few minutes of data are not an hour's evidence. */
+export const FAIL_SLOW_MIN_POINTS = 30;
 
 /** Reference for each minute (a number = the same for every minute). */
 export interface SlowReference {
@@ -206,10 +227,10 @@ export const FAIL_SLOW_SOURCES: { latency: string; throughput: string }[] = [
   { latency: 'disk_write_latency_ms', throughput: 'disk_write_bytes_per_s' },
 ];
 
-/** Minute-aligned values of one metric over [from, from + n minutes). */
-function minuteSeries(query: QueryFn, metric: string, from: number, n: number, field: 'mean' | 'max' | 'last' = 'mean'): Float64Array {
+/** Minute-aligned values of one metric over [from, from + n minutes) (stored minutes, no bucketing asked of the store). */
+export function minuteSeries(query: QueryFn, metric: string, from: number, n: number, field: 'mean' | 'max' | 'last' = 'mean'): Float64Array {
   const out = new Float64Array(n).fill(NaN);
-  for (const p of query(metric, from, from + n * MINUTE_MS, MINUTE_MS)) {
+  for (const p of query(metric, from, from + n * MINUTE_MS)) {
     const i = Math.floor((pointTime(p) - from) / MINUTE_MS);
     if (i >= 0 && i < n && Number.isFinite(p[field])) out[i] = p[field];
   }
@@ -221,45 +242,92 @@ export function failSlowWindowStart(now: number): number {
   return Math.floor(now / MINUTE_MS) * MINUTE_MS - (FAIL_SLOW_WINDOW_MIN - 1) * MINUTE_MS;
 }
 
-export function failSlowFeatures(query: QueryFn, now: number, peers?: PeerStats): ModeFeatures {
-  const names = [...FAIL_SLOW_FEATURE_NAMES];
+/** A peer reference needs at least this many other units with data in the window. */
+export const MIN_PEERS = 3;
+
+/**
+ * THE fail-slow reference, used identically by training (Perseus: the other drives of the
+ * host), evaluation, replay and serving (the other servers of the server's peer group, pooled
+ * by the orchestrator): the median and MAD of every finite per-minute mean the *other* units
+ * recorded in the same window, pooled. The unit itself is never part of its own reference
+ * (one slow unit among few would otherwise pull the median towards itself), and with fewer
+ * than MIN_PEERS other units there is no reference (NaN): the mode then has no input rather
+ * than an unvalidated substitute.
+ */
+export function peerReference(others: Iterable<ArrayLike<number>>): PeerStat & { n: number } {
+  const pooled: number[] = [];
+  let n = 0;
+  for (const o of others) {
+    let any = false;
+    for (let i = 0; i < o.length; i++) if (Number.isFinite(o[i])) {
+      pooled.push(o[i]);
+      any = true;
+    }
+    if (any) n++;
+  }
+  if (n < MIN_PEERS) return { median: NaN, mad: NaN, n };
+  const m = median(pooled);
+  for (let i = 0; i < pooled.length; i++) pooled[i] = Math.abs(pooled[i] - m);
+  return { median: m, mad: median(pooled), n };
+}
+
+/**
+ * What a unit contributes to its peers' references: its per-minute means of every fail-slow
+ * latency/throughput metric over the window ending at `now` (GET /v1/peer-sample on a server).
+ */
+export function peerSample(query: QueryFn, now: number): Record<string, number[]> {
+  const from = failSlowWindowStart(now);
+  const metrics: Record<string, number[]> = {};
+  for (const src of FAIL_SLOW_SOURCES) {
+    for (const m of [src.latency, src.throughput]) {
+      const v = query(m, from, from + FAIL_SLOW_WINDOW_MIN * MINUTE_MS).map((p) => p.mean).filter(Number.isFinite);
+      if (v.length) metrics[m] = v;
+    }
+  }
+  return metrics;
+}
+
+/** Each metric's peerReference over the given peer samples (the other units of a group). */
+export function peerStatsOf(samples: Record<string, number[]>[]): Record<string, PeerStat & { n: number }> {
+  const names = new Set<string>();
+  for (const m of samples) for (const k of Object.keys(m)) names.add(k);
+  const out: Record<string, PeerStat & { n: number }> = {};
+  for (const k of names) {
+    const ref = peerReference(samples.map((m) => m[k] ?? []));
+    if (Number.isFinite(ref.median)) out[k] = ref;
+  }
+  return out;
+}
+
+/** The window's latency and throughput of the first fail-slow source with enough minutes, or undefined. */
+export function failSlowWindow(query: QueryFn, now: number): { source: (typeof FAIL_SLOW_SOURCES)[number]; lat: Float64Array; tp: Float64Array } | undefined {
   const W = FAIL_SLOW_WINDOW_MIN;
   const from = failSlowWindowStart(now);
-  for (const src of FAIL_SLOW_SOURCES) {
-    const pts = query(src.latency, from, from + W * MINUTE_MS, MINUTE_MS);
-    if (pts.length < FAIL_SLOW_MIN_POINTS) continue;
-    const lat = new Float64Array(W).fill(NaN);
-    for (const p of pts) {
-      const i = Math.floor((pointTime(p) - from) / MINUTE_MS);
-      if (i >= 0 && i < W) lat[i] = p.mean;
-    }
-    const tp = minuteSeries(query, src.throughput, from, W);
-    let ref: SlowReference;
-    const sources = [src.latency, src.throughput];
-    const pl = peers?.[src.latency];
-    if (pl && Number.isFinite(pl.median)) {
-      const pt = peers?.[src.throughput];
-      ref = { latMedian: pl.median, latMad: pl.mad, tpMedian: pt?.median ?? NaN, tpMad: pt?.mad ?? NaN };
-      sources.push('fleet peers');
-    } else {
-      // No fleet view: the server's own previous 24 h (the hour being judged excluded).
-      const bFrom = from - 24 * HOUR_MS;
-      const bl = query(src.latency, bFrom, from, MINUTE_MS).map((p) => p.mean).filter(Number.isFinite);
-      const bt = query(src.throughput, bFrom, from, MINUTE_MS).map((p) => p.mean).filter(Number.isFinite);
-      if (bl.length < FAIL_SLOW_MIN_POINTS) return finish(names, new Float64Array(names.length).fill(NaN), [src.latency, 'no baseline yet (< 10 minutes in the previous 24 h)']);
-      const ml = median(bl);
-      const mt = median(bt);
-      ref = {
-        latMedian: ml,
-        latMad: median(bl.map((v) => Math.abs(v - ml))),
-        tpMedian: mt,
-        tpMad: bt.length ? median(bt.map((v) => Math.abs(v - mt))) : NaN,
-      };
-      sources.push('own previous 24 h');
-    }
-    return finish(names, failSlowWindowFeatures(lat, tp, ref), sources);
+  for (const source of FAIL_SLOW_SOURCES) {
+    const lat = minuteSeries(query, source.latency, from, W);
+    let valid = 0;
+    for (const v of lat) if (Number.isFinite(v)) valid++;
+    if (valid < FAIL_SLOW_MIN_POINTS) continue;
+    return { source, lat, tp: minuteSeries(query, source.throughput, from, W) };
   }
-  return finish(names, new Float64Array(names.length).fill(NaN), []);
+  return undefined;
+}
+
+/**
+ * Fail-slow features at `now` against `peers` (per metric, the peerReference of the other
+ * units of the peer group over the same window). Without a reference for the window's latency
+ * metric the features are NaN: the mode has no input.
+ */
+export function failSlowFeatures(query: QueryFn, now: number, peers?: PeerStats): ModeFeatures {
+  const names = [...FAIL_SLOW_FEATURE_NAMES];
+  const none = (why: string[]) => finish(names, new Float64Array(names.length).fill(NaN), why);
+  const w = failSlowWindow(query, now);
+  if (!w) return none([]);
+  const pl = peers?.[w.source.latency];
+  if (!pl || !Number.isFinite(pl.median)) return none([w.source.latency, `no peer reference (fewer than ${MIN_PEERS} peers with data)`]);
+  const pt = peers?.[w.source.throughput];
+  const ref: SlowReference = { latMedian: pl.median, latMad: pl.mad, tpMedian: pt?.median ?? NaN, tpMad: pt?.mad ?? NaN };
+  return finish(names, failSlowWindowFeatures(w.lat, w.tp, ref), [w.source.latency, w.source.throughput, 'peers']);
 }
 
 // ------------------------------------------------------------------ network
@@ -271,7 +339,7 @@ export const NETWORK_WINDOW_MIN = 15;
 function windowMean(query: QueryFn, metric: string, from: number, to: number): number {
   let s = 0;
   let n = 0;
-  for (const p of query(metric, from, to, MINUTE_MS)) if (Number.isFinite(p.mean)) {
+  for (const p of query(metric, from, to)) if (Number.isFinite(p.mean)) {
     s += p.mean;
     n++;
   }
@@ -315,7 +383,7 @@ export const SOFTWARE_WINDOW_H = 6;
 function relativeGrowthPerHour(query: QueryFn, metric: string, from: number, to: number): number {
   const step = 10 * MINUTE_MS;
   const buckets = new Map<number, { s: number; n: number }>();
-  for (const p of query(metric, from, to, step)) {
+  for (const p of query(metric, from, to)) {
     if (!Number.isFinite(p.mean)) continue;
     const b = Math.floor(pointTime(p) / step);
     const e = buckets.get(b) ?? { s: 0, n: 0 };
@@ -337,7 +405,7 @@ export function softwareFeatures(query: QueryFn, now: number): ModeFeatures {
   const from = now - SOFTWARE_WINDOW_H * HOUR_MS;
   const heap = relativeGrowthPerHour(query, 'process_heap_used_bytes', from, to);
   const rss = relativeGrowthPerHour(query, 'process_rss_bytes', from, to);
-  const memPts = query('mem_used_ratio', now - 5 * MINUTE_MS, to, MINUTE_MS);
+  const memPts = query('mem_used_ratio', now - 5 * MINUTE_MS, to);
   const mem = memPts.length ? memPts[memPts.length - 1].last : NaN;
   const sources = [
     ...(Number.isNaN(heap) ? [] : ['process_heap_used_bytes']),

@@ -4,7 +4,12 @@ import { FAILURE_MODES } from '../api/types.ts';
 import { loadDefaultBundle } from './model-bundle.ts';
 import { FailureScorer, modeScore, levelOf } from './scorer.ts';
 import { syntheticQuery } from './synthetic-telemetry.ts';
-import { arrayQuery } from './online-features.ts';
+import { arrayQuery, peerSample, peerStatsOf } from './online-features.ts';
+
+/** The fail-slow reference as servers get it: peerReference over healthy peers' window samples. */
+function healthyPeers(now: number, minutes: number): ReturnType<typeof peerStatsOf> {
+  return peerStatsOf([11, 12, 13, 14].map((seed) => peerSample(syntheticQuery({ now, minutes, seed }), now)));
+}
 
 const bundle = await loadDefaultBundle();
 const scorer = new FailureScorer(bundle);
@@ -27,12 +32,13 @@ function assertReportShape(r: ReturnType<FailureScorer['score']>, serverId: stri
 }
 
 test('a ramping slow-I/O latency drives fail-slow and the score above 70; a healthy history stays below 30', () => {
-  const healthy = scorer.score({ serverId: 'h', query: syntheticQuery({ now, minutes: twoDays, smartDays: 21, seed: 3 }), now });
+  const peers = healthyPeers(now, twoDays);
+  const healthy = scorer.score({ serverId: 'h', query: syntheticQuery({ now, minutes: twoDays, smartDays: 21, seed: 3 }), now, peers });
   assertReportShape(healthy, 'h');
   assert.ok(healthy.score < 30, `healthy score ${healthy.score} (${JSON.stringify(healthy.probabilities)})`);
   assert.equal(healthy.level, 'healthy');
 
-  const slow = scorer.score({ serverId: 's', query: syntheticQuery({ now, minutes: twoDays, smartDays: 21, seed: 3, slowIo: { minutes: 120, toMs: 30 } }), now });
+  const slow = scorer.score({ serverId: 's', query: syntheticQuery({ now, minutes: twoDays, smartDays: 21, seed: 3, slowIo: { minutes: 120, toMs: 30 } }), now, peers });
   assertReportShape(slow, 's');
   assert.ok(slow.score >= 70, `slow score ${slow.score}`);
   assert.equal(slow.level, 'critical');
@@ -52,10 +58,11 @@ test('a ramping slow-I/O latency drives fail-slow and the score above 70; a heal
   assert.ok(slow.forecast.some((f) => f.metric === 'disk_read_latency_ms'));
 });
 
-test('peers (fleet median/MAD) are used as the fail-slow reference when given', () => {
-  const q = syntheticQuery({ now, minutes: 65, seed: 5 }); // 5 minutes before the judged hour: no baseline of its own
+test('peers (fleet median/MAD) are the fail-slow reference; without them the mode has no input', () => {
+  const q = syntheticQuery({ now, minutes: 65, seed: 5 });
   const alone = scorer.score({ serverId: 'x', query: q, now, forecast: false });
-  assert.equal(alone.probabilities['fail-slow'], Math.round(bundle.modes['fail-slow'].anchors.base * 1e6) / 1e6, 'without baseline or peers: prior');
+  assert.equal(alone.probabilities['fail-slow'], Math.round(bundle.modes['fail-slow'].anchors.base * 1e6) / 1e6, 'without peers: prior');
+  assert.ok(alone.noData?.includes('fail-slow'), `noData ${alone.noData}`);
   const slowPeers = { io_read_latency_p50_ms: { median: 0.1, mad: 0.01 }, io_read_bytes_per_s: { median: 50e6, mad: 5e6 } };
   const vsFleet = scorer.score({ serverId: 'x', query: q, now, peers: slowPeers, forecast: false });
   assert.ok(vsFleet.probabilities['fail-slow'] > 0.5, `10x the fleet's latency: ${vsFleet.probabilities['fail-slow']}`);
@@ -88,7 +95,7 @@ test('no history: a low score with a note, not a crash', () => {
 });
 
 test('a server without SMART still scores, with a note naming the disk mode', () => {
-  const r = scorer.score({ serverId: 'vm', query: syntheticQuery({ now, minutes: twoDays, seed: 9 }), now, forecast: false });
+  const r = scorer.score({ serverId: 'vm', query: syntheticQuery({ now, minutes: twoDays, seed: 9 }), now, peers: healthyPeers(now, twoDays), forecast: false });
   assert.ok(r.score < 30);
   assert.match(r.note ?? '', /disk \(no SMART/);
   assert.ok(r.noData?.includes('disk') && !r.noData.includes('fail-slow'), `noData ${r.noData}`);

@@ -3,7 +3,7 @@
  * one score 0–100 with the mode and the features that drove it (docs/prediction.md).
  *
  *   const scorer = new FailureScorer(bundle);
- *   const report = scorer.score({ serverId, query: (m, f, t, s) => store.query(m, f, t, s), now });
+ *   const report = scorer.score({ serverId, query: (m, f, t) => store.query(m, f, t), now });
  *
  * Cheap by design: a few telemetry range queries, ~100 tree walks for the
  * contributions, and two small exponential-smoothing fits for the forecasts
@@ -181,7 +181,7 @@ export class FailureScorer {
 
 const MISSING_WHY: Record<FailureMode, string> = {
   disk: 'no SMART values today',
-  'fail-slow': 'fewer than 10 minutes of I/O latency in the last hour, or no baseline',
+  'fail-slow': 'fewer than 30 minutes of I/O latency in the last hour, or fewer than 3 peers to compare with',
   network: 'no TCP, NIC or data-protocol counters in the last 15 minutes',
   software: 'no process memory series over the last 6 hours',
 };
@@ -212,7 +212,7 @@ export function forecasts(query: QueryFn, now: number): FailureScoreReport['fore
     for (const metric of group) {
       const sum = new Float64Array(n);
       const cnt = new Float64Array(n);
-      for (const p of query(metric, start, end, FORECAST_STEP_MS)) {
+      for (const p of query(metric, start, end)) {
         const t = p.ts ?? p.t ?? NaN;
         const i = Math.floor((t - start) / FORECAST_STEP_MS);
         if (i >= 0 && i < n && Number.isFinite(p.mean)) {

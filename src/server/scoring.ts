@@ -11,7 +11,7 @@ import type { FailureScoreReport } from '../api/types.ts';
 import type { Logger } from '../common/log.ts';
 import { ModelManager } from '../prediction/lifecycle.ts';
 import { validateBundle, type ModelBundle } from '../prediction/model-bundle.ts';
-import { FAIL_SLOW_SOURCES, FAIL_SLOW_WINDOW_MIN, MINUTE_MS, failSlowWindowStart, type PeerStats, type QueryFn } from '../prediction/online-features.ts';
+import { FAIL_SLOW_WINDOW_MIN, lastPoint, peerSample, storeQuery, type PeerStats, type QueryFn } from '../prediction/online-features.ts';
 import { CompressedSeries } from './score-clock.ts';
 import type { ServerTelemetry } from './telemetry.ts';
 
@@ -29,6 +29,12 @@ export interface ScoringOptions {
   timeScale?: number;
   /** A model bundle file to start from instead of the model directory's current (or the bundled default). */
   modelPath?: string;
+  /**
+   * The servers this one compares itself with for fail-slow (default: the whole fleet). Servers
+   * sharing a host and its workload (one per drive) name their host, as the model was trained
+   * comparing a drive with the other drives of its host.
+   */
+  peerGroup?: string;
 }
 
 export class ServerScoring {
@@ -76,13 +82,15 @@ export class ServerScoring {
 
   private query(now: number): QueryFn {
     const store = this.opts.telemetry.store;
-    const real: QueryFn = (m, f, t, s) => store.query(m, f, t, s);
+    const real = storeQuery(store);
     if (!this.compressed) return real;
     // Only the I/O-path and disk series run on the compressed clock: the fail-slow features built
     // on them are unit-free (z-scores, ratios, correlations). Rates per hour (memory growth) and
     // daily SMART keep real time, or a compressed clock would turn warm-up into a "leak".
     const fast = this.compressed.query(now);
-    return (m, f, t, s) => (COMPRESSED_METRICS.test(m) ? fast(m, f, t, s) : real(m, f, t, s));
+    const q = ((m: string, f: number, t: number) => (COMPRESSED_METRICS.test(m) ? fast(m, f, t) : real(m, f, t))) as QueryFn;
+    q.last = (m, f, t) => (COMPRESSED_METRICS.test(m) ? lastPoint(fast, m, f, t) : real.last!(m, f, t));
+    return q;
   }
 
   /**
@@ -91,24 +99,15 @@ export class ServerScoring {
    * server compares itself with: per-minute values, like the ones each server judges, so a healthy
    * server's ordinary minute-to-minute spread is inside the reference rather than an outlier.
    */
-  peerSample(now = Date.now()): { minutes: number; metrics: Record<string, number[]> } {
-    const q = this.query(now);
-    const from = failSlowWindowStart(now);
-    const metrics: Record<string, number[]> = {};
-    for (const src of FAIL_SLOW_SOURCES) {
-      for (const m of [src.latency, src.throughput]) {
-        const v = q(m, from, from + FAIL_SLOW_WINDOW_MIN * MINUTE_MS, MINUTE_MS).map((p) => p.mean).filter(Number.isFinite);
-        if (v.length) metrics[m] = v;
-      }
-    }
-    return { minutes: FAIL_SLOW_WINDOW_MIN, metrics };
+  peerSample(now = Date.now()): { group?: string; minutes: number; metrics: Record<string, number[]> } {
+    return { ...(this.opts.peerGroup ? { group: this.opts.peerGroup } : {}), minutes: FAIL_SLOW_WINDOW_MIN, metrics: peerSample(this.query(now), now) };
   }
 
   async scoreNow(): Promise<FailureScoreReport> {
     if (!this.models) throw new Error('scoring has not started');
     const now = Date.now();
-    // The fleet's view, for comparing this server with its peers; without it the server's own past is the reference.
-    const peers = await this.opts.orch.fleetStats().catch(() => undefined) as PeerStats | undefined;
+    // The reference of the other servers of this one's peer group; without it fail-slow has no input.
+    const peers = await this.opts.orch.fleetStats(this.opts.serverId, this.opts.peerGroup).catch(() => undefined) as PeerStats | undefined;
     const t0 = performance.now();
     const report = this.models.scorer.score({ serverId: this.opts.serverId, query: this.query(now), now, peers });
     this.lastScoreMs = performance.now() - t0;

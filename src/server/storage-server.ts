@@ -50,6 +50,8 @@ export interface StorageServerOptions {
   scoreTimeScale?: number;
   /** Start from this model bundle file (default: the model directory's current, else the bundled default). */
   modelPath?: string;
+  /** Fail-slow peer group (ServerScoring.peerGroup); default the whole fleet. */
+  peerGroup?: string;
   /** How long a copy of a segment no longer assigned here is kept before deletion. */
   gcGraceMs?: number;
   /** Enables the fault-injection API (/v1/faults); off by default. */
@@ -144,7 +146,7 @@ export class StorageServer {
     registerTelemetryRoutes(this.admin, { telemetry: this.telemetry, faults: this.faults });
     this.scoring = new ServerScoring({
       serverId: this.id, dir: opts.dir, telemetry: this.telemetry, orch: this.orch, log: this.log,
-      intervalMs: opts.scoreIntervalMs, timeScale: opts.scoreTimeScale, modelPath: opts.modelPath,
+      intervalMs: opts.scoreIntervalMs, timeScale: opts.scoreTimeScale, modelPath: opts.modelPath, peerGroup: opts.peerGroup,
     });
     this.scoring.register(this.admin);
   }
