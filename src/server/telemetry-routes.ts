@@ -72,7 +72,7 @@ export function registerTelemetryRoutes(app: FastifyInstance, ctx: TelemetryRout
         return t.importCsv(req.body, shiftMs);
       }
       const b = (req.body ?? {}) as Record<string, unknown>;
-      if (typeof b.path !== 'string' || !b.path) throw new Error('body must be CSV text (content-type text/csv) in our export format, or JSON {"path": FILE, "format": "own"|"perseus"|"backblaze", ...}');
+      if (typeof b.path !== 'string' || !b.path) throw new Error('body must be CSV text (content-type text/csv) in our export format, or JSON {"path": FILE, "format": "own"|"perseus"|"backblaze", ...} (perseus: "host", optional "cluster" and "disk"; backblaze: "serial")');
       if (!path.isAbsolute(b.path)) throw new Error(`path must be absolute (a file on the server's machine), got ${JSON.stringify(b.path)}`);
       if (!fs.existsSync(b.path)) throw new Error(`no such file on the server: ${b.path}`);
       const format = (b.format ?? 'own') as string;
@@ -80,7 +80,15 @@ export function registerTelemetryRoutes(app: FastifyInstance, ctx: TelemetryRout
       if (format === 'own') spec = { format: 'own', file: b.path };
       else if (format === 'perseus') {
         if (b.host === undefined) throw new Error('format perseus needs "host" (which host of the file is this server)');
-        spec = { format: 'perseus', file: b.path, host: b.host as string, ...(typeof b.cluster === 'string' ? { cluster: b.cluster } : {}) };
+        // "disk": which drive of the host this server is (its rows feed the fail-slow mode); default the host's lowest drive.
+        if (b.disk !== undefined && !((typeof b.disk === 'string' || typeof b.disk === 'number') && /^\d+$/.test(String(b.disk)))) {
+          throw new Error(`format perseus: "disk" must be a drive id of digits (as in the file), got ${JSON.stringify(b.disk)}`);
+        }
+        spec = {
+          format: 'perseus', file: b.path, host: b.host as string,
+          ...(typeof b.cluster === 'string' ? { cluster: b.cluster } : {}),
+          ...(b.disk !== undefined ? { disk: String(b.disk) } : {}),
+        };
       } else if (format === 'backblaze') {
         if (typeof b.serial !== 'string') throw new Error('format backblaze needs "serial" (which drive of the file is this server)');
         spec = { format: 'backblaze', file: b.path, serial: b.serial };

@@ -11,6 +11,11 @@
 //              slowest drive that minute), `disk_latency_max_us` (max over drives) and
 //              `disk_throughput_bps` (sum over drives), count = drives reporting. Units are
 //              not stated upstream; we follow the data README (bytes/s and µs).
+//              A Presage server scores itself as ONE drive, so one drive of the host (option
+//              `disk`, default the host's lowest-numbered drive; ImportReport.mappedDisk says
+//              which) is also written under the live fail-slow names the server's models read:
+//              `disk_read_latency_ms` (latency_mean / 1000; min/max/mean/last all the
+//              per-minute mean) and `disk_read_bytes_per_s` (throughput_mean), count = n_samples.
 // - backblaze: the daily SMART schema `date,serial_number,model,failure,smart_N_raw…`; one
 //              drive's rows become daily points (ts = 00:00 UTC) `smart_N_<name>` plus
 //              `drive_failed`.
@@ -48,6 +53,12 @@ export interface PerseusOptions extends ImportWindow {
   aggregate?: boolean;
   /** The file is sorted by host: stop reading once past the host (default true). */
   stopAfterHost?: boolean;
+  /**
+   * The drive (digits, as in the file's `disk` column) that this server is: its rows are also
+   * written as `disk_read_latency_ms` / `disk_read_bytes_per_s`, the live names the fail-slow
+   * mode reads. Default: the host's lowest-numbered drive. A drive the host lacks is an error.
+   */
+  disk?: string | number;
 }
 
 export interface BackblazeOptions extends ImportWindow {
@@ -77,6 +88,10 @@ export interface ImportReport {
   spanDays: number;
   /** 60 000 for per-minute formats, 86 400 000 for daily Backblaze. */
   resolutionMs: number;
+  /** Perseus: the drive written under the live fail-slow names (the `disk` option, or the host's lowest drive). */
+  mappedDisk?: string;
+  /** Perseus: the selected host's drive ids (whole file, not only the window), in numeric order. */
+  disks?: string[];
 }
 
 /** Lines of a text file, gunzipped when it starts with the gzip magic bytes. */
@@ -142,6 +157,8 @@ class Writer {
   last: number | undefined;
   rows = 0;
   private batch: RollupRow[] = [];
+  /** While true, rows are kept in memory (not written) until release() or discard. */
+  hold = false;
 
   constructor(private readonly store: TimeSeriesStore | undefined, private readonly opts: ImportWindow) {}
 
@@ -159,6 +176,11 @@ class Writer {
     this.rows++;
     if (this.opts.dryRun || !this.store) return;
     this.batch.push(row);
+    if (!this.hold && this.batch.length >= (this.opts.batchRows ?? 50_000)) this.flush();
+  }
+
+  release(): void {
+    this.hold = false;
     if (this.batch.length >= (this.opts.batchRows ?? 50_000)) this.flush();
   }
 
@@ -220,12 +242,25 @@ export async function importOwnCsv(store: TimeSeriesStore | undefined, file: str
 
 const PERSEUS_COLS = ['cluster', 'host', 'disk', 'minute_ts', 'throughput_mean', 'latency_mean', 'latency_max', 'n_samples'];
 
-/** Imports one Perseus host as one server's history. */
+/** The live fail-slow metric names a Perseus drive is mapped to (third pair of FAIL_SLOW_SOURCES). */
+export const PERSEUS_LIVE_LATENCY = 'disk_read_latency_ms';
+export const PERSEUS_LIVE_THROUGHPUT = 'disk_read_bytes_per_s';
+
+/** Imports one Perseus host as one server's history; one of its drives also feeds the live fail-slow names. */
 export async function importPerseus(store: TimeSeriesStore | undefined, file: string, opts: PerseusOptions): Promise<ImportReport> {
-  const host = String(opts.host);
+  const host = String(opts.host).trim();
   const perDisk = opts.perDisk ?? true;
   const aggregate = opts.aggregate ?? true;
+  const want = opts.disk === undefined ? undefined : String(opts.disk).trim();
+  if (want !== undefined && !/^\d+$/.test(want)) throw new Error(`perseus: disk must be a drive id of digits, got ${JSON.stringify(opts.disk)}`);
   const w = new Writer(store, opts);
+  // Nothing is written until the requested drive is seen: an unknown drive imports nothing.
+  if (want !== undefined) w.hold = true;
+  const disks = new Set<string>();
+  let wantSeen = false;
+  // Default mapping: the live rows of the lowest drive seen so far (one drive's rows at most).
+  let lowest: string | undefined;
+  let lowestRows: RollupRow[] = [];
   type Agg = { latSum: number; latMin: number; latMax: number; nLat: number; maxMax: number; nMax: number; tp: number; nTp: number };
   const agg = new Map<number, Agg>();
   let idx: Map<string, number> | undefined;
@@ -253,6 +288,20 @@ export async function importPerseus(store: TimeSeriesStore | undefined, file: st
     const disk = c('disk')?.trim();
     if (sec === undefined || !disk || !/^\d+$/.test(disk)) throw new Error(`${file}:${lineNo}: bad minute_ts or disk`);
     const ts = sec * 1000;
+    disks.add(disk);
+    let mapped: boolean;
+    if (want !== undefined) mapped = Number(disk) === Number(want);
+    else {
+      if (lowest === undefined || Number(disk) < Number(lowest)) {
+        lowest = disk;
+        lowestRows = [];
+      }
+      mapped = disk === lowest;
+    }
+    if (mapped && want !== undefined && !wantSeen) {
+      wantSeen = true;
+      w.release();
+    }
     if (!w.inWindow(ts)) continue;
     selected++;
     const tp = numCell(c('throughput_mean'));
@@ -260,6 +309,16 @@ export async function importPerseus(store: TimeSeriesStore | undefined, file: st
     const lmax = numCell(c('latency_max'));
     const n = Math.max(1, Math.round(numCell(c('n_samples')) ?? 1));
     const one = (metric: string, v: number) => w.add({ ts, metric, min: v, max: v, mean: v, last: v, count: n });
+    if (mapped) {
+      const live: RollupRow[] = [];
+      if (lat !== undefined) {
+        const ms = lat / 1000;
+        live.push({ ts, metric: PERSEUS_LIVE_LATENCY, min: ms, max: ms, mean: ms, last: ms, count: n });
+      }
+      if (tp !== undefined) live.push({ ts, metric: PERSEUS_LIVE_THROUGHPUT, min: tp, max: tp, mean: tp, last: tp, count: n });
+      if (want !== undefined) for (const r of live) w.add(r);
+      else lowestRows.push(...live);
+    }
     if (perDisk) {
       if (lat !== undefined) one(`disk${disk}_latency_mean_us`, lat);
       if (lmax !== undefined) one(`disk${disk}_latency_max_us`, lmax);
@@ -285,13 +344,25 @@ export async function importPerseus(store: TimeSeriesStore | undefined, file: st
     }
   }
   if (!idx) throw new Error(`${file}: empty file`);
+  const hostDisks = [...disks].sort((x, y) => Number(x) - Number(y) || x.localeCompare(y));
+  if (want !== undefined && !wantSeen) {
+    const where = opts.cluster !== undefined ? `cluster ${opts.cluster} host ${host}` : `host ${host}`;
+    throw new Error(hostDisks.length
+      ? `${file}: ${where} has no disk ${want}; its disks are ${hostDisks.join(', ')}`
+      : `${file}: ${where} is not in the file (no rows), so it has no disk ${want}`);
+  }
+  for (const r of lowestRows) w.add(r);
   for (const ts of [...agg.keys()].sort((x, y) => x - y)) {
     const a = agg.get(ts)!;
     if (a.nLat) w.add({ ts, metric: 'disk_latency_mean_us', min: a.latMin, max: a.latMax, mean: a.latSum / a.nLat, last: a.latSum / a.nLat, count: a.nLat });
     if (a.nMax) w.add({ ts, metric: 'disk_latency_max_us', min: a.maxMax, max: a.maxMax, mean: a.maxMax, last: a.maxMax, count: a.nMax });
     if (a.nTp) w.add({ ts, metric: 'disk_throughput_bps', min: a.tp, max: a.tp, mean: a.tp, last: a.tp, count: a.nTp });
   }
-  return w.report('perseus', file, read, selected, MINUTE_MS);
+  const r = w.report('perseus', file, read, selected, MINUTE_MS);
+  const mappedDisk = want ?? lowest;
+  if (mappedDisk !== undefined) r.mappedDisk = hostDisks.find((d) => Number(d) === Number(mappedDisk)) ?? mappedDisk;
+  r.disks = hostDisks;
+  return r;
 }
 
 /** Imports one Backblaze drive (by serial number) as daily SMART points. */
