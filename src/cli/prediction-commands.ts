@@ -1,13 +1,16 @@
 // `presage eval`, `presage train`, `presage score`: offline evaluation on the shared data,
 // rebuilding the default model, and reading Failure Scores from the orchestrator.
 
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
+import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { statSync } from 'node:fs';
 import { FAILURE_MODES, type FailureScoreReport } from '../api/types.ts';
 import { ApiError, httpJson } from '../api/http.ts';
 import { runEvaluation } from '../prediction/evaluate.ts';
 import { trainDefaultBundle } from '../prediction/train.ts';
+import { evalJson, evalMarkdown, runLiveEvaluation } from '../prediction/live-eval-run.ts';
+import { parseDuration } from '../server/telemetry.ts';
 import { saveBundle } from '../prediction/model-bundle.ts';
 import { action, apiFor, intArg, isTty, orchestratorOption, orchestratorUrl, printJson } from './common.ts';
 import { colour, table } from './table.ts';
@@ -49,34 +52,73 @@ async function withRetrainBar<T>(api: OrchestratorClient, work: Promise<T>): Pro
   }
 }
 
+/** A duration option ("10m", "1d") within [min, max] ms. */
+export function durationArg(name: string, min: number, max: number) {
+  return (text: string): number => {
+    let ms = NaN;
+    try {
+      ms = parseDuration(text);
+    } catch {
+      // reported below
+    }
+    if (!(ms >= min && ms <= max)) throw new InvalidArgumentError(`${name} must be a duration between ${min / 60_000} min and ${max / 86_400_000} d (e.g. 10m, 1h, 1d)`);
+    return ms;
+  };
+}
+
 const fmt = (v: number | null | undefined, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
 
 export function registerPredictionCommands(program: Command): void {
   registerModelCommands(program);
   program
     .command('eval')
-    .description('evaluate the failure predictor on a real dataset (Backblaze, Perseus, Alibaba) and write a Markdown report')
-    .requiredOption('--dataset <file>', 'a .csv.gz from ../shared/data (backblaze_2013*, backblaze_2019*, perseus*, alibaba*)')
-    .option('--out <file>', 'write the Markdown report here (default: print it)')
-    .option('--seed <n>', 'split seed', intArg('--seed', 0, 2 ** 31 - 1), 1)
+    .description('score a dataset with a model bundle through the live path (real TimeSeriesStore, FailureScorer.score(), the peer reference servers use) and report recall, false alarms, lead time and AUC against baselines; nothing is trained')
+    .requiredOption('--dataset <path>', 'Backblaze or Perseus .csv.gz (e.g. ../shared/data/backblaze_2013_dev.csv.gz), recognised by its header; or a folder of server telemetry exports (<unit>.csv from GET /v1/metrics/export) with --labels')
+    .option('--model <file>', 'model bundle to evaluate (default: the bundled default model servers start with)')
+    .option('--cadence <duration>', 'how often daily SMART rows are streamed as readings (Backblaze; e.g. 10m, 1h, 1d)', durationArg('--cadence', 60_000, 86_400_000), 600_000)
+    .option('--score-every <duration>', 'time between scores for minute-level data (Perseus, generic)', durationArg('--score-every', 60_000, 86_400_000), 600_000)
+    .option('--split <which>', '"test": when the bundle was trained on this Backblaze file, score only its held-out test drives; "all": every unit', 'test')
+    .option('--labels <file>', 'generic format: CSV unit,failed_at,group (failed_at an ISO time or empty)')
+    .option('--out <file>', 'also write the Markdown report here')
     .option('--max-rows <n>', 'read only the first N rows (smoke runs)', intArg('--max-rows', 1, Number.MAX_SAFE_INTEGER))
-    .option('--json', 'print the headline metrics as JSON')
-    .action(action(async (opts: { dataset: string; out?: string; seed: number; maxRows?: number; json?: boolean }) => {
+    .option('--json', 'print { units, failed, auc, thresholds: { "70": { recall, far, medianLeadDays }, "50": … }, recallAtFar: { "0.01", "0.001" }, baselines, ci, … }')
+    .option('--retrain-splits', 'instead: the research protocol that trains candidate models on splits of the file and reports them (the old offline evaluation)')
+    .option('--seed <n>', 'with --retrain-splits: split seed', intArg('--seed', 0, 2 ** 31 - 1), 1)
+    .action(action(async (opts: { dataset: string; model?: string; cadence: number; scoreEvery: number; split: string; labels?: string; out?: string; maxRows?: number; json?: boolean; retrainSplits?: boolean; seed: number }) => {
       const t0 = Date.now();
-      const report = await runEvaluation({
-        dataset: resolve(opts.dataset),
-        out: opts.out ? resolve(opts.out) : undefined,
-        seed: opts.seed,
-        maxRows: opts.maxRows,
-        log: (m) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${m}\n`),
-      });
-      if (opts.json) return printJson({ dataset: report.dataset, kind: report.kind, seed: report.seed, seconds: report.seconds, metrics: report.metrics });
-      if (opts.out) {
-        process.stdout.write(`wrote ${opts.out} (${report.kind}, ${report.seconds.toFixed(1)} s)\n`);
-        for (const [k, v] of Object.entries(report.metrics)) process.stdout.write(`  ${k}: ${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(4) : v}\n`);
-      } else {
-        process.stdout.write(report.markdown + '\n');
+      if (opts.retrainSplits) {
+        const report = await runEvaluation({
+          dataset: resolve(opts.dataset),
+          out: opts.out ? resolve(opts.out) : undefined,
+          seed: opts.seed,
+          maxRows: opts.maxRows,
+          log: (m) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${m}\n`),
+        });
+        if (opts.json) return printJson({ dataset: report.dataset, kind: report.kind, seed: report.seed, seconds: report.seconds, metrics: report.metrics });
+        if (opts.out) {
+          process.stdout.write(`wrote ${opts.out} (${report.kind}, ${report.seconds.toFixed(1)} s)\n`);
+          for (const [k, v] of Object.entries(report.metrics)) process.stdout.write(`  ${k}: ${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(4) : v}\n`);
+        } else {
+          process.stdout.write(report.markdown + '\n');
+        }
+        return;
       }
+      if (opts.split !== 'test' && opts.split !== 'all') throw new InvalidArgumentError('--split must be "test" or "all"');
+      const bar = new StageProgress();
+      let result;
+      try {
+        result = await runLiveEvaluation({
+          dataset: resolve(opts.dataset), model: opts.model ? resolve(opts.model) : undefined, cadenceMs: opts.cadence, scoreEveryMs: opts.scoreEvery,
+          split: opts.split, labels: opts.labels ? resolve(opts.labels) : undefined, maxRows: opts.maxRows,
+          progress: (stage, done, total) => bar.update(stage === 'scoring' ? `scoring ${done}/${total} groups` : stage, total ? done / total : 0),
+        });
+      } finally {
+        bar.stop();
+      }
+      const md = evalMarkdown(result);
+      if (opts.out) await writeFile(resolve(opts.out), md);
+      if (opts.json) return printJson(evalJson(result));
+      process.stdout.write(md);
     }));
 
   program

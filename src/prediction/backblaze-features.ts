@@ -113,6 +113,17 @@ export function driveDayRows(drives: DriveHistory[], feats: Map<string, DriveFea
   return { x: { nRows: n, nCols: m, data }, y, drives: out };
 }
 
+/**
+ * Features kept out of the disk model because they measure how the drive was *collected*, not
+ * its health (docs/prediction.md, "Which SMART features are sound"): the 1- and 7-day change and
+ * the 7-day slope of power-on hours (SMART 9) are ≈ 24 h a day on every drive that reports daily,
+ * and lower on drives that were powered off or missed days; on the 2013 training days their AUC
+ * is 0.40–0.43 (*below* chance: failing drives had fewer recorded hours, an operations
+ * artefact), and a live server reading SMART every 10 minutes always sees 24 h a day. The level
+ * (age) stays.
+ */
+export const DISK_EXCLUDED_FEATURES: readonly string[] = ['smart_9_delta1', 'smart_9_delta7', 'smart_9_slope7'];
+
 /** Indices of the feature columns that carry any value in these drives (2013 fills only a few SMART ids). */
 export function filledColumns(drives: DriveHistory[], feats: Map<string, DriveFeatures>): number[] {
   const M = BACKBLAZE_FEATURE_NAMES.length;
@@ -122,5 +133,5 @@ export function filledColumns(drives: DriveHistory[], feats: Map<string, DriveFe
     if (!f) throw new Error(`filledColumns: no features for drive ${d.serial}`);
     for (let i = 0; i < f.nRows; i++) for (let c = 0; c < M; c++) if (!has[c] && !Number.isNaN(f.data[i * M + c])) has[c] = 1;
   }
-  return [...has.keys()].filter((c) => has[c]);
+  return [...has.keys()].filter((c) => has[c] && !DISK_EXCLUDED_FEATURES.includes(BACKBLAZE_FEATURE_NAMES[c]));
 }

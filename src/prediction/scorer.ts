@@ -32,12 +32,21 @@ export interface ScoreInputs {
   topFeatures?: number;
 }
 
-/** Score points of a probability for one mode: 0 → 0, base → 10, warn → 50, act → 70, 1 → 100, log-linear between. */
+/**
+ * Score points of a probability for one mode: 0 → 0, base → 10, warn → 50, act → 70, piecewise
+ * linear in log p up to act; above act the score rises with the odds, 100 − 30·(odds(act)/odds(p))^¼,
+ * so it keeps ranking up to 100 (16× the act odds → 85, 256× → 92.5, 65 536× → 98.1) instead of
+ * compressing everything past act into a few tenths below 100.
+ */
 export function modeScore(p: number, a: ScoreAnchors): number {
   if (!(p > 0)) return 0;
   if (p >= 1) return 100;
   if (p <= a.base) return (10 * p) / a.base;
-  const pts: [number, number][] = [[a.base, 10], [a.warn, WARN_SCORE], [a.act, ACT_SCORE], [1, 100]];
+  if (p > a.act) {
+    const oddsRatio = (a.act / (1 - a.act)) / (p / (1 - p));
+    return 100 - (100 - ACT_SCORE) * Math.pow(oddsRatio, 0.25);
+  }
+  const pts: [number, number][] = [[a.base, 10], [a.warn, WARN_SCORE], [a.act, ACT_SCORE]];
   for (let i = 1; i < pts.length; i++) {
     const [p1, s1] = pts[i];
     if (p <= p1) {
@@ -45,7 +54,7 @@ export function modeScore(p: number, a: ScoreAnchors): number {
       return s0 + ((s1 - s0) * (Math.log(p) - Math.log(p0))) / (Math.log(p1) - Math.log(p0));
     }
   }
-  return 100;
+  return ACT_SCORE;
 }
 
 export function levelOf(score: number): FailureScoreReport['level'] {

@@ -21,8 +21,10 @@ import { DISK_HORIZON_DAYS, type DriveDayRows } from './backblaze-features.ts';
 import { rocAuc, thresholdForFalseAlarmRate, confusionAt } from './metrics.ts';
 import { median } from './features.ts';
 import { backblazeSplits, diskGbdtParams, hashUnit } from './evaluate.ts';
-import { FAIL_SLOW_FEATURE_NAMES, FAIL_SLOW_WINDOW_MIN, NETWORK_FEATURE_NAMES, SOFTWARE_FEATURE_NAMES, failSlowWindowFeatures } from './online-features.ts';
-import { BUNDLE_FORMAT, validateBundle, type GbdtModeModel, type ModeValidation, type ModelBundle, type RuleModeModel, type ScoreAnchors } from './model-bundle.ts';
+import { FAIL_SLOW_FEATURE_NAMES, FAIL_SLOW_WINDOW_MIN, NETWORK_FEATURE_NAMES, SOFTWARE_FEATURE_NAMES, failSlowWindowFeatures, failSlowWindowStart, FAIL_SLOW_MIN_POINTS, peerReference } from './online-features.ts';
+import { SCORE_EVERY_MS, scoreTicks } from './live-datasets.ts';
+import { fitLogistic, linearPredictor } from './logistic.ts';
+import { BUNDLE_FORMAT, validateBundle, type GbdtModeModel, type ModeValidation, type ModelBundle, type RuleModeModel, type RuleTerm, type ScoreAnchors } from './model-bundle.ts';
 
 export type Progress = (stage: string, fraction: number) => void;
 
@@ -170,8 +172,9 @@ export interface SlowWindows {
 }
 
 /**
- * Cuts every drive's recording into 60-minute windows (by clock hour) and computes the
- * fail-slow features of each against the other drives of its host, minute by minute.
+ * Cuts every drive's recording into the 60-minute windows a live server would score (one every
+ * SCORE_EVERY_MS) and computes the fail-slow features of each against peerReference of the other
+ * drives of its host over the same window (fewer than FAIL_SLOW_MIN_POINTS minutes: no row, as live).
  */
 export function perseusWindows(drives: PerseusDrive[]): SlowWindows {
   const rows: number[] = [];
@@ -199,52 +202,70 @@ export function perseusWindows(drives: PerseusDrive[]): SlowWindows {
     const lat = grid((d) => d.latencyMean);
     const tp = grid((d) => d.throughput);
     const D = ds.length;
-    // Reference per drive and minute: median and MAD of the *other* drives that minute.
-    const ref = ds.map(() => ({ lm: new Float64Array(T), ld: new Float64Array(T), tm: new Float64Array(T), td: new Float64Array(T) }));
-    const others = new Float64Array(D - 1);
-    const statOf = (src: Float64Array[], t: number, j: number): [number, number] => {
-      let k = 0;
-      for (let q = 0; q < D; q++) if (q !== j) others[k++] = src[q][t];
-      const m = median(others);
-      return [m, median(Array.from(others, (v) => Math.abs(v - m)))];
-    };
-    for (let t = 0; t < T; t++) {
+    // Windows: the ones a live server scores — every SCORE_EVERY_MS, the FAIL_SLOW_WINDOW_MIN
+    // minutes ending then (scoreTicks, shared with eval and replay), half of them at least filled.
+    // The reference of each drive is peerReference over the other drives of the host in the same
+    // window: the definition servers use for their peer group (src/prediction/online-features.ts).
+    for (const tick of scoreTicks(ts.map((t) => t * 1000), SCORE_EVERY_MS)) {
+      const lo = lowerBound(ts, failSlowWindowStart(tick) / 1000);
+      const hi = lowerBound(ts, tick / 1000 + 1e-9);
+      if (hi - lo < FAIL_SLOW_MIN_POINTS) continue;
+      const sl = (a: Float64Array) => a.subarray(lo, hi);
       for (let j = 0; j < D; j++) {
-        [ref[j].lm[t], ref[j].ld[t]] = statOf(lat, t, j);
-        [ref[j].tm[t], ref[j].td[t]] = statOf(tp, t, j);
-      }
-    }
-    // Windows: consecutive minutes within one clock hour (Perseus ts are seconds).
-    let w0 = 0;
-    while (w0 < T) {
-      const hour = Math.floor(ts[w0] / 3600);
-      let w1 = w0;
-      while (w1 < T && Math.floor(ts[w1] / 3600) === hour && w1 - w0 < FAIL_SLOW_WINDOW_MIN) w1++;
-      for (let j = 0; j < D; j++) {
-        const sl = (a: Float64Array) => a.subarray(w0, w1);
-        const f = failSlowWindowFeatures(sl(lat[j]), sl(tp[j]), { latMedian: sl(ref[j].lm), latMad: sl(ref[j].ld), tpMedian: sl(ref[j].tm), tpMad: sl(ref[j].td) });
+        const others = (src: Float64Array[]) => src.filter((_, q) => q !== j).map(sl);
+        const rl = peerReference(others(lat));
+        const rt = peerReference(others(tp));
+        if (!Number.isFinite(rl.median)) continue;
+        const f = failSlowWindowFeatures(sl(lat[j]), sl(tp[j]), { latMedian: rl.median, latMad: rl.mad, tpMedian: rt.median, tpMad: rt.mad });
         if (Number.isNaN(f[0])) continue;
         for (let c = 0; c < F; c++) rows.push(f[c]);
         ys.push(ds[j].slow ? 1 : 0);
         hosts.push(host);
         ids.push(`${host}/${ds[j].disk}`);
       }
-      w0 = w1;
     }
   }
   return { x: { nRows: ys.length, nCols: F, data: Float64Array.from(rows) }, y: Uint8Array.from(ys), host: Int32Array.from(hosts), drive: ids };
 }
 
-function subset(w: SlowWindows, keep: (i: number) => boolean): { x: FeatureMatrix; y: Uint8Array; idx: number[] } {
-  const idx: number[] = [];
-  for (let i = 0; i < w.y.length; i++) if (keep(i)) idx.push(i);
-  const F = w.x.nCols;
-  const data = new Float64Array(idx.length * F);
-  idx.forEach((r, k) => data.set(w.x.data.subarray(r * F, r * F + F), k * F));
-  return { x: { nRows: idx.length, nCols: F, data }, y: Uint8Array.from(idx, (r) => w.y[r]), idx };
+function lowerBound(a: ArrayLike<number>, x: number): number {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (a[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
-export async function trainFailSlowMode(path: string, opts: { seed: number; maxRows?: number; gbdt?: Partial<GbdtParams>; log: (m: string) => void; progress?: Progress }): Promise<ModeTrainResult<GbdtModeModel>> {
+/**
+ * The fail-slow model's evidence terms (hinges: no evidence below the reference, growing
+ * without bound above it): latency against the peers as a ratio (decades), as a robust z, and
+ * the share of the window's minutes more than 3 robust SDs above the peers.
+ */
+export const FAIL_SLOW_TERMS: Omit<RuleTerm, 'weight'>[] = [
+  { feature: 'fs_lat_ratio_median', transform: 'log10ratio', ref: 1 },
+  { feature: 'fs_lat_dev_median', transform: 'linear', ref: 0, scale: 1 },
+  { feature: 'fs_lat_dev_frac3', transform: 'linear', ref: 0, scale: 0.1 },
+];
+
+/** The hinge value of one term (RuleTerm semantics, the scorer's ruleProbability). */
+export function termValue(t: Omit<RuleTerm, 'weight'>, x: number): number {
+  if (Number.isNaN(x)) return 0;
+  const u = t.transform === 'log10ratio' ? (x > 0 ? Math.log10(x / t.ref) : 0) : (x - t.ref) / t.scale!;
+  return Math.max(0, u);
+}
+
+function termMatrix(w: { x: FeatureMatrix }, idx: number[]): Float64Array {
+  const d = FAIL_SLOW_TERMS.length;
+  const cols = FAIL_SLOW_TERMS.map((t) => (FAIL_SLOW_FEATURE_NAMES as readonly string[]).indexOf(t.feature));
+  const out = new Float64Array(idx.length * d);
+  idx.forEach((r, k) => cols.forEach((c, j) => (out[k * d + j] = termValue(FAIL_SLOW_TERMS[j], w.x.data[r * w.x.nCols + c]))));
+  return out;
+}
+
+export async function trainFailSlowMode(path: string, opts: { seed: number; maxRows?: number; gbdt?: Partial<GbdtParams>; log: (m: string) => void; progress?: Progress }): Promise<ModeTrainResult<RuleModeModel>> {
   const t0 = Date.now();
   const { seed, log } = opts;
   opts.progress?.('fail-slow: loading Perseus', 0);
@@ -263,29 +284,32 @@ export async function trainFailSlowMode(path: string, opts: { seed: number; maxR
   let s = 0;
   let h = 0;
   for (const host of hostList) fold.set(host, slowHosts.has(host) ? s++ % 2 : h++ % 2);
-  const params: Partial<GbdtParams> = {
-    nTrees: 40, maxDepth: 2, learningRate: 0.1, minChildWeight: 5, lambda: 5, earlyStoppingRounds: 0, seed, ...opts.gbdt,
+  const d = FAIL_SLOW_TERMS.length;
+  const all = Array.from(w.y, (_, i) => i);
+  const X = termMatrix(w, all);
+  // Balanced classes: each class weighs the same in the loss.
+  const fitOn = (idx: number[]) => {
+    const p = idx.reduce((a, r) => a + w.y[r], 0);
+    const rw = Float64Array.from(idx, (r) => (w.y[r] ? (idx.length - p) / Math.max(p, 1) : 1));
+    const x = new Float64Array(idx.length * d);
+    idx.forEach((r, k) => x.set(X.subarray(r * d, r * d + d), k * d));
+    return fitLogistic(x, idx.length, d, Uint8Array.from(idx, (r) => w.y[r]), { rowWeight: rw, l2: 1e-3 });
   };
-  const weight = (y: Uint8Array) => {
-    const p = y.reduce((a, v) => a + v, 0);
-    return p > 0 ? (y.length - p) / p : 1;
-  };
-  const oof = new Float64Array(w.y.length).fill(NaN);
+  const oofZ = new Float64Array(w.y.length).fill(NaN);
   for (const k of [0, 1]) {
-    const train = subset(w, (i) => fold.get(w.host[i]) !== k);
-    const test = subset(w, (i) => fold.get(w.host[i]) === k);
-    if (train.y.reduce((a, v) => a + v, 0) === 0) {
-      test.idx.forEach((r) => (oof[r] = 0));
-      continue;
-    }
-    const m = GradientBoostedTrees.train(train.x, train.y, { featureNames: [...FAIL_SLOW_FEATURE_NAMES], params: { ...params, positiveWeight: weight(train.y) } });
-    const p = m.predictProbaBatch(test.x);
-    test.idx.forEach((r, q) => (oof[r] = p[q]));
+    const trainIdx = all.filter((i) => fold.get(w.host[i]) !== k);
+    const testIdx = all.filter((i) => fold.get(w.host[i]) === k);
+    const fit = fitOn(trainIdx);
+    for (const r of testIdx) oofZ[r] = linearPredictor(fit, X.subarray(r * d, r * d + d));
     opts.progress?.('fail-slow: folds', 0.4 + 0.25 * (k + 1));
   }
-  const final = GradientBoostedTrees.train(w.x, w.y, { featureNames: [...FAIL_SLOW_FEATURE_NAMES], params: { ...params, positiveWeight: weight(w.y) } });
-  const cal = fitCalibrator(oof, w.y, { method: 'platt' });
-  const cOof = Float64Array.from(oof, (p) => cal.predict(p));
+  const final = fitOn(all);
+  // Calibration: a logistic map of the out-of-fold linear predictor onto the outcome (Platt on
+  // the logit), folded into the final weights; it must keep the slope positive (monotone).
+  const cal = fitLogistic(oofZ, oofZ.length, 1, w.y, { l2: 0, nonNegative: false });
+  const a = cal.weights[0];
+  if (!(a > 0)) throw new Error(`fail-slow: calibration slope ${a} is not positive: the terms do not separate slow drives`);
+  const cOof = Float64Array.from(oofZ, (z) => sigmoid(a * z + cal.intercept));
   const neg = Array.from(cOof).filter((_, i) => w.y[i] === 0);
   const thr = thresholdForFalseAlarmRate(neg, 0.01);
   const conf = confusionAt(cOof, w.y, thr);
@@ -298,23 +322,35 @@ export async function trainFailSlowMode(path: string, opts: { seed: number; maxR
     unit: `${FAIL_SLOW_WINDOW_MIN}-minute drive window`,
     positives: nPos,
     negatives: w.y.length - nPos,
-    protocol: `Perseus cluster A (dev split), 2 folds grouped by host (each fold holds one of the ${slowHosts.size} hosts with a slow drive): out-of-fold scores. The Platt calibrator is fitted on those same out-of-fold scores, so the Brier is optimistic, and with ${slowHosts.size} slow drives every number here rests on two drives.`,
+    protocol: `Perseus cluster A (dev split), 2 folds grouped by host (each fold holds one of the ${slowHosts.size} hosts with a slow drive): out-of-fold scores. The calibration is fitted on those same out-of-fold scores, so the Brier is optimistic, and with ${slowHosts.size} slow drives every number here rests on two drives.`,
   };
   opts.progress?.('fail-slow: done', 1);
-  const healthy = Array.from(cOof).filter((_, i) => w.y[i] === 0);
-  const modeModel: GbdtModeModel = {
-    kind: 'gbdt',
+  // Anchors as the disk mode sets them, per unit: a server is scored every few minutes for weeks,
+  // so what matters is how many healthy drives would *ever* alarm. act = the out-of-fold
+  // probability above which at most 0.5 % of healthy drives' hourly maxima lie (never below
+  // "more likely than not"), warn = 5 %, base = a typical healthy window.
+  const driveMax = new Map<string, { p: number; slow: boolean }>();
+  cOof.forEach((p, i) => {
+    const e = driveMax.get(w.drive[i]);
+    if (!e || p > e.p) driveMax.set(w.drive[i], { p, slow: w.y[i] === 1 });
+  });
+  const healthyMax = [...driveMax.values()].filter((e) => !e.slow).map((e) => e.p);
+  const anchors = orderedAnchors(quantile(neg, 0.95), Math.max(0.2, thresholdForFalseAlarmRate(healthyMax, 0.05)), Math.max(0.5, thresholdForFalseAlarmRate(healthyMax, 0.005)));
+  log(`fail-slow: anchors base ${anchors.base.toExponential(2)}, warn ${anchors.warn.toFixed(4)}, act ${anchors.act.toFixed(4)}`);
+  const terms: RuleTerm[] = FAIL_SLOW_TERMS.map((t, j) => ({ ...t, weight: a * final.weights[j] }));
+  log(`fail-slow: weights ${terms.map((t) => `${t.feature}=${t.weight.toFixed(3)}`).join(', ')}`);
+  const modeModel: RuleModeModel = {
+    kind: 'rule',
     horizon: '1h',
     features: [...FAIL_SLOW_FEATURE_NAMES],
     reference: healthyReference(w.x, w.y),
-    // warn/act are fixed probabilities: "1 in 5" and "more likely than not" that the server is fail-slow over the hour.
-    anchors: orderedAnchors(quantile(healthy, 0.95), 0.2, 0.5),
+    anchors,
     validated: true,
-    notes: 'P(the server is fail-slow over the next hour): detection of a persistently slow drive (Perseus labels are per drive with no onset time, so this detects, it does not foresee). Features are unitless: latency in robust z against the reference, latency/reference ratio, throughput z, latency–throughput correlation (no max/mean latency: its live analogue is a different number). In training the reference is the other drives of the host each minute; live it is the fleet (peers) when given, else the server\'s own previous 24 h — a substitution not validated on data. Trained on two slow drives out of 360.',
-    gbdt: final.toJSON(),
-    calibrator: cal.toJSON(),
+    notes: 'P(the server is fail-slow over the next hour): detection of a persistently slow drive (Perseus labels are per drive with no onset time, so this detects, it does not foresee). A logistic model with non-negative weights FITTED on Perseus windows over hinge terms of latency against the peers (ratio in decades, robust z, share of minutes above 3 robust SDs): monotone, and not capped below 1, so a drive far slower than its peers scores above a mildly slow one. The reference is peerReference: the other units of the peer group (training: the other drives of the host) pooled over the same window. Trained on two slow drives out of 360.',
+    intercept: a * final.intercept + cal.intercept,
+    terms,
   };
-  const tsAll = drives.flatMap((d) => [d.ts[0], d.ts[d.ts.length - 1]]);
+  const tsAll = drives.flatMap((dr) => [dr.ts[0], dr.ts[dr.ts.length - 1]]);
   return { model: modeModel, validation, rows: w.y.length, units: drives.length, timeRange: [Math.min(...tsAll) * 1000, Math.max(...tsAll) * 1000], seconds: (Date.now() - t0) / 1000 };
 }
 
