@@ -16,7 +16,11 @@ export const BACKBLAZE_FEATURE_NAMES: string[] = [
   ...BACKBLAZE_SMART.flatMap((s) => PER_ATTR.map((f) => `smart_${s}_${f}`)),
   'rule_any_positive',
   'rule_sum',
+  'defects_forecast7',
 ];
+
+/** Days ahead the grown-defect forecast looks (the disk mode's horizon). */
+export const DEFECT_FORECAST_DAYS = 7;
 
 export interface DriveFeatures {
   /** Row-major, BACKBLAZE_FEATURE_NAMES.length columns, one row per observed day. */
@@ -55,6 +59,7 @@ export function driveFeatures(d: DriveHistory): DriveFeatures {
     }
   }
   const rule = new Uint8Array(n);
+  const ruleSum = new Float64Array(n).fill(NaN);
   const ruleIdx = SMART_RULE_ATTRS.map((s) => BACKBLAZE_SMART.indexOf(s));
   for (let i = 0; i < n; i++) {
     let any = 0;
@@ -68,8 +73,20 @@ export function driveFeatures(d: DriveHistory): DriveFeatures {
       sum += x;
     }
     rule[i] = any;
-    data[i * m + m - 2] = seen ? any : NaN;
-    data[i * m + m - 1] = seen ? sum : NaN;
+    data[i * m + m - 3] = seen ? any : NaN;
+    data[i * m + m - 2] = seen ? sum : NaN;
+    ruleSum[i] = seen ? sum : NaN;
+  }
+  // The forecast: the grown defects (the rule sum) DEFECT_FORECAST_DAYS ahead minus today's, from
+  // a linear trend over the last 7 days' snapshots (docs/forecast-eval.md: on these sparse, step-like
+  // counters a damped/linear trend is what beats the naive forecast). ≥ 2 snapshots, floored at 0
+  // (defects do not heal).
+  let lo = 0;
+  for (let i = 0; i < n; i++) {
+    while (days[lo] <= days[i] - 7) lo++;
+    if (i - lo < 1) continue;
+    const slope = linearSlope(ruleSum.subarray(lo, i + 1), days.subarray(lo, i + 1));
+    if (Number.isFinite(slope)) data[i * m + m - 1] = Math.max(0, slope * DEFECT_FORECAST_DAYS);
   }
   return { data, nRows: n, rule };
 }
@@ -122,7 +139,7 @@ export function driveDayRows(drives: DriveHistory[], feats: Map<string, DriveFea
  * artefact), and a live server reading SMART every 10 minutes always sees 24 h a day. The level
  * (age) stays.
  */
-export const DISK_EXCLUDED_FEATURES: readonly string[] = ['smart_9_delta1', 'smart_9_delta7', 'smart_9_slope7'];
+export const DISK_EXCLUDED_FEATURES: readonly string[] = [];
 
 /** Indices of the feature columns that carry any value in these drives (2013 fills only a few SMART ids). */
 export function filledColumns(drives: DriveHistory[], feats: Map<string, DriveFeatures>): number[] {

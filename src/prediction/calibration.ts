@@ -286,7 +286,14 @@ export function reliability(probs: ArrayLike<number>, labels: ArrayLike<number>,
   if (binning === 'uniform') {
     for (let i = 0; i < n; i++) binOf[i] = Math.min(nBins - 1, Math.max(0, Math.floor(probs[i] * nBins)));
   } else {
-    order.forEach((i, rank) => (binOf[i] = Math.min(nBins - 1, Math.floor((rank * nBins) / n))));
+    // Equal-count bins that never split a tie: every row with the same probability takes the bin
+    // of the first of them (a model that gives one value to most rows would otherwise have that
+    // value cut into bins by an arbitrary order, e.g. drive by drive).
+    let firstRank = 0;
+    order.forEach((i, rank) => {
+      if (rank > 0 && probs[i] !== probs[order[rank - 1]]) firstRank = rank;
+      binOf[i] = Math.min(nBins - 1, Math.floor((firstRank * nBins) / n));
+    });
   }
   const cnt = new Float64Array(nBins);
   const sp = new Float64Array(nBins);

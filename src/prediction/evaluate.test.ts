@@ -64,7 +64,7 @@ test('drive-day rows: labels within the horizon, only filled columns, every driv
   const feats = new Map(drives.map((d) => [d.serial, driveFeatures(d)]));
   const cols = filledColumns(drives, feats);
   const names = cols.map((c) => BACKBLAZE_FEATURE_NAMES[c]);
-  assert.deepEqual(names, ['smart_5_level', 'smart_5_delta1', 'smart_5_delta7', 'smart_5_ewma03', 'smart_5_slope7', 'rule_any_positive', 'rule_sum']);
+  assert.deepEqual(names, ['smart_5_level', 'smart_5_delta1', 'smart_5_delta7', 'smart_5_ewma03', 'smart_5_slope7', 'rule_any_positive', 'rule_sum', 'defects_forecast7']);
   const rows = driveDayRows(drives.slice(0, 2), feats, cols);
   assert.equal(rows.x.nRows, 20);
   assert.equal(rows.x.nCols, cols.length);

@@ -14,7 +14,10 @@ test('the bundled default model is valid, modest in size, and honest about its h
   assert.equal(b.format, 'presage-model/1');
   assert.ok((await stat(DEFAULT_MODEL_PATH)).size < 2 * 1024 * 1024);
   assert.equal(b.modes.disk.kind, 'gbdt');
-  assert.equal(b.modes['fail-slow'].kind, 'gbdt');
+  // Fail-slow is a fitted monotone logistic (kind 'rule', but validated and not heuristic).
+  assert.equal(b.modes['fail-slow'].kind, 'rule');
+  assert.equal(b.modes['fail-slow'].validated, true);
+  assert.doesNotMatch(b.modes['fail-slow'].notes, /HEURISTIC/);
   assert.equal(b.modes.disk.validated, true);
   for (const m of ['network', 'software'] as const) {
     assert.equal(b.modes[m].kind, 'rule');
@@ -53,7 +56,7 @@ test('schema validation names the bad field', async () => {
     ['horizon', (b) => (b.modes.disk.horizon = 'a week'), /modes\.disk\.horizon must look like/],
     ['anchors order', (b) => (b.modes.software.anchors.warn = 0.9), /modes\.software\.anchors must satisfy/],
     ['reference length', (b) => b.modes.disk.reference.pop(), /modes\.disk\.reference must be/],
-    ['gbdt', (b) => (b.modes['fail-slow'].gbdt.format = 'pickle'), /modes\.fail-slow\.gbdt is not a valid GBDT/],
+    ['gbdt', (b) => (b.modes.disk.gbdt.format = 'pickle'), /modes\.disk\.gbdt is not a valid GBDT/],
     ['feature count', (b) => b.modes.disk.features.push('extra'), /modes\.disk\.(reference|gbdt)/],
     ['calibrator', (b) => (b.modes.disk.calibrator = { kind: 'magic' }), /modes\.disk\.calibrator is not a valid calibrator/],
     ['rule term feature', (b) => (b.modes.network.terms[0].feature = 'nope'), /modes\.network\.terms\[0\]\.feature 'nope' is not among/],

@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { GradientBoostedTrees, type FeatureMatrix, type GbdtParams } from './gbdt.ts';
-import { fitCalibrator, brierScore, type Calibrator } from './calibration.ts';
+import { fitCalibrator, brierScore, reliability, type Calibrator } from './calibration.ts';
 import { loadBackblazeDrives, loadPerseusDrives, type PerseusDrive } from './datasets.ts';
 import { DISK_HORIZON_DAYS, type DriveDayRows } from './backblaze-features.ts';
 import { rocAuc, thresholdForFalseAlarmRate, confusionAt } from './metrics.ts';
@@ -96,7 +96,81 @@ function perDriveMax(ranges: DriveDayRows['drives'], p: Float64Array): { score: 
   return { score, label };
 }
 
-export async function trainDiskMode(path: string, opts: { seed: number; maxRows?: number; gbdt?: Partial<GbdtParams>; log: (m: string) => void; progress?: Progress }): Promise<ModeTrainResult<GbdtModeModel>> {
+/** Hinge terms of the monotone disk candidates (grown defects only: the signals that mean wear). */
+export const DISK_TERMS: Omit<RuleTerm, 'weight'>[] = [
+  { feature: 'smart_5_level', transform: 'log10ratio', ref: 1 },
+  { feature: 'smart_197_level', transform: 'log10ratio', ref: 1 },
+  { feature: 'rule_sum', transform: 'log10ratio', ref: 1 },
+  { feature: 'smart_5_delta7', transform: 'log10ratio', ref: 1 },
+  { feature: 'smart_197_delta7', transform: 'log10ratio', ref: 1 },
+  { feature: 'defects_forecast7', transform: 'log10ratio', ref: 1 },
+];
+
+/** Observed rate within `factor` of the predicted one, or within 3 binomial SDs of it (small bins). */
+export function withinFactor(observed: number, predicted: number, factor: number, n: number): boolean {
+  const sd = Math.sqrt(Math.max(predicted * (1 - predicted), 1e-12) / n);
+  return Math.abs(observed - predicted) <= 3 * sd + 2e-4 || (observed <= predicted * factor && observed >= predicted / factor);
+}
+
+interface DiskCandidate {
+  name: string;
+  cVa: Float64Array;
+  cTe: Float64Array;
+  rule?: { intercept: number; terms: RuleTerm[] };
+}
+
+function hingeRows(rows: DriveDayRows, names: string[], terms: Omit<RuleTerm, 'weight'>[]): Float64Array {
+  const cols = terms.map((t) => names.indexOf(t.feature));
+  const d = terms.length;
+  const out = new Float64Array(rows.x.nRows * d);
+  for (let r = 0; r < rows.x.nRows; r++) for (let j = 0; j < d; j++) out[r * d + j] = cols[j] < 0 ? 0 : termValue(terms[j], rows.x.data[r * rows.x.nCols + cols[j]]);
+  return out;
+}
+
+function diskLogistic(name: string, terms0: Omit<RuleTerm, 'weight'>[], names: string[], tr: DriveDayRows, va: DriveDayRows, te: DriveDayRows): DiskCandidate {
+  const terms = terms0.filter((t) => names.includes(t.feature));
+  const d = terms.length;
+  // Unweighted maximum likelihood: the probabilities stay calibrated where there is no evidence
+  // (class weights shift the intercept, and a Platt rescale cannot undo that bin by bin).
+  const fit = fitLogistic(hingeRows(tr, names, terms), tr.y.length, d, tr.y, { l2: 1e-2 });
+  const z = (rows: DriveDayRows) => {
+    const X = hingeRows(rows, names, terms);
+    return Float64Array.from({ length: rows.y.length }, (_, r) => linearPredictor(fit, X.subarray(r * d, r * d + d)));
+  };
+  const zVa = z(va);
+  const cal = fitLogistic(zVa, zVa.length, 1, va.y, { l2: 0, nonNegative: false });
+  const a = Math.max(cal.weights[0], 1e-6);
+  const zTe = z(te);
+  return {
+    name,
+    cVa: Float64Array.from(zVa, (v) => sigmoid(a * v + cal.intercept)),
+    cTe: Float64Array.from(zTe, (v) => sigmoid(a * v + cal.intercept)),
+    rule: { intercept: a * fit.intercept + cal.intercept, terms: terms.map((t, j) => ({ ...t, weight: a * fit.weights[j] })) },
+  };
+}
+
+function judgeDisk(c: DiskCandidate, va: DriveDayRows, te: DriveDayRows): { vaRecall: number; teAuc: number; teRecall: number; teLead: number | null } {
+  const dVa = perDriveMax(va.drives, c.cVa);
+  const thr = thresholdForFalseAlarmRate(dVa.score.filter((_, i) => dVa.label[i] === 0), 0.01);
+  const dTe = perDriveMax(te.drives, c.cTe);
+  const leads: number[] = [];
+  for (const r of te.drives) {
+    if (!r.drive.failed) continue;
+    for (let i = r.start; i < r.end; i++) if (c.cTe[i] > thr) {
+      leads.push(r.drive.failDay - r.drive.days[i - r.start]);
+      break;
+    }
+  }
+  leads.sort((x, y) => x - y);
+  return {
+    vaRecall: confusionAt(dVa.score, dVa.label, thr).recall,
+    teAuc: rocAuc(dTe.score, dTe.label),
+    teRecall: confusionAt(dTe.score, dTe.label, thr).recall,
+    teLead: leads.length ? leads[leads.length >> 1] : null,
+  };
+}
+
+export async function trainDiskMode(path: string, opts: { seed: number; maxRows?: number; gbdt?: Partial<GbdtParams>; log: (m: string) => void; progress?: Progress }): Promise<ModeTrainResult<GbdtModeModel | RuleModeModel>> {
   const t0 = Date.now();
   const { seed, log } = opts;
   opts.progress?.('disk: loading Backblaze', 0);
@@ -115,11 +189,30 @@ export async function trainDiskMode(path: string, opts: { seed: number; maxRows?
     onRound: (r) => opts.progress?.('disk: boosting', Math.min(1, (r + 1) / nTrees)),
   });
   log(`disk: ${model.nTrees} trees on ${tr.x.nRows} rows × ${names.length} features`);
-  const pVa = model.predictProbaBatch(va.x);
-  const cal: Calibrator = fitCalibrator(pVa, va.y, { method: 'platt' });
-  const cVa = Float64Array.from(pVa, (p) => cal.predict(p));
-  const pTe = model.predictProbaBatch(te.x);
-  const cTe = Float64Array.from(pTe, (p) => cal.predict(p));
+  const gbdtVa = model.predictProbaBatch(va.x);
+  const gcal: Calibrator = fitCalibrator(gbdtVa, va.y, { method: 'platt' });
+  const gbdtTe = model.predictProbaBatch(te.x);
+  // Candidates: the GBDT, and monotone logistic models over grown-defect hinge terms with and
+  // without the forecast term (docs/prediction.md "Forecast-driven disk score"). Each is
+  // calibrated on validation; the one with the best validation recall at 1 % of healthy drives
+  // wins (a tie goes to the monotone model); test is scored once for the report.
+  const cands: DiskCandidate[] = [
+    { name: 'gbdt', cVa: Float64Array.from(gbdtVa, (p) => gcal.predict(p)), cTe: Float64Array.from(gbdtTe, (p) => gcal.predict(p)) },
+    diskLogistic('logistic+forecast', DISK_TERMS, names, tr, va, te),
+    diskLogistic('logistic', DISK_TERMS.filter((t) => t.feature !== 'defects_forecast7'), names, tr, va, te),
+  ];
+  const judged = cands.map((c) => ({ c, ...judgeDisk(c, va, te) }));
+  for (const j of judged) log(`disk: ${j.c.name}: validation recall@1% ${j.vaRecall.toFixed(3)}; test AUC ${j.teAuc.toFixed(3)}, recall@act ${j.teRecall.toFixed(3)}, median lead ${j.teLead === null ? 'n/a' : j.teLead.toFixed(1)} d`);
+  // Only a calibrated candidate may serve: on validation its Brier must beat the base rate's and
+  // every one of 5 equal-count reliability bins must be within 3 binomial SDs of its mean
+  // prediction (the check default-model-calibration.test.ts makes on test).
+  const vaRate = pos(va.y) / va.y.length;
+  const baseBrier = brierScore(new Float64Array(va.y.length).fill(vaRate), va.y);
+  const calibrated = (c: DiskCandidate) => brierScore(c.cVa, va.y) < baseBrier && reliability(c.cVa, va.y, 5, 'quantile').bins.every((b) => withinFactor(b.fractionPositive, b.meanPredicted, 1, b.count));
+  const eligible = judged.filter((j) => j.c.name === 'gbdt' || calibrated(j.c));
+  for (const j of judged) if (!eligible.includes(j)) log(`disk: ${j.c.name} not eligible: not calibrated on validation (Brier ${brierScore(j.c.cVa, va.y).toExponential(3)} vs base rate ${baseBrier.toExponential(3)}, or a reliability bin off)`);
+  const best = eligible.reduce((a, b) => (b.vaRecall > a.vaRecall || (b.vaRecall === a.vaRecall && a.c.name === 'gbdt') ? b : a));
+  const { cVa, cTe } = best.c;
   // Anchors from validation drives (per-drive max, as the evaluation alarms): act at 1 % of
   // healthy drives alarmed, warn at 5 %, base = a typical healthy drive-day.
   const dVa = perDriveMax(va.drives, cVa);
@@ -132,6 +225,7 @@ export async function trainDiskMode(path: string, opts: { seed: number; maxRows?
   const dTe = perDriveMax(te.drives, cTe);
   const conf = confusionAt(dTe.score, dTe.label, act);
   const teRate = pos(te.y) / te.x.nRows;
+  const others = judged.filter((j) => j !== best).map((j) => `${j.c.name}: validation recall@1% ${j.vaRecall.toFixed(3)}, test AUC ${j.teAuc.toFixed(3)}, test recall ${j.teRecall.toFixed(3)}, median lead ${j.teLead === null ? 'n/a' : j.teLead.toFixed(1)} d`).join('; ');
   const validation: ModeValidation = {
     auc: rocAuc(dTe.score, dTe.label),
     recallAt1pctFA: conf.recall,
@@ -140,7 +234,7 @@ export async function trainDiskMode(path: string, opts: { seed: number; maxRows?
     unit: `drive (max over its days); Brier over ${te.x.nRows} test drive-days`,
     positives: dTe.label.filter((v) => v === 1).length,
     negatives: dTe.label.filter((v) => v === 0).length,
-    protocol: `Backblaze 2013 dev split by drive (seed ${seed}): train 60 %, validation 20 % (early stopping, Platt calibration, thresholds), test 20 % scored once. recallAt1pctFA uses the act threshold fixed on validation (false alarms on test: ${conf.fp}/${conf.fp + conf.tn} healthy drives).`,
+    protocol: `Backblaze 2013 dev split by drive (seed ${seed}): train 60 %, validation 20 % (early stopping, calibration, model choice, thresholds), test 20 % scored once. Chosen: ${best.c.name} (median lead on test ${best.teLead === null ? 'n/a' : best.teLead.toFixed(1)} d). Not chosen: ${others}. recallAt1pctFA uses the act threshold fixed on validation (false alarms on test: ${conf.fp}/${conf.fp + conf.tn} healthy drives).`,
   };
   let minDay = Infinity;
   let maxDay = -Infinity;
@@ -148,17 +242,25 @@ export async function trainDiskMode(path: string, opts: { seed: number; maxRows?
     minDay = Math.min(minDay, d.days[0]);
     maxDay = Math.max(maxDay, d.days[d.days.length - 1]);
   }
-  const modeModel: GbdtModeModel = {
-    kind: 'gbdt',
+  const common = {
     horizon: `${DISK_HORIZON_DAYS}d`,
     features: names,
     reference: healthyReference(tr.x, tr.y),
     anchors,
     validated: true,
-    notes: `P(the drive fails within ${DISK_HORIZON_DAYS} days) from daily SMART (1, 5, 9, 194, 197 are the attributes filled in 2013). Trained on Backblaze Drive Stats 2013 (dev split); HDDs of 2013, so SMART 1 and 9 encodings are vendor-specific and transfer to other drives is unproven. Needs smartctl on the server; without SMART the mode has no input.`,
-    gbdt: model.toJSON(),
-    calibrator: cal.toJSON(),
   };
+  const modeModel: GbdtModeModel | RuleModeModel = best.c.rule
+    ? {
+      kind: 'rule', ...common,
+      notes: `P(the drive fails within ${DISK_HORIZON_DAYS} days): a logistic model with non-negative weights FITTED on Backblaze Drive Stats 2013 (dev split) over hinge terms of grown defects (SMART 5, 197 and the rule sum of 5/187/188/197/198, their 7-day growth${best.c.name.includes('forecast') ? ' and the 7-day linear-trend forecast of the defects' : ''}): monotone in defects, so a drive that grows more defects never scores lower. Chosen over the GBDT on validation recall. HDDs of 2013; needs smartctl on the server; without SMART the mode has no input.`,
+      intercept: best.c.rule.intercept, terms: best.c.rule.terms,
+    }
+    : {
+      kind: 'gbdt', ...common,
+      notes: `P(the drive fails within ${DISK_HORIZON_DAYS} days) from daily SMART (1, 5, 9, 194, 197 are the attributes filled in 2013). Trained on Backblaze Drive Stats 2013 (dev split); HDDs of 2013, so SMART 1 and 9 encodings are vendor-specific and transfer to other drives is unproven. Needs smartctl on the server; without SMART the mode has no input.`,
+      gbdt: model.toJSON(),
+      calibrator: gcal.toJSON(),
+    };
   return { model: modeModel, validation, rows: tr.x.nRows + va.x.nRows + te.x.nRows, units: drives.length, timeRange: [minDay * 86_400_000, maxDay * 86_400_000], seconds: (Date.now() - t0) / 1000 };
 }
 
