@@ -10,6 +10,7 @@ import { ApiError, httpJson } from '../api/http.ts';
 import { runEvaluation } from '../prediction/evaluate.ts';
 import { trainDefaultBundle } from '../prediction/train.ts';
 import { evalJson, evalMarkdown, runLiveEvaluation } from '../prediction/live-eval-run.ts';
+import { replayDrains } from '../replay/replay.ts';
 import { parseDuration } from '../server/telemetry.ts';
 import { saveBundle } from '../prediction/model-bundle.ts';
 import { action, apiFor, intArg, isTty, orchestratorOption, orchestratorUrl, printJson } from './common.ts';
@@ -70,6 +71,7 @@ const fmt = (v: number | null | undefined, d = 3) => (v === null || v === undefi
 
 export function registerPredictionCommands(program: Command): void {
   registerModelCommands(program);
+  registerReplayCommand(program);
   program
     .command('eval')
     .description('score a dataset with a model bundle through the live path (real TimeSeriesStore, FailureScorer.score(), the peer reference servers use) and report recall, false alarms, lead time and AUC against baselines; nothing is trained')
@@ -282,4 +284,56 @@ export function detail(r: FailureScoreReport): string {
     if (last) out.push(`forecast ${f.metric} (${f.model}): ${+last.value.toPrecision(3)} in ${Math.round((last.t - Date.parse(r.computedAt)) / 60000)} min${last.lower !== undefined ? ` [${+last.lower.toPrecision(3)} – ${+(last.upper ?? NaN).toPrecision(3)}]` : ''}`);
   }
   return out.join('\n');
+}
+
+/** `presage replay`: a dataset's fleet through the live scoring path and the real predictive-drain policy. */
+export function registerReplayCommand(program: Command): void {
+  program
+    .command('replay')
+    .description('replay a dataset through one in-process scoring unit per drive/server (real TimeSeriesStore, FailureScorer.score(), the servers\' peer reference) and the orchestrator\'s predictive-drain policy (sustain, hysteresis, cap) on a simulated clock; reports every drain, true and false, and lead times')
+    .requiredOption('--dataset <path>', 'as for presage eval (Backblaze or Perseus .csv.gz, or a folder of server exports with --labels)')
+    .option('--model <file>', 'model bundle (default: the bundled default model)')
+    .option('--cadence <duration>', 'Backblaze: how often a SMART reading is streamed', durationArg('--cadence', 60_000, 86_400_000), 86_400_000)
+    .option('--score-every <duration>', 'time between scores for minute-level data', durationArg('--score-every', 60_000, 86_400_000), 600_000)
+    .option('--split <which>', '"test" (held-out drives when the bundle was trained on this Backblaze file) or "all"', 'test')
+    .option('--labels <file>', 'generic format: CSV unit,failed_at,group')
+    .option('--sustain <duration>', 'score must stay >= threshold this long before a drain (orchestrator default 15s)', durationArg('--sustain', 0, 30 * 86_400_000))
+    .option('--recover <duration>', 'a drained unit must stay below warning this long to take data again (default 2m)', durationArg('--recover', 0, 30 * 86_400_000))
+    .option('--max-draining <percent>', 'at most this share of the up units drains at once', intArg('max draining', 1, 100), 25)
+    .option('--json', 'print the result as JSON')
+    .action(action(async (opts: { dataset: string; model?: string; cadence: number; scoreEvery: number; split: string; labels?: string; sustain?: number; recover?: number; maxDraining: number; json?: boolean }) => {
+      if (opts.split !== 'test' && opts.split !== 'all') throw new InvalidArgumentError('--split must be "test" or "all"');
+      const bar = new StageProgress();
+      let res;
+      let replay;
+      try {
+        res = await runLiveEvaluation({
+          dataset: resolve(opts.dataset), model: opts.model ? resolve(opts.model) : undefined, cadenceMs: opts.cadence, scoreEveryMs: opts.scoreEvery,
+          split: opts.split, labels: opts.labels ? resolve(opts.labels) : undefined,
+          progress: (stage, done, total) => bar.update(stage === 'scoring' ? `scoring ${done}/${total} groups` : stage, total ? done / total : 0),
+        });
+        replay = await replayDrains(res.lines, res.dataset.unitDays, {
+          staleMs: res.dataset.staleMs,
+          config: { ...(opts.sustain !== undefined ? { sustainMs: opts.sustain } : {}), ...(opts.recover !== undefined ? { recoverMs: opts.recover } : {}), maxDrainingFraction: opts.maxDraining / 100 },
+          progress: (d, n) => bar.update('drain policy', n ? d / n : 1),
+        });
+      } finally {
+        bar.stop();
+      }
+      const eval70 = res.summary.thresholds['70'];
+      const out = {
+        dataset: res.dataset.file, model: res.bundle.version, units: replay.units, failed: replay.failed, unitDays: replay.unitDays,
+        drains: replay.drains.length, trueDrains: replay.trueDrains, falseDrains: replay.falseDrains,
+        falselyDrainedUnits: replay.falselyDrainedUnits, caughtUnits: replay.caughtUnits,
+        drainsPerUnitDay: replay.drainsPerUnitDay, falseDrainsPerUnitDay: replay.falseDrainsPerUnitDay, medianLeadDays: replay.medianLeadDays,
+        missed: replay.missed.length, evalFalseAlarmsAt70: eval70.falseAlarms, evalCaughtAt70: eval70.caught,
+        config: replay.config, units_note: res.unitsNote, drainList: replay.drains,
+      };
+      if (opts.json) return printJson(out);
+      process.stdout.write(`${res.dataset.kind} ${res.dataset.file}: ${replay.units} units (${replay.failed} positive), ${replay.unitDays} unit-days, model ${res.bundle.version}\n`);
+      process.stdout.write(`  ${res.unitsNote}\n`);
+      process.stdout.write(`  drains: ${replay.drains.length} (${replay.trueDrains} true, ${replay.falseDrains} false) = ${(replay.drainsPerUnitDay * 1000).toFixed(3)} per 1000 unit-days (false: ${(replay.falseDrainsPerUnitDay * 1000).toFixed(3)})\n`);
+      process.stdout.write(`  healthy units drained: ${replay.falselyDrainedUnits} (eval --model counts ${eval70.falseAlarms} healthy units ever >= 70); positive units drained before failing: ${replay.caughtUnits}/${replay.failed}; median lead ${replay.medianLeadDays === null ? 'n/a' : `${replay.medianLeadDays.toFixed(1)} d`}; missed ${replay.missed.length}\n`);
+      for (const d of replay.drains.slice(0, 20)) process.stdout.write(`  ${new Date(d.t).toISOString()} ${d.unit} ${d.trueDrain ? 'TRUE ' : 'false'} score ${d.score.toFixed(0)} (${d.mode})${d.leadDays !== null ? ` lead ${d.leadDays.toFixed(1)} d` : ''}\n`);
+    }));
 }
