@@ -23,7 +23,7 @@ import { basename, join } from 'node:path';
 import { BACKBLAZE_SMART, loadBackblazeDrives, loadPerseusDrives, type DriveHistory, type PerseusDrive } from './datasets.ts';
 import { SMART_RULE_ATTRS } from './backblaze-features.ts';
 import { DAY_MS, FAIL_SLOW_WINDOW_MIN, HOUR_MS, MINUTE_MS, SMART_METRICS } from './online-features.ts';
-import { PERSEUS_LATENCY_TO_MS, PERSEUS_LIVE_LATENCY as PERSEUS_LATENCY_METRIC, PERSEUS_LIVE_THROUGHPUT as PERSEUS_THROUGHPUT_METRIC, readLines, splitCsv } from '../telemetry/history-import.ts';
+import { PERSEUS_US_PER_MS, PERSEUS_LIVE_LATENCY as PERSEUS_LATENCY_METRIC, PERSEUS_LIVE_THROUGHPUT as PERSEUS_THROUGHPUT_METRIC, readLines, splitCsv } from '../telemetry/history-import.ts';
 import type { Sample } from '../telemetry/tsdb.ts';
 import type { BaselineInput, GroupStream, LiveUnit } from './live-eval.ts';
 
@@ -193,7 +193,7 @@ function* hostSamples(ds: PerseusDrive[]): Generator<{ unit: number; sample: Sam
     const d = ds[best];
     const i = pos[best]++;
     const values: Record<string, number> = {};
-    if (Number.isFinite(d.latencyMean[i])) values[PERSEUS_LATENCY_METRIC] = d.latencyMean[i] * PERSEUS_LATENCY_TO_MS;
+    if (Number.isFinite(d.latencyMean[i])) values[PERSEUS_LATENCY_METRIC] = d.latencyMean[i] / PERSEUS_US_PER_MS;
     if (Number.isFinite(d.throughput[i])) values[PERSEUS_THROUGHPUT_METRIC] = d.throughput[i];
     yield { unit: best, sample: { ts: d.ts[i] * 1000, values } };
   }

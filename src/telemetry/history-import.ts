@@ -245,8 +245,8 @@ const PERSEUS_COLS = ['cluster', 'host', 'disk', 'minute_ts', 'throughput_mean',
 /** The live fail-slow metric names a Perseus drive is mapped to (third pair of FAIL_SLOW_SOURCES). */
 export const PERSEUS_LIVE_LATENCY = 'disk_read_latency_ms';
 export const PERSEUS_LIVE_THROUGHPUT = 'disk_read_bytes_per_s';
-/** Perseus latency is in microseconds (../shared/data/README.md); live latency is in ms. */
-export const PERSEUS_LATENCY_TO_MS = 1 / 1000;
+/** Perseus latency is in microseconds (../shared/data/README.md); live latency is in ms: divide by this. */
+export const PERSEUS_US_PER_MS = 1000;
 
 /** Imports one Perseus host as one server's history; one of its drives also feeds the live fail-slow names. */
 export async function importPerseus(store: TimeSeriesStore | undefined, file: string, opts: PerseusOptions): Promise<ImportReport> {
@@ -314,7 +314,7 @@ export async function importPerseus(store: TimeSeriesStore | undefined, file: st
     if (mapped) {
       const live: RollupRow[] = [];
       if (lat !== undefined) {
-        const ms = lat * PERSEUS_LATENCY_TO_MS;
+        const ms = lat / PERSEUS_US_PER_MS;
         live.push({ ts, metric: PERSEUS_LIVE_LATENCY, min: ms, max: ms, mean: ms, last: ms, count: n });
       }
       if (tp !== undefined) live.push({ ts, metric: PERSEUS_LIVE_THROUGHPUT, min: tp, max: tp, mean: tp, last: tp, count: n });
