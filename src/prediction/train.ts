@@ -127,12 +127,12 @@ function hingeRows(rows: DriveDayRows, names: string[], terms: Omit<RuleTerm, 'w
   return out;
 }
 
-function diskLogistic(name: string, terms0: Omit<RuleTerm, 'weight'>[], names: string[], tr: DriveDayRows, va: DriveDayRows, te: DriveDayRows): DiskCandidate {
+function diskLogistic(name: string, terms0: Omit<RuleTerm, 'weight'>[], names: string[], tr: DriveDayRows, va: DriveDayRows, te: DriveDayRows, l2 = 1e-3): DiskCandidate {
   const terms = terms0.filter((t) => names.includes(t.feature));
   const d = terms.length;
   // Unweighted maximum likelihood: the probabilities stay calibrated where there is no evidence
   // (class weights shift the intercept, and a Platt rescale cannot undo that bin by bin).
-  const fit = fitLogistic(hingeRows(tr, names, terms), tr.y.length, d, tr.y, { l2: 1e-2 });
+  const fit = fitLogistic(hingeRows(tr, names, terms), tr.y.length, d, tr.y, { l2 });
   const z = (rows: DriveDayRows) => {
     const X = hingeRows(rows, names, terms);
     return Float64Array.from({ length: rows.y.length }, (_, r) => linearPredictor(fit, X.subarray(r * d, r * d + d)));
@@ -148,6 +148,9 @@ function diskLogistic(name: string, terms0: Omit<RuleTerm, 'weight'>[], names: s
     rule: { intercept: a * fit.intercept + cal.intercept, terms: terms.map((t, j) => ({ ...t, weight: a * fit.weights[j] })) },
   };
 }
+
+/** Exposed for experiments (scripts); training uses diskLogistic through trainDiskMode. */
+export const diskLogisticForTest = diskLogistic;
 
 function judgeDisk(c: DiskCandidate, va: DriveDayRows, te: DriveDayRows): { vaRecall: number; teAuc: number; teRecall: number; teLead: number | null } {
   const dVa = perDriveMax(va.drives, c.cVa);
