@@ -37,3 +37,24 @@ test('replay honours the draining cap of the real policy', async () => {
   assert.equal(r.drains.length, 2, 'at most 25 % of 8 units drain at once');
   assert.ok(r.warnings > 0, 'the cap refusals are logged as warnings');
 });
+
+test('on real Backblaze drives, replay with no sustain drains exactly the units eval counts at >= 70', async () => {
+  const { existsSync } = await import('node:fs');
+  const { loadBackblazeDrives } = await import('../prediction/datasets.ts');
+  const { backblazeDataset } = await import('../prediction/live-datasets.ts');
+  const { scoreStreams, summarize } = await import('../prediction/live-eval.ts');
+  const { FailureScorer } = await import('../prediction/scorer.ts');
+  const { loadDefaultBundle } = await import('../prediction/model-bundle.ts');
+  const DATA = '../shared/data/backblaze_2013_dev.csv.gz';
+  assert.ok(existsSync(DATA), `${DATA} is needed (read in place)`);
+  const all = await loadBackblazeDrives(DATA);
+  // Every failed drive and enough healthy ones with grown defects that some alarm.
+  const drives = [...all.filter((d) => d.failed), ...all.filter((d) => !d.failed && d.smart[1].some((v) => v > 0)).slice(0, 400)];
+  const ds = backblazeDataset(DATA, drives, { cadenceMs: 86_400_000 });
+  const lines = await scoreStreams(new FailureScorer(await loadDefaultBundle()), ds.groups, { staleMs: ds.staleMs });
+  const s = summarize(lines, ds.baselines);
+  const r = await replayDrains(lines, ds.unitDays, { staleMs: ds.staleMs, config: { sustainMs: 0, maxDrainingFraction: 1 } });
+  assert.ok(s.thresholds['70'].falseAlarms > 0 && s.thresholds['70'].caught > 0, 'the subset exercises both kinds');
+  assert.equal(r.falselyDrainedUnits, s.thresholds['70'].falseAlarms);
+  assert.equal(r.caughtUnits, s.thresholds['70'].caught);
+});
