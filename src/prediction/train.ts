@@ -149,9 +149,6 @@ function diskLogistic(name: string, terms0: Omit<RuleTerm, 'weight'>[], names: s
   };
 }
 
-/** Exposed for experiments (scripts); training uses diskLogistic through trainDiskMode. */
-export const diskLogisticForTest = diskLogistic;
-
 function judgeDisk(c: DiskCandidate, va: DriveDayRows, te: DriveDayRows): { vaRecall: number; teAuc: number; teRecall: number; teLead: number | null } {
   const dVa = perDriveMax(va.drives, c.cVa);
   const thr = thresholdForFalseAlarmRate(dVa.score.filter((_, i) => dVa.label[i] === 0), 0.01);

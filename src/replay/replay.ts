@@ -60,9 +60,6 @@ export interface ReplayOptions {
   progress?: (done: number, total: number) => void;
 }
 
-const maskOf = (modes: readonly string[] | undefined): number => (modes ?? []).reduce((m, x) => m | (1 << FAILURE_MODES.indexOf(x as FailureMode)), 0);
-const NO_DATA_ALL = maskOf(FAILURE_MODES);
-
 /** Replays score timelines through the real predictive-drain policy. */
 export async function replayDrains(lines: UnitTimeline[], unitDays: number, opts: ReplayOptions = {}): Promise<ReplayResult> {
   const config: PredictiveDrainConfig = { ...DEFAULT_PREDICTIVE, ...opts.config, enabled: true };
@@ -165,4 +162,3 @@ export async function replayDrains(lines: UnitTimeline[], unitDays: number, opts
   };
 }
 
-export { NO_DATA_ALL, maskOf };
