@@ -69,18 +69,43 @@ export function durationArg(name: string, min: number, max: number) {
 
 const fmt = (v: number | null | undefined, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
 
+/** The options `presage eval` and `presage replay` share: which data, which model, how it is streamed. */
+function liveDatasetOptions(cmd: Command, cadenceDefault: number): Command {
+  return cmd
+    .requiredOption('--dataset <path>', 'Backblaze or Perseus .csv.gz (e.g. ../shared/data/backblaze_2013_dev.csv.gz), recognised by its header; or a folder of server telemetry exports (<unit>.csv from GET /v1/metrics/export) with --labels')
+    .option('--model <file>', 'model bundle (default: the bundled default model servers start with)')
+    .option('--cadence <duration>', 'how often daily SMART rows are streamed as readings (Backblaze; e.g. 10m, 1h, 1d)', durationArg('--cadence', 60_000, 86_400_000), cadenceDefault)
+    .option('--score-every <duration>', 'time between scores for minute-level data (Perseus, generic)', durationArg('--score-every', 60_000, 86_400_000), 600_000)
+    .option('--split <which>', '"test": when the bundle was trained on this Backblaze file, score only its held-out test drives; "all": every unit', 'test')
+    .option('--labels <file>', 'generic format: CSV unit,failed_at,group (failed_at an ISO time or empty)');
+}
+
+interface LiveCliOptions {
+  dataset: string;
+  model?: string;
+  cadence: number;
+  scoreEvery: number;
+  split: string;
+  labels?: string;
+  maxRows?: number;
+}
+
+/** Runs the live-path scoring for either command, drawing its progress on `bar`. */
+function runLive(opts: LiveCliOptions, bar: StageProgress) {
+  if (opts.split !== 'test' && opts.split !== 'all') throw new InvalidArgumentError('--split must be "test" or "all"');
+  return runLiveEvaluation({
+    dataset: resolve(opts.dataset), model: opts.model ? resolve(opts.model) : undefined, cadenceMs: opts.cadence, scoreEveryMs: opts.scoreEvery,
+    split: opts.split, labels: opts.labels ? resolve(opts.labels) : undefined, maxRows: opts.maxRows,
+    progress: (stage, done, total) => bar.update(stage === 'scoring' ? `scoring ${done}/${total} groups` : stage, total ? done / total : 0),
+  });
+}
+
 export function registerPredictionCommands(program: Command): void {
   registerModelCommands(program);
   registerReplayCommand(program);
-  program
+  liveDatasetOptions(program
     .command('eval')
-    .description('score a dataset with a model bundle through the live path (real TimeSeriesStore, FailureScorer.score(), the peer reference servers use) and report recall, false alarms, lead time and AUC against baselines; nothing is trained')
-    .requiredOption('--dataset <path>', 'Backblaze or Perseus .csv.gz (e.g. ../shared/data/backblaze_2013_dev.csv.gz), recognised by its header; or a folder of server telemetry exports (<unit>.csv from GET /v1/metrics/export) with --labels')
-    .option('--model <file>', 'model bundle to evaluate (default: the bundled default model servers start with)')
-    .option('--cadence <duration>', 'how often daily SMART rows are streamed as readings (Backblaze; e.g. 10m, 1h, 1d)', durationArg('--cadence', 60_000, 86_400_000), 600_000)
-    .option('--score-every <duration>', 'time between scores for minute-level data (Perseus, generic)', durationArg('--score-every', 60_000, 86_400_000), 600_000)
-    .option('--split <which>', '"test": when the bundle was trained on this Backblaze file, score only its held-out test drives; "all": every unit', 'test')
-    .option('--labels <file>', 'generic format: CSV unit,failed_at,group (failed_at an ISO time or empty)')
+    .description('score a dataset with a model bundle through the live path (real TimeSeriesStore, FailureScorer.score(), the peer reference servers use) and report recall, false alarms, lead time and AUC against baselines; nothing is trained'), 600_000)
     .option('--out <file>', 'also write the Markdown report here')
     .option('--max-rows <n>', 'read only the first N rows (smoke runs)', intArg('--max-rows', 1, Number.MAX_SAFE_INTEGER))
     .option('--json', 'print { units, failed, auc, thresholds: { "70": { recall, far, medianLeadDays }, "50": … }, recallAtFar: { "0.01", "0.001" }, baselines, ci, … }')
@@ -105,15 +130,10 @@ export function registerPredictionCommands(program: Command): void {
         }
         return;
       }
-      if (opts.split !== 'test' && opts.split !== 'all') throw new InvalidArgumentError('--split must be "test" or "all"');
       const bar = new StageProgress();
       let result;
       try {
-        result = await runLiveEvaluation({
-          dataset: resolve(opts.dataset), model: opts.model ? resolve(opts.model) : undefined, cadenceMs: opts.cadence, scoreEveryMs: opts.scoreEvery,
-          split: opts.split, labels: opts.labels ? resolve(opts.labels) : undefined, maxRows: opts.maxRows,
-          progress: (stage, done, total) => bar.update(stage === 'scoring' ? `scoring ${done}/${total} groups` : stage, total ? done / total : 0),
-        });
+        result = await runLive(opts, bar);
       } finally {
         bar.stop();
       }
@@ -288,30 +308,19 @@ export function detail(r: FailureScoreReport): string {
 
 /** `presage replay`: a dataset's fleet through the live scoring path and the real predictive-drain policy. */
 export function registerReplayCommand(program: Command): void {
-  program
+  liveDatasetOptions(program
     .command('replay')
-    .description('replay a dataset through one in-process scoring unit per drive/server (real TimeSeriesStore, FailureScorer.score(), the servers\' peer reference) and the orchestrator\'s predictive-drain policy (sustain, hysteresis, cap) on a simulated clock; reports every drain, true and false, and lead times')
-    .requiredOption('--dataset <path>', 'as for presage eval (Backblaze or Perseus .csv.gz, or a folder of server exports with --labels)')
-    .option('--model <file>', 'model bundle (default: the bundled default model)')
-    .option('--cadence <duration>', 'Backblaze: how often a SMART reading is streamed', durationArg('--cadence', 60_000, 86_400_000), 86_400_000)
-    .option('--score-every <duration>', 'time between scores for minute-level data', durationArg('--score-every', 60_000, 86_400_000), 600_000)
-    .option('--split <which>', '"test" (held-out drives when the bundle was trained on this Backblaze file) or "all"', 'test')
-    .option('--labels <file>', 'generic format: CSV unit,failed_at,group')
+    .description('replay a dataset through one in-process scoring unit per drive/server (real TimeSeriesStore, FailureScorer.score(), the servers\' peer reference) and the orchestrator\'s predictive-drain policy (sustain, hysteresis, cap) on a simulated clock; reports every drain, true and false, and lead times'), 86_400_000)
     .option('--sustain <duration>', 'score must stay >= threshold this long before a drain (orchestrator default 15s)', durationArg('--sustain', 0, 30 * 86_400_000))
     .option('--recover <duration>', 'a drained unit must stay below warning this long to take data again (default 2m)', durationArg('--recover', 0, 30 * 86_400_000))
     .option('--max-draining <percent>', 'at most this share of the up units drains at once', intArg('max draining', 1, 100), 25)
     .option('--json', 'print the result as JSON')
     .action(action(async (opts: { dataset: string; model?: string; cadence: number; scoreEvery: number; split: string; labels?: string; sustain?: number; recover?: number; maxDraining: number; json?: boolean }) => {
-      if (opts.split !== 'test' && opts.split !== 'all') throw new InvalidArgumentError('--split must be "test" or "all"');
       const bar = new StageProgress();
       let res;
       let replay;
       try {
-        res = await runLiveEvaluation({
-          dataset: resolve(opts.dataset), model: opts.model ? resolve(opts.model) : undefined, cadenceMs: opts.cadence, scoreEveryMs: opts.scoreEvery,
-          split: opts.split, labels: opts.labels ? resolve(opts.labels) : undefined,
-          progress: (stage, done, total) => bar.update(stage === 'scoring' ? `scoring ${done}/${total} groups` : stage, total ? done / total : 0),
-        });
+        res = await runLive(opts, bar);
         replay = await replayDrains(res.lines, res.dataset.unitDays, {
           staleMs: res.dataset.staleMs,
           config: { ...(opts.sustain !== undefined ? { sustainMs: opts.sustain } : {}), ...(opts.recover !== undefined ? { recoverMs: opts.recover } : {}), maxDrainingFraction: opts.maxDraining / 100 },

@@ -22,6 +22,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { BACKBLAZE_SMART, loadBackblazeDrives, loadPerseusDrives, type DriveHistory, type PerseusDrive } from './datasets.ts';
 import { SMART_RULE_ATTRS } from './backblaze-features.ts';
+import { median } from './metrics.ts';
 import { DAY_MS, FAIL_SLOW_WINDOW_MIN, HOUR_MS, MINUTE_MS, SMART_METRICS } from './online-features.ts';
 import { PERSEUS_US_PER_MS, PERSEUS_LIVE_LATENCY as PERSEUS_LATENCY_METRIC, PERSEUS_LIVE_THROUGHPUT as PERSEUS_THROUGHPUT_METRIC, readLines, splitCsv } from '../telemetry/history-import.ts';
 import type { Sample } from '../telemetry/tsdb.ts';
@@ -232,15 +233,11 @@ export function perseusDataset(file: string, drives: PerseusDrive[], opts: Datas
       });
       return m;
     });
-    const med = (v: number[]) => {
-      const s = [...v].sort((a, b) => a - b);
-      return s.length ? (s.length % 2 ? s[s.length >> 1] : (s[(s.length >> 1) - 1] + s[s.length >> 1]) / 2) : NaN;
-    };
     for (const i of keepIdx) {
       let best = 0;
       for (const [h, lat] of hourly[i]) {
         const others = hourly.flatMap((m, q) => (q === i ? [] : (m.get(h) ?? [])));
-        const r = med(lat) / med(others);
+        const r = median(lat) / median(others);
         if (Number.isFinite(r)) best = Math.max(best, r);
       }
       ratioMax.set(gUnits[i].id, best);

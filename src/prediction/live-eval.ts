@@ -14,6 +14,7 @@
 import { TimeSeriesStore, type Sample } from '../telemetry/tsdb.ts';
 import type { FailureScorer } from './scorer.ts';
 import { FAILURE_MODES } from '../api/types.ts';
+import { median, recallAtFalseAlarmRate, rocAuc } from './metrics.ts';
 import { peerSample, peerStatsOf, storeQuery, FAIL_SLOW_WINDOW_MIN, MINUTE_MS } from './online-features.ts';
 
 /** One scored unit (a drive, a server). */
@@ -68,7 +69,7 @@ export async function scoreStreams(scorer: FailureScorer, groups: GroupStream[],
       const live = tick.units.filter((u) => lastTs[u] > tick.t - stale && lastTs[u] <= tick.t);
       if (!live.length) return;
       // Every unit of the group publishes its window sample, as servers do for the orchestrator.
-      const samples = g.units.map((_, u) => (lastTs[u] > tick.t - stale ? peerSample(queries[u], tick.t) : {}));
+      const samples = g.units.length > 1 ? g.units.map((_, u) => (lastTs[u] > tick.t - stale ? peerSample(queries[u], tick.t) : {})) : [];
       for (const u of live) {
         const peers = peerStatsOf(samples.filter((_, q) => q !== u));
         const r = scorer.score({ serverId: g.units[u].id, query: queries[u], now: tick.t, peers, forecast: false });
@@ -147,41 +148,14 @@ export function wilson(k: number, n: number): Interval {
   return [Math.max(0, (c - h) / d), Math.min(1, (c + h) / d)];
 }
 
-/** AUC with ties counted half (Mann–Whitney), NaN without both classes. */
-export function aucOf(scores: ArrayLike<number>, labels: ArrayLike<boolean | number>): number {
-  const idx = Array.from(scores, (_, i) => i).sort((a, b) => scores[a] - scores[b]);
-  let pos = 0;
-  let rankSum = 0;
-  let i = 0;
-  while (i < idx.length) {
-    let j = i;
-    while (j + 1 < idx.length && scores[idx[j + 1]] === scores[idx[i]]) j++;
-    const rank = (i + j) / 2 + 1;
-    for (let q = i; q <= j; q++) if (labels[idx[q]]) {
-      pos++;
-      rankSum += rank;
-    }
-    i = j + 1;
-  }
-  const neg = idx.length - pos;
-  if (!pos || !neg) return NaN;
-  return (rankSum - (pos * (pos + 1)) / 2) / (pos * neg);
+/** Recall at a false-alarm rate (metrics.recallAtFalseAlarmRate), NaN without both classes. */
+export function recallAtFar(scores: ArrayLike<number>, labels: ArrayLike<boolean | number>, rate: number): number {
+  const y = Array.from(labels, Number);
+  if (!y.includes(1) || !y.includes(0)) return NaN;
+  return recallAtFalseAlarmRate(scores, y, rate).recall;
 }
 
-/**
- * Recall at a false-alarm rate: alarm when a unit's score is strictly above the healthy score
- * that floor(rate·healthy) healthy units exceed, so at most that share of healthy units alarm.
- */
-export function recallAtFar(scores: ArrayLike<number>, labels: ArrayLike<boolean | number>, rate: number): number {
-  const healthy: number[] = [];
-  const failed: number[] = [];
-  for (let i = 0; i < scores.length; i++) (labels[i] ? failed : healthy).push(scores[i]);
-  if (!failed.length || !healthy.length) return NaN;
-  healthy.sort((a, b) => b - a);
-  const k = Math.floor(rate * healthy.length);
-  const thr = k >= healthy.length ? -Infinity : healthy[k];
-  return failed.filter((s) => s > thr).length / failed.length;
-}
+const aucOf = (scores: ArrayLike<number>, labels: ArrayLike<boolean | number>): number => rocAuc(scores, Array.from(labels, Number));
 
 function ranking(scores: number[], labels: boolean[], seed = 1, resamples = 500): RankingResult {
   const res: RankingResult = { auc: aucOf(scores, labels), aucCI: [NaN, NaN], recallAtFar: {}, recallAtFarCI: {} };
@@ -215,12 +189,8 @@ function ranking(scores: number[], labels: boolean[], seed = 1, resamples = 500)
   return res;
 }
 
-const medianOf = (v: number[]): number | null => {
-  if (!v.length) return null;
-  const s = [...v].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
+/** Median, null when there is nothing to take it of. */
+export const medianOrNull = (v: number[]): number | null => (v.length ? median(v) : null);
 
 /** A baseline: a per-unit ranking score, and an alarm flag where the baseline is a rule. */
 export interface BaselineInput {
@@ -252,7 +222,7 @@ export function summarize(lines: UnitTimeline[], baselines: Record<string, Basel
     out.thresholds[String(thr)] = {
       recall: nFailed ? caught / nFailed : NaN,
       far: nHealthy ? fa / nHealthy : NaN,
-      medianLeadDays: medianOf(leads),
+      medianLeadDays: medianOrNull(leads),
       caught,
       falseAlarms: fa,
       ci: { recall: wilson(caught, nFailed), far: wilson(fa, nHealthy) },

@@ -18,7 +18,7 @@ import type { ClusterView } from '../metadata/cluster-view.ts';
 import type { ServerRecord } from '../metadata/model.ts';
 import { DecisionLog } from '../orchestrator/decision-log.ts';
 import { DEFAULT_PREDICTIVE, PredictiveDrainPolicy, type PredictiveDrainConfig } from '../orchestrator/predictive-drain.ts';
-import type { LiveUnit, UnitTimeline } from '../prediction/live-eval.ts';
+import { medianOrNull, type LiveUnit, type UnitTimeline } from '../prediction/live-eval.ts';
 
 export interface DrainEvent {
   unit: string;
@@ -140,8 +140,7 @@ export async function replayDrains(lines: UnitTimeline[], unitDays: number, opts
   // Positive units with no failure time (fail-slow labels) that were never drained are missed too.
   for (const l of lines) if (l.unit.failed && !Number.isFinite(l.unit.failAt) && !drains.some((d) => d.unit === l.unit.id)) missed.push(l.unit.id);
   const trueDrains = drains.filter((d) => d.trueDrain).length;
-  const leads = drains.filter((d) => d.leadDays !== null).map((d) => d.leadDays!).sort((a, b) => a - b);
-  const medianLead = leads.length ? (leads.length % 2 ? leads[leads.length >> 1] : (leads[(leads.length >> 1) - 1] + leads[leads.length >> 1]) / 2) : null;
+  const medianLead = medianOrNull(drains.filter((d) => d.leadDays !== null).map((d) => d.leadDays!));
   const failed = lines.filter((l) => l.unit.failed).length;
   return {
     units: lines.length,
