@@ -14,7 +14,7 @@
 import { TimeSeriesStore, type Sample } from '../telemetry/tsdb.ts';
 import type { FailureScorer } from './scorer.ts';
 import { FAILURE_MODES } from '../api/types.ts';
-import { median, recallAtFalseAlarmRate, rocAuc } from './metrics.ts';
+import { median, recallAtFalseAlarmRate, rocAuc, wilson } from './metrics.ts';
 import { peerSample, peerStatsOf, storeQuery, FAIL_SLOW_WINDOW_MIN, MINUTE_MS } from './online-features.ts';
 
 /** One scored unit (a drive, a server). */
@@ -136,17 +136,6 @@ export interface EvalSummary extends RankingResult {
 }
 
 export const FAR_LEVELS = [0.01, 0.001] as const;
-
-/** Wilson score interval for k successes in n. */
-export function wilson(k: number, n: number): Interval {
-  if (n === 0) return [NaN, NaN];
-  const z = 1.96;
-  const p = k / n;
-  const d = 1 + (z * z) / n;
-  const c = p + (z * z) / (2 * n);
-  const h = z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n));
-  return [Math.max(0, (c - h) / d), Math.min(1, (c + h) / d)];
-}
 
 /** Recall at a false-alarm rate (metrics.recallAtFalseAlarmRate), NaN without both classes. */
 export function recallAtFar(scores: ArrayLike<number>, labels: ArrayLike<boolean | number>, rate: number): number {

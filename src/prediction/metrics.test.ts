@@ -5,6 +5,8 @@ import {
   confusionAt,
   precisionAt,
   thresholdForFalseAlarmRate,
+  thresholdForFalseAlarmBound,
+  wilson,
   recallAtFalseAlarmRate,
   leadTimes,
   medianLeadTime,
@@ -63,4 +65,40 @@ test('lead times and their median', () => {
   assert.equal(medianLeadTime(drives, 0.5), 2);
   assert.ok(Number.isNaN(medianLeadTime(drives, 1)));
   assert.equal(median([5, 1, 3, 2]), 2.5);
+});
+
+test('Wilson interval by hand', () => {
+  const [lo, hi] = wilson(5, 100);
+  assert.ok(Math.abs(lo - 0.02154) < 1e-4 && Math.abs(hi - 0.11175) < 1e-4, `${lo} ${hi}`);
+  assert.equal(wilson(0, 10)[0], 0);
+  assert.ok(wilson(0, 10, 1.645)[1] < wilson(0, 10)[1]); // one-sided bound is tighter
+  assert.ok(wilson(0, 0).every(Number.isNaN));
+});
+
+test('a false-alarm bound holds on new samples, where the point threshold overshoots half the time', () => {
+  // Negatives uniform on [0, 1): a threshold t alarms a fraction 1 - t of NEW negatives.
+  let seed = 12345;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const n = 3000;
+  let pointOver = 0;
+  let boundOver = 0;
+  const trials = 200;
+  for (let t = 0; t < trials; t++) {
+    const neg = Array.from({ length: n }, rand);
+    const point = thresholdForFalseAlarmRate(neg, 0.01);
+    const bound = thresholdForFalseAlarmBound(neg, 0.01);
+    assert.ok(bound >= point);
+    // the lowest threshold whose count above has a one-sided upper bound <= 1 %
+    const k = neg.filter((v) => v > bound).length;
+    assert.ok(wilson(k, n, 1.645)[1] <= 0.01);
+    assert.ok(wilson(k + 1, n, 1.645)[1] > 0.01);
+    if (1 - point > 0.01) pointOver++;
+    if (1 - bound > 0.01) boundOver++;
+  }
+  assert.ok(pointOver > trials * 0.3, `point threshold overshot ${pointOver}/${trials}`);
+  assert.ok(boundOver < trials * 0.1, `bound overshot ${boundOver}/${trials}`);
+  // Too few negatives for any confidence: nobody of the sample may alarm.
+  assert.equal(thresholdForFalseAlarmBound([0.1, 0.7, 0.3], 0.01), 0.7);
+  assert.throws(() => thresholdForFalseAlarmBound([], 0.01), /no negative/);
+  assert.throws(() => thresholdForFalseAlarmBound([1], 2), /not in/);
 });

@@ -97,6 +97,37 @@ export function thresholdForFalseAlarmRate(negativeScores: ArrayLike<number>, ra
   return k >= s.length ? -Infinity : s[k];
 }
 
+/**
+ * Wilson score interval for k successes in n trials, at z standard errors (1.96: 95 % two-sided;
+ * 1.645: a 95 % one-sided bound). [NaN, NaN] when n = 0.
+ */
+export function wilson(k: number, n: number, z = 1.96): [number, number] {
+  if (n === 0) return [NaN, NaN];
+  const p = k / n;
+  const d = 1 + (z * z) / n;
+  const c = p + (z * z) / (2 * n);
+  const h = z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n));
+  return [Math.max(0, (c - h) / d), Math.min(1, (c + h) / d)];
+}
+
+/**
+ * Threshold such that the false-alarm rate on NEW negatives like these is at most `rate` with
+ * ~95 % confidence (one-sided Wilson bound at z): the lowest threshold whose count of negatives
+ * strictly above it, k, has a Wilson upper bound <= rate. thresholdForFalseAlarmRate() meets
+ * `rate` on the sample it is set on, so on another sample it overshoots about half the time; a
+ * fleet scored for weeks needs the bound, not the point estimate. When even k = 0 is too
+ * uncertain (too few negatives), the highest negative is returned: no negative of the sample alarms.
+ */
+export function thresholdForFalseAlarmBound(negativeScores: ArrayLike<number>, rate: number, z = 1.645): number {
+  if (!(rate >= 0 && rate <= 1)) throw new RangeError(`metrics: false-alarm rate ${rate} not in [0, 1]`);
+  const s = Float64Array.from(negativeScores).sort().reverse();
+  if (s.length === 0) throw new RangeError('metrics: no negative scores to set a threshold');
+  let k = Math.min(Math.floor(rate * s.length), s.length - 1);
+  // s[k] alarms at most k negatives (strictly above); walk down until the bound holds.
+  while (k > 0 && wilson(k, s.length, z)[1] > rate) k--;
+  return s[k];
+}
+
 /** Recall (and the rest of the confusion) at the threshold giving false-alarm rate <= rate on these negatives. */
 export function recallAtFalseAlarmRate(scores: ArrayLike<number>, labels: ArrayLike<number>, rate: number): Confusion {
   checkPair(scores, labels);
