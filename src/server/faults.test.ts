@@ -119,6 +119,28 @@ test('sector-errors: reads find pending sectors and fail on them; a rewrite real
   }
 });
 
+test('sector-errors: the background scan follows the ramp without any reads (intensity = defects at full ramp)', async () => {
+  let now = 0;
+  let seed = 7;
+  const random = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const segments = { list: () => ['v/0', 'v/1'], info: async () => ({ size: 64 * 1024 * 1024 }) };
+  const f = new FaultInjector({ now: () => now, random, tickMs: 5, segments: () => segments });
+  const found = () => (f.metrics().smart_197_current_pending_sectors ?? 0) + (f.metrics().smart_5_reallocated_sectors ?? 0);
+  try {
+    f.set({ profile: 'sector-errors', rampSeconds: 10, intensity: 2000 });
+    now = 5000; // half the ramp: 1000 defects due
+    const t0 = Date.now();
+    while (found() < 990 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(found() >= 990 && found() <= 1000, `half ramp: ${found()} defects`);
+    now = 10_000;
+    while (found() < 1990 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(found() >= 1990 && found() <= 2000, `full ramp: ${found()} defects`);
+    assert.ok(f.pendingSectors().every((p) => p.segmentId === 'v/0' || p.segmentId === 'v/1'));
+  } finally {
+    f.close();
+  }
+});
+
 test('net-delay delays responses; net-loss resets real data-server connections', async () => {
   const slept: number[] = [];
   const f = new FaultInjector({ random: () => 0.5, sleep: async (ms) => { slept.push(ms); } });

@@ -388,16 +388,26 @@ export class FaultInjector {
     }
   }
 
-  /** Defects also appear without reads (the drive's own background scan finds them). */
+  /**
+   * Defects also appear without reads (the drive's own background scan finds them). Each tick the
+   * scan finds a tenth of the shortfall (at least one), so the count follows the fault's ramp
+   * within a few ticks whatever the read load, and "intensity" really is the defects at full ramp;
+   * reads still find the next weak sector first when they get there.
+   */
   private async offlineDefects(): Promise<void> {
     const target = Math.floor(this.level('sector-errors'));
-    if (this.pendingCount + this.reallocated >= target) return;
+    const gap = target - (this.pendingCount + this.reallocated);
+    if (gap <= 0) return;
     const src = this.opts.segments?.();
     const ids = src?.list() ?? [];
     if (!src || ids.length === 0) return;
-    const id = ids[Math.floor(this.random() * ids.length)]!;
-    const { size } = await src.info(id);
-    this.addPending(id, Math.floor(this.random() * (size / BLOCK_SIZE)));
+    const sizes = new Map<string, number>();
+    for (let n = Math.max(1, Math.ceil(gap / 10)); n > 0; n--) {
+      const id = ids[Math.floor(this.random() * ids.length)]!;
+      let size = sizes.get(id);
+      if (size === undefined) sizes.set(id, (size = (await src.info(id)).size));
+      this.addPending(id, Math.floor(this.random() * (size / BLOCK_SIZE)));
+    }
   }
 
   /**
