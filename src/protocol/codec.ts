@@ -4,7 +4,7 @@ import {
 } from './messages.ts';
 
 const REQUEST_FIXED = 1 + 1 + 2 + 4 + 4 + 2 + 8 + 4; // without segment id and payload
-const RESPONSE_FIXED = 1 + 1 + 1 + 1 + 4 + 4;
+export const RESPONSE_FIXED = 1 + 1 + 1 + 1 + 4 + 4;
 const KNOWN_FLAGS = 0b111;
 
 /** A body that could not be decoded. `requestId` is set when the header was readable. */
@@ -35,7 +35,17 @@ function validateRequest(req: Request): Buffer {
   return id;
 }
 
+/** The whole request frame in one buffer (copies the payload; the send path uses encodeRequestHead). */
 export function encodeRequest(req: Request): Buffer {
+  const head = encodeRequestHead(req);
+  return req.payload.length ? Buffer.concat([head, req.payload]) : head;
+}
+
+/**
+ * The frame up to the payload (length prefix, fixed fields, segment id): written with the payload
+ * as a second buffer of one corked write, so a WRITE's data is never copied into a frame.
+ */
+export function encodeRequestHead(req: Request): Buffer {
   const id = validateRequest(req);
   const bodyLen = REQUEST_FIXED + id.length + req.payload.length;
   if (bodyLen > MAX_FRAME_BYTES) throw new FrameError(`frame of ${bodyLen} bytes exceeds ${MAX_FRAME_BYTES}`);
@@ -51,7 +61,7 @@ export function encodeRequest(req: Request): Buffer {
   o += id.copy(head, o);
   o = head.writeBigUInt64BE(BigInt(req.offset), o);
   head.writeUInt32BE(req.length, o);
-  return req.payload.length ? Buffer.concat([head, req.payload]) : head;
+  return head;
 }
 
 /** Decodes a request body (without the length prefix). Throws FrameError when malformed. */
@@ -89,7 +99,14 @@ export function decodeRequest(body: Buffer): Request {
   return { op, flags, requestId, epoch, segmentId, offset: Number(offsetBig), length, payload };
 }
 
+/** The whole response frame in one buffer (copies the payload; the send path uses encodeResponseHead). */
 export function encodeResponse(res: Response): Buffer {
+  const head = encodeResponseHead(res);
+  return res.payload.length ? Buffer.concat([head, res.payload]) : head;
+}
+
+/** The frame up to the payload; the payload (a READ's data) follows as its own buffer, uncopied. */
+export function encodeResponseHead(res: Response): Buffer {
   const bodyLen = RESPONSE_FIXED + res.payload.length;
   const head = Buffer.allocUnsafe(4 + RESPONSE_FIXED);
   let o = 0;
@@ -100,7 +117,7 @@ export function encodeResponse(res: Response): Buffer {
   o = head.writeUInt8(0, o);
   o = head.writeUInt32BE(res.requestId >>> 0, o);
   head.writeUInt32BE(res.epoch >>> 0, o);
-  return res.payload.length ? Buffer.concat([head, res.payload]) : head;
+  return head;
 }
 
 export function decodeResponse(body: Buffer): Response {

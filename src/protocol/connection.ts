@@ -4,7 +4,7 @@
 
 import net from 'node:net';
 import { EventEmitter } from 'node:events';
-import { FrameReader, decodeResponse, encodeRequest, type FrameError } from './codec.ts';
+import { FrameReader, decodeResponse, encodeRequestHead, type FrameError } from './codec.ts';
 import type { Request, Response } from './messages.ts';
 
 /** The connection failed or closed before the response arrived: the request may or may not have been applied. */
@@ -113,7 +113,7 @@ export class DataConnection extends EventEmitter {
     if (!sock || this.closed) throw new ConnectionError('connection closed', this.address);
     const requestId = this.nextId;
     this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
-    const frame = encodeRequest({ ...req, requestId });
+    const head = encodeRequestHead({ ...req, requestId });
     return new Promise<Response>((resolve, reject) => {
       const p: Pending = { resolve, reject };
       if (timeoutMs > 0) {
@@ -125,7 +125,12 @@ export class DataConnection extends EventEmitter {
         }, timeoutMs);
       }
       this.pending.set(requestId, p);
-      sock.write(frame);
+      // One writev of head + payload: a WRITE's data is not copied into a frame. The payload
+      // must not change until the answer comes (every caller awaits it before reusing a buffer).
+      sock.cork();
+      sock.write(head);
+      if (req.payload.length) sock.write(req.payload);
+      sock.uncork();
     });
   }
 

@@ -6,7 +6,7 @@
 
 import net from 'node:net';
 import type { Logger } from '../common/log.ts';
-import { FrameError, FrameReader, decodeRequest, encodeResponse } from '../protocol/codec.ts';
+import { FrameError, FrameReader, RESPONSE_FIXED, decodeRequest, encodeResponseHead } from '../protocol/codec.ts';
 import { MAX_FRAME_BYTES, MAX_IO_BYTES, Op, Status, type Request, type Response } from '../protocol/messages.ts';
 
 /** Per-connection cap on requests being handled; reading pauses above it (backpressure). */
@@ -54,14 +54,17 @@ export class DataServer {
     const congested = () => inFlight >= MAX_IN_FLIGHT || sock.writableLength + readBytesInFlight > MAX_UNSENT_BYTES;
     const send = (res: Response) => {
       if (!open) return;
-      let frame = encodeResponse(res);
-      if (frame.length - 4 > MAX_FRAME_BYTES) {
+      if (res.payload.length + RESPONSE_FIXED > MAX_FRAME_BYTES) {
         // The peer's reader would drop the connection on this frame (and every answer behind
         // it): answer this request alone with an error instead. A handler bug, not the peer's.
         this.log.error({ peer, op: res.op, requestId: res.requestId, bytes: res.payload.length }, 'response exceeds the frame limit');
-        frame = encodeResponse({ op: res.op, status: Status.IO_ERROR, requestId: res.requestId, epoch: res.epoch, payload: Buffer.from(`response of ${res.payload.length} bytes exceeds the frame limit of ${MAX_FRAME_BYTES}`) });
+        res = { op: res.op, status: Status.IO_ERROR, requestId: res.requestId, epoch: res.epoch, payload: Buffer.from(`response of ${res.payload.length} bytes exceeds the frame limit of ${MAX_FRAME_BYTES}`) };
       }
-      sock.write(frame);
+      // Head and payload as two buffers of one writev: the data is never copied into a frame.
+      sock.cork();
+      sock.write(encodeResponseHead(res));
+      if (res.payload.length) sock.write(res.payload);
+      sock.uncork();
     };
     const dispatch = (req: Request) => {
       inFlight++;
