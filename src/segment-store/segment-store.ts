@@ -488,6 +488,10 @@ export class SegmentStore {
   private async scanChecksums(seg: Segment, firstBlock: number, count: number): Promise<BlockChecksums> {
     const sums = new Uint32Array(count);
     const corrupt: number[] = [];
+    // One scratch pair per scan, reused for every chunk: nothing of the data outlives the loop,
+    // and a 32 MiB scan no longer allocates 32 fresh MiB for the GC to sweep.
+    const dataBuf = Buffer.allocUnsafe(Math.min(CHUNK_BLOCKS, count) * BLOCK_SIZE);
+    const sideBuf = Buffer.allocUnsafe(Math.min(CHUNK_BLOCKS, count) * SUM_ENTRY);
     for (let done = 0; done < count; ) {
       const b0 = firstBlock + done;
       const n = Math.min(CHUNK_BLOCKS, count - done);
@@ -495,8 +499,8 @@ export class SegmentStore {
         await this.hook('read', seg.id, n * BLOCK_SIZE);
         const files = await this.files(seg);
         const [data, side] = await Promise.all([
-          readAt(files.data, b0 * BLOCK_SIZE, n * BLOCK_SIZE),
-          readAt(files.sum, b0 * SUM_ENTRY, n * SUM_ENTRY),
+          readAt(files.data, b0 * BLOCK_SIZE, n * BLOCK_SIZE, dataBuf),
+          readAt(files.sum, b0 * SUM_ENTRY, n * SUM_ENTRY, sideBuf),
         ]);
         for (let i = 0; i < n; i++) {
           const v = verify(data, i, side);
@@ -709,8 +713,9 @@ function checkRange(seg: Segment, offset: number, length: number): void {
 }
 
 /** Reads exactly `length` bytes at `position`; bytes past end of file read as zeros. */
-async function readAt(fh: FileHandle, position: number, length: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(length);
+/** Reads length bytes at position (zeros past the end) into `into` when given (reused scratch), else a new buffer. */
+async function readAt(fh: FileHandle, position: number, length: number, into?: Buffer): Promise<Buffer> {
+  const buf = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
   let done = 0;
   while (done < length) {
     const { bytesRead } = await fh.read(buf, done, length - done, position + done);
