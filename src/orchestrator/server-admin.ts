@@ -14,8 +14,11 @@ export class ServerAdminClient {
     return httpJson(this.base, 'POST', '/v1/copy-jobs', spec, 5000);
   }
 
-  copyJob(id: string): Promise<CopyJobStatus> {
-    return httpJson(this.base, 'GET', `/v1/copy-jobs/${id}`, undefined, 5000);
+  /** The job's status; with waitMs, answered when it finishes or after waitMs (a long-poll). */
+  copyJob(id: string, waitMs = 0): Promise<CopyJobStatus> {
+    return waitMs > 0
+      ? httpJson(this.base, 'GET', `/v1/copy-jobs/${id}?waitMs=${waitMs}`, undefined, waitMs + 5000)
+      : httpJson(this.base, 'GET', `/v1/copy-jobs/${id}`, undefined, 5000);
   }
 
   cancelCopy(id: string): Promise<unknown> {

@@ -5,7 +5,7 @@
 // accepts from now on is forwarded here too. The engine then:
 //   1. compares per-block checksums of source and local copy and copies the differing blocks,
 //      skipping blocks that replicated writes have touched since the copy began (the dirty
-//      bitmap: those already hold the newest data), and repeats until few blocks differ;
+//      bitmap: those already hold the newest data), in one pass with several reads in flight;
 //   2. pauses writes on the segment at the primary, compares every block again and re-copies
 //      any mismatch, until source and copy are identical block for block (or gives up);
 //   3. resumes writes. Only a copy that verified is reported done; the orchestrator commits
@@ -49,6 +49,8 @@ export interface CopyJobStatus {
   verified: boolean;
   rateBytesPerSec: number;
   etaSeconds?: number;
+  /** Where the time went: waiting for a slot, the live comparison, the live copy, the paused verification (with re-copies), the flush. */
+  phaseMs?: { queued: number; diff: number; copy: number; verify: number; flush: number };
   startedAt: string;
   finishedAt?: string;
   error?: string;
@@ -56,8 +58,7 @@ export interface CopyJobStatus {
 
 const CHECKSUM_BATCH_BLOCKS = 8192; // 32 MiB of data per CHECKSUMS request
 const COPY_RUN_BLOCKS = 256; // 1 MiB per READ
-const MAX_LIVE_PASSES = 5;
-const SMALL_DIFF_BLOCKS = 64;
+const COPY_DEPTH = 4; // READs in flight per copy
 const PAUSE_MS = 10000;
 const FINAL_ATTEMPTS = 4;
 
@@ -78,6 +79,8 @@ class Cancelled extends Error {}
 
 export class CopyEngine {
   private readonly jobs = new Map<string, CopyJobStatus & { cancel: boolean }>();
+  /** Callers of whenFinished(), per job id: answered the moment the job leaves 'running'. */
+  private readonly finishWaiters = new Map<string, (() => void)[]>();
   private readonly serverBucket: TokenBucket;
   private running = 0;
   private readonly waiting: (() => void)[] = [];
@@ -123,6 +126,29 @@ export class CopyEngine {
     return j && this.public(j);
   }
 
+  /**
+   * The job's status once it is no longer running, or after `waitMs` (whichever comes first):
+   * a long-poll, so the orchestrator learns of a finished copy at once instead of at its next
+   * poll. undefined for an unknown job.
+   */
+  async whenFinished(id: string, waitMs: number): Promise<CopyJobStatus | undefined> {
+    const j = this.jobs.get(id);
+    if (!j) return undefined;
+    if (j.state === 'running' && waitMs > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, waitMs);
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        const list = this.finishWaiters.get(id) ?? [];
+        list.push(done);
+        this.finishWaiters.set(id, list);
+      });
+    }
+    return this.get(id);
+  }
+
   list(): CopyJobStatus[] {
     return [...this.jobs.values()].map((j) => this.public(j));
   }
@@ -136,7 +162,7 @@ export class CopyEngine {
 
   private public(j: CopyJobStatus & { cancel: boolean }): CopyJobStatus {
     const { cancel: _c, ...rest } = j;
-    return { ...rest };
+    return { ...rest, phaseMs: rest.phaseMs && { ...rest.phaseMs } };
   }
 
   private prune(): void {
@@ -163,6 +189,14 @@ export class CopyEngine {
     const { store, view, handler, log } = this.ctx;
     const t0 = Date.now();
     await this.slot();
+    const phase = { queued: Date.now() - t0, diff: 0, copy: 0, verify: 0, flush: 0 };
+    job.phaseMs = phase;
+    let tp = Date.now();
+    const lap = (k: keyof typeof phase) => {
+      const now = Date.now();
+      phase[k] += now - tp;
+      tp = now;
+    };
     let tracker: ReturnType<RequestHandler['beginTracking']> | undefined;
     try {
       const { volume, index } = parseSegmentId(job.segmentId);
@@ -173,47 +207,69 @@ export class CopyEngine {
       const blocks = Math.ceil(size / BLOCK_SIZE);
       job.totalBytes = size;
       this.checkMembership(job);
-      if (!store.has(job.segmentId)) await store.ensure(job.segmentId, size);
+      // A copy that starts from nothing needs no comparison to know what differs: everything
+      // does, except blocks that are zero at the source (the new file is sparse zeros already).
+      const fresh = !store.has(job.segmentId);
+      if (fresh) await store.ensure(job.segmentId, size);
       tracker = handler.beginTracking(job.segmentId, blocks);
       const t = tracker;
       const progress = () => {
         const secs = (Date.now() - t0) / 1000;
         job.rateBytesPerSec = secs > 0 ? job.bytesCopied / secs : 0;
       };
-      const copy = async (list: number[], skipDirty: boolean, paused: boolean) => {
-        for (const run of runs(list, COPY_RUN_BLOCKS)) {
-          if (job.cancel) throw new Cancelled('cancelled');
-          const bytes = Math.min(run.count * BLOCK_SIZE, size - run.first * BLOCK_SIZE);
-          await jobBucket.take(bytes);
-          await this.serverBucket.take(bytes);
-          const res = await this.call(job, Op.READ, run.first * BLOCK_SIZE, bytes, paused ? Flag.COPY : 0);
-          const release = await handler.lock(job.segmentId, run.first, run.first + run.count, true);
-          try {
-            // Blocks that replicated writes touched meanwhile already hold newer data: keep them.
-            for (const sub of runs(range(run.first, run.count).filter((b) => !skipDirty || !t.isDirty(b)), COPY_RUN_BLOCKS)) {
-              const off = (sub.first - run.first) * BLOCK_SIZE;
-              const len = Math.min(sub.count * BLOCK_SIZE, res.payload.length - off);
-              await store.write(job.segmentId, sub.first * BLOCK_SIZE, res.payload.subarray(off, off + len));
+      // COPY_DEPTH reads in flight, each written as it lands: the source reads the next runs
+      // while this server writes the last ones (one READ at a time left both idle half the time).
+      const copy = async (list: number[], skipDirty: boolean, paused: boolean, skipZero = false) => {
+        const todo = runs(list, COPY_RUN_BLOCKS);
+        let next = 0;
+        let stop = false;
+        const worker = async () => {
+          while (!stop && next < todo.length) {
+            const run = todo[next++]!;
+            if (job.cancel) throw new Cancelled('cancelled');
+            const bytes = Math.min(run.count * BLOCK_SIZE, size - run.first * BLOCK_SIZE);
+            await jobBucket.take(bytes);
+            await this.serverBucket.take(bytes);
+            const res = await this.call(job, Op.READ, run.first * BLOCK_SIZE, bytes, paused ? Flag.COPY : 0);
+            const release = await handler.lock(job.segmentId, run.first, run.first + run.count, true);
+            try {
+              // Blocks that replicated writes touched meanwhile already hold newer data: keep them.
+              const keep = (b: number) => (!skipDirty || !t.isDirty(b)) && !(skipZero && isZeroBlock(res.payload, b - run.first));
+              for (const sub of runs(range(run.first, run.count).filter(keep), COPY_RUN_BLOCKS)) {
+                const off = (sub.first - run.first) * BLOCK_SIZE;
+                const len = Math.min(sub.count * BLOCK_SIZE, res.payload.length - off);
+                await store.write(job.segmentId, sub.first * BLOCK_SIZE, res.payload.subarray(off, off + len));
+              }
+            } finally {
+              release();
             }
-          } finally {
-            release();
+            job.bytesCopied += bytes;
+            progress();
+            const remaining = Math.max(0, job.totalBytes - job.bytesCopied);
+            job.etaSeconds = job.rateBytesPerSec > 0 ? remaining / job.rateBytesPerSec : undefined;
           }
-          job.bytesCopied += bytes;
-          progress();
-          const remaining = Math.max(0, job.totalBytes - job.bytesCopied);
-          job.etaSeconds = job.rateBytesPerSec > 0 ? remaining / job.rateBytesPerSec : undefined;
-        }
+        };
+        // allSettled, not all: no worker may still be writing when the copy reports or retries.
+        const settled = await Promise.allSettled(Array.from({ length: Math.min(COPY_DEPTH, todo.length) }, () => worker().catch((err) => {
+          stop = true;
+          throw err;
+        })));
+        const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) throw failed.reason;
       };
 
-      // Live passes: copy what differs until little is left.
-      for (let pass = 1; pass <= MAX_LIVE_PASSES; pass++) {
-        job.passes = pass;
-        this.checkMembership(job);
-        const diff = await this.diff(job, blocks, (b) => !t.isDirty(b));
-        if (diff.length === 0 || (pass > 1 && diff.length <= SMALL_DIFF_BLOCKS)) break;
-        await copy(diff, true, false);
-        await failpoint('copy.after-pass');
-      }
+      // One live pass: copy what differs. Writes from the join on reach this server too (dirty
+      // blocks are skipped), so a second live comparison finds nothing in the normal case and
+      // costs a full read of both copies; the paused comparison below is the proof either way,
+      // and re-copies what a write the primary took before it saw the join left behind.
+      job.passes = 1;
+      this.checkMembership(job);
+      tp = Date.now();
+      const diff = fresh ? range(0, blocks) : await this.diff(job, blocks, (b) => !t.isDirty(b));
+      lap('diff');
+      if (diff.length > 0) await copy(diff, true, false, fresh);
+      lap('copy');
+      await failpoint('copy.after-pass');
 
       // Final pass with writes paused at the primary: compare everything, re-copy mismatches.
       const primary = this.primaryAddr(job);
@@ -232,8 +288,10 @@ export class CopyEngine {
       } finally {
         await this.ctx.peers.get(primary).send({ op: Op.RESUME, flags: 0, epoch: this.epoch(job), segmentId: job.segmentId, offset: 0, length: 0, payload: EMPTY }).catch(() => {});
       }
+      lap('verify');
       if (!job.verified) throw new Error('copy did not verify against the source after repeated re-copies');
       await store.flush(job.segmentId);
+      lap('flush');
       job.state = 'done';
       log.info({ segment: job.segmentId, source: job.source, bytes: job.bytesCopied, passes: job.passes, recopied: job.recopiedBlocks, ms: Date.now() - t0 }, 'copy verified');
     } catch (err) {
@@ -245,6 +303,8 @@ export class CopyEngine {
       job.finishedAt = new Date().toISOString();
       job.etaSeconds = 0;
       this.release();
+      for (const wake of this.finishWaiters.get(job.id) ?? []) wake();
+      this.finishWaiters.delete(job.id);
     }
   }
 
@@ -303,10 +363,13 @@ export class CopyEngine {
     for (let first = 0; first < blocks; first += CHECKSUM_BATCH_BLOCKS) {
       const count = Math.min(CHECKSUM_BATCH_BLOCKS, blocks - first);
       const len = Math.min(count * BLOCK_SIZE, size - first * BLOCK_SIZE);
-      const res = await this.call(job, Op.CHECKSUMS, first * BLOCK_SIZE, len, paused ? Flag.COPY : 0);
+      // Both sides scan at once: the source's scan and ours overlap instead of taking turns.
+      const [res, local] = await Promise.all([
+        this.call(job, Op.CHECKSUMS, first * BLOCK_SIZE, len, paused ? Flag.COPY : 0),
+        this.ctx.store.checksums(job.segmentId, first, count),
+      ]);
       const src = decodeChecksums(res.payload);
       if (src.corrupt.length) throw new Error(`source ${job.source} has corrupt block(s) ${src.corrupt.slice(0, 5).join(', ')}: scrub must repair it first`);
-      const local = await this.ctx.store.checksums(job.segmentId, first, count);
       const bad = new Set(local.corrupt);
       for (let i = 0; i < count; i++) {
         const b = first + i;
@@ -318,6 +381,13 @@ export class CopyEngine {
 }
 
 const EMPTY = Buffer.alloc(0);
+const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
+
+/** Whether block i of a READ payload is all zeros (a short last block counts by its bytes). */
+function isZeroBlock(payload: Buffer, i: number): boolean {
+  const b = payload.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE);
+  return b.length === BLOCK_SIZE ? b.equals(ZERO_BLOCK) : b.equals(ZERO_BLOCK.subarray(0, b.length));
+}
 
 function range(first: number, count: number): number[] {
   return Array.from({ length: count }, (_, i) => first + i);

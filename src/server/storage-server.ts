@@ -288,7 +288,11 @@ export class StorageServer {
       }
     });
     this.admin.get('/v1/copy-jobs', async () => this.copies.list());
-    this.admin.get<{ Params: { id: string } }>('/v1/copy-jobs/:id', async (req, reply) => this.copies.get(req.params.id) ?? reply.code(404).send({ error: `no copy job ${req.params.id}` }));
+    // ?waitMs=N long-polls: the answer comes when the job finishes (or after N ms, at most 30 s).
+    this.admin.get<{ Params: { id: string }; Querystring: { waitMs?: string } }>('/v1/copy-jobs/:id', async (req, reply) => {
+      const wait = Math.min(30_000, Math.max(0, Number(req.query.waitMs ?? 0) || 0));
+      return (await this.copies.whenFinished(req.params.id, wait)) ?? reply.code(404).send({ error: `no copy job ${req.params.id}` });
+    });
     this.admin.delete<{ Params: { id: string } }>('/v1/copy-jobs/:id', async (req, reply) => (this.copies.cancel(req.params.id) ? { cancelled: req.params.id } : reply.code(404).send({ error: `no running copy job ${req.params.id}` })));
     this.admin.post<{ Body: { segmentId?: string } }>('/v1/scrub', async (req) => {
       if (req.body?.segmentId) await this.scrubber.scrubSegment(req.body.segmentId);
