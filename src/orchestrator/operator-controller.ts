@@ -58,20 +58,55 @@ export class OperatorController {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
   }
 
-  /** Loads persisted operators (after a restart they resume) and starts the executor loop. */
+  /**
+   * Loads persisted operators (after a restart they resume) and starts the executor loop. The
+   * interval is only the fallback: an operator takes its next step as soon as it can (a join is
+   * followed by the copy request in the same pass, a copy's end is learned by long-poll and a
+   * commit follows at once, a finished operator frees its slot for the next one at once).
+   */
   async start(intervalMs = 200): Promise<void> {
     await this.load();
-    const loop = async () => {
-      if (this.stopped) return;
+    this.intervalMs = intervalMs;
+    this.timer = setTimeout(this.loop, 0);
+  }
+
+  private intervalMs = 200;
+  private again = false;
+
+  private readonly loop = async (): Promise<void> => {
+    if (this.stopped) return;
+    this.timer = undefined;
+    do {
+      this.again = false;
       await this.tick().catch((err) => this.log.error({ err }, 'operator tick failed'));
-      if (!this.stopped) this.timer = setTimeout(loop, intervalMs);
-    };
-    this.timer = setTimeout(loop, 0);
+    } while (this.again && !this.stopped);
+    if (!this.stopped && !this.timer) this.timer = setTimeout(this.loop, this.intervalMs);
+  };
+
+  /** Runs a pass now (or right after the one in progress) instead of at the next interval. */
+  private kick(): void {
+    if (this.stopped) return;
+    if (this.ticking) {
+      this.again = true;
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(this.loop, 0);
   }
 
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+  }
+
+  /** Long-polls a copy job until it leaves 'running' (or the operator no longer waits on it), then kicks. */
+  private async watch(opId: string, jobId: string, admin: ServerAdminClient): Promise<void> {
+    while (!this.stopped && this.jobs.get(opId)?.jobId === jobId) {
+      const st = await admin.copyJob(jobId, 10_000).catch(() => undefined);
+      if (!st || st.state !== 'running') break;
+      this.progress.set(opId, { jobId: st.id, bytesCopied: st.bytesCopied, totalBytes: st.totalBytes, rateBytesPerSec: st.rateBytesPerSec, etaSeconds: st.etaSeconds });
+    }
+    this.kick();
   }
 
   private async load(): Promise<void> {
@@ -175,6 +210,7 @@ export class OperatorController {
     this.ops.delete(op.segmentId);
     this.jobs.delete(op.id);
     this.progress.delete(op.id);
+    this.kick(); // its copy slot is free: the next pending operator may start now
   }
 
   /** Undoes a join (the target leaves `joining`) and drops the operator. The data never moved in the SMT. */
@@ -209,49 +245,60 @@ export class OperatorController {
       await this.view.refresh();
       const ordered = [...this.ops.values()].map((x) => x.op).sort((a, b) => b.priority - a.priority || a.createdAt.localeCompare(b.createdAt));
       for (const op of ordered) {
-        if (this.stopped) break;
-        await this.step(op).catch((err) => this.log.warn({ err: (err as Error).message, segment: op.segmentId }, 'operator step failed; will retry'));
+        // Steps that can follow at once do (join → request the copy; copy verified → commit).
+        let cur: Operator | undefined = op;
+        for (let n = 0; cur && n < 4 && !this.stopped; n++) {
+          const advanced: boolean = await this.step(cur).catch((err) => {
+            this.log.warn({ err: (err as Error).message, segment: op.segmentId }, 'operator step failed; will retry');
+            return false;
+          });
+          if (!advanced) break;
+          const held = this.ops.get(op.segmentId)?.op;
+          cur = held?.id === op.id ? held : undefined;
+        }
       }
     } finally {
       this.ticking = false;
     }
   }
 
-  private async step(op: Operator): Promise<void> {
+  /** One step of an operator; true when it advanced and its next step may run at once. */
+  private async step(op: Operator): Promise<boolean> {
     const entry = this.view.entry(op.segmentId);
     if (!entry) {
       await this.finish(op);
       this.record('rolled-back', op.segmentId, 'segment no longer exists', op);
-      return;
+      return false;
     }
     const target = this.view.servers.get(op.target);
     if (!target || target.state !== 'up') {
       await this.rollback(op, `target ${op.target} is ${target?.state ?? 'gone'}`, 'rolled-back');
-      return;
+      return false;
     }
     switch (op.state) {
       case 'pending': {
         if (entry.replicas.includes(op.target)) {
           await this.finish(op);
-          return;
+          return false;
         }
         const { per, total } = this.copiesPerServer();
         const primary = entry.replicas[0];
-        if (total >= this.limits.maxCopiesCluster) return;
-        if ((per.get(op.target) ?? 0) >= this.limits.maxCopiesPerServer) return;
-        if (primary && (per.get(primary) ?? 0) >= this.limits.maxCopiesPerServer) return;
+        if (total >= this.limits.maxCopiesCluster) return false;
+        if ((per.get(op.target) ?? 0) >= this.limits.maxCopiesPerServer) return false;
+        if (primary && (per.get(primary) ?? 0) >= this.limits.maxCopiesPerServer) return false;
         // Step 1: the target joins the entry (epoch+1): from now on writes reach it too.
         await this.writer.updateEntry(op.segmentId, (e) => (e.joining?.includes(op.target) ? undefined : { ...e, joining: [...(e.joining ?? []), op.target] }));
         await failpoint('operator.after-join');
-        if (await this.save(op, { state: 'copying' })) this.record('started', op.segmentId, `copying to ${op.target}`, op);
-        return;
+        if (!(await this.save(op, { state: 'copying' }))) return false;
+        this.record('started', op.segmentId, `copying to ${op.target}`, op);
+        return true;
       }
       case 'copying': {
         if (!entry.joining?.includes(op.target)) {
           // The join was undone underneath us (e.g. failover touched the entry): start over.
           this.jobs.delete(op.id);
           await this.save(op, { state: 'pending', attempts: op.attempts + 1 });
-          return;
+          return false;
         }
         const job = this.jobs.get(op.id);
         const admin = new ServerAdminClient(target.adminAddr);
@@ -261,19 +308,17 @@ export class OperatorController {
           const share = this.limits.clusterBandwidth > 0 ? Math.max(1, Math.floor(this.limits.clusterBandwidth / this.limits.maxCopiesCluster)) : 0;
           const st = await admin.startCopy({ segmentId: op.segmentId, source: entry.replicas[0], bandwidthBytesPerSec: share });
           this.jobs.set(op.id, { jobId: st.id, adminAddr: target.adminAddr });
-          return;
+          void this.watch(op.id, st.id, admin);
+          return false;
         }
         const st = await admin.copyJob(job.jobId).catch(() => undefined);
         if (!st) {
           this.jobs.delete(op.id);
-          return;
+          return false;
         }
         this.progress.set(op.id, { jobId: st.id, bytesCopied: st.bytesCopied, totalBytes: st.totalBytes, rateBytesPerSec: st.rateBytesPerSec, etaSeconds: st.etaSeconds });
-        if (st.state === 'running') return;
-        if (st.state === 'done' && st.verified) {
-          await this.save(op, { state: 'committing' });
-          return;
-        }
+        if (st.state === 'running') return false;
+        if (st.state === 'done' && st.verified) return this.save(op, { state: 'committing' });
         this.jobs.delete(op.id);
         const attempts = op.attempts + 1;
         if (attempts >= this.limits.maxAttempts) {
@@ -281,7 +326,7 @@ export class OperatorController {
         } else {
           await this.save(op, { attempts, error: st.error });
         }
-        return;
+        return false;
       }
       case 'committing': {
         // Step 4: compare-and-swap: the verified copy becomes a replica (replacing `remove`), epoch+1.
@@ -303,12 +348,12 @@ export class OperatorController {
         });
         if (lost) {
           await this.save(op, { state: 'pending', attempts: op.attempts + 1 });
-          return;
+          return false;
         }
         await failpoint('operator.after-commit');
         await this.finish(op);
         this.record('committed', op.segmentId, op.remove ? `${op.target} replaced ${op.remove}` : `${op.target} added`, op);
-        return;
+        return false;
       }
     }
   }
