@@ -36,8 +36,8 @@ export interface Proc {
 }
 
 /** Spawns the CLI and resolves once a stdout line matches `ready` (or rejects if it exits first). */
-export function spawnPresage(args: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}, timeoutMs = 30000): Promise<Proc> {
-  const child = spawn(process.execPath, presageArgv(args), {
+export function spawnPresage(args: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}, timeoutMs = 30000, nodeArgs: string[] = []): Promise<Proc> {
+  const child = spawn(process.execPath, [...nodeArgs, ...presageArgv(args)], {
     cwd: REPO,
     env: { ...process.env, PRESAGE_LOG_LEVEL: process.env.PRESAGE_LOG_LEVEL ?? 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -108,6 +108,8 @@ export interface ClusterOptions {
   /** Extra environment (e.g. PRESAGE_FAILPOINTS) for the orchestrator and for servers. */
   orchestratorEnv?: NodeJS.ProcessEnv;
   serverEnv?: NodeJS.ProcessEnv;
+  /** Extra node flags for servers (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+  serverNodeArgs?: string[];
   /** Metadata backend: the orchestrator's embedded store, or a real etcd started for the cluster. */
   meta?: MetaKind;
 }
@@ -210,7 +212,7 @@ export class TestCluster {
       // With etcd a server finds the active orchestrator through the leader election, so it follows a failover.
       'server', '--dir', s.dir, ...(this.etcd ? this.metaArgs : ['--orchestrator', this.url]),
       '--listen', `127.0.0.1:${s.port}`, '--admin', `127.0.0.1:${s.adminPort}`, ...s.extraArgs,
-    ], /serving data on/, this.opts.serverEnv);
+    ], /serving data on/, this.opts.serverEnv, 30000, this.opts.serverNodeArgs);
     s.id = /server (\S+) serving/.exec(s.proc.stdout)![1];
     return s;
   }

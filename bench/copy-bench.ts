@@ -1,0 +1,209 @@
+// Copy-engine benchmark: how fast a drain empties a server, next to `cp` + sync of the same bytes.
+//
+//   npx tsx bench/copy-bench.ts [--size-mib 768] [--segment-mib 32] [--replicas 1] [--trials 3]
+//                               [--cpu-prof DIR] [--timeline] [--out bench/results/copy-<date>.md | --out -]
+//
+// A trial starts a fresh cluster (orchestrator + 3 storage servers, real processes on loopback,
+// scrub off), creates a volume, fills it through the client with self-describing 4 KiB blocks,
+// picks the server holding the most segments and drains it (POST /v1/servers/:id/drain, the same
+// path a predictive drain takes: operators → join → verified copy → commit). Drain time = the
+// drain call → the orchestrator's view shows the server holding nothing; throughput = the bytes
+// of the segments it held / drain time. The reference copies a file of the same size with
+// `cp --reflink=never` and `sync FILE` on the same filesystem, in the same run. Afterwards every
+// byte of the volume is read back through the client and compared with what was written.
+// --cpu-prof DIR: the servers run with node --cpu-prof into DIR (profiles written at shutdown),
+// for the profile-before-optimising step; --timeline prints, per segment, when its operator was
+// proposed, started and committed (from the decision log).
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { OrchestratorClient } from '../src/api/orchestrator-client.ts';
+import { PresageClient } from '../src/client/presage-client.ts';
+import { REPO, TestCluster } from '../test/helpers/cluster.ts';
+import { loadAverage, machineLines } from './machine-info.ts';
+
+const MiB = 1024 * 1024;
+const BLOCK = 4096;
+const VOLUME = 'copybench';
+
+function usage(msg?: string): never {
+  if (msg) console.error(`copy-bench: ${msg}`);
+  console.error('usage: npx tsx bench/copy-bench.ts [--size-mib N] [--segment-mib N] [--replicas 1|2] [--trials N] [--cpu-prof DIR] [--timeline] [--out FILE|-]');
+  process.exit(2);
+}
+
+function intArg(v: string | undefined, name: string, def: number, min: number): number {
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) usage(`--${name} must be a whole number >= ${min} (got ${JSON.stringify(v)})`);
+  return n;
+}
+
+/** Block b of the volume: its index in every u32 and a byte derived from it (misplaced or stale data fails the check). */
+function fillBlock(buf: Buffer, at: number, block: number): void {
+  for (let o = 0; o < BLOCK; o += 4) buf.writeUInt32LE((block * 2654435761 + o) >>> 0, at + o);
+}
+
+function run(cmd: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: 'ignore' });
+    p.on('error', reject);
+    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}`))));
+  });
+}
+
+interface Trial { segments: number; bytes: number; drainS: number; drainMBs: number; cpMBs: number; ratio: number }
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      'size-mib': { type: 'string' }, 'segment-mib': { type: 'string' }, replicas: { type: 'string' },
+      trials: { type: 'string' }, 'cpu-prof': { type: 'string' }, timeline: { type: 'boolean' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) usage();
+  const sizeMiB = intArg(values['size-mib'], 'size-mib', 768, 1);
+  const segMiB = intArg(values['segment-mib'], 'segment-mib', 32, 1);
+  const replicas = intArg(values.replicas, 'replicas', 1, 1);
+  const trials = intArg(values.trials, 'trials', 3, 1);
+  if (replicas > 2) usage('--replicas must be 1 or 2 (3 servers, one drained)');
+  if (sizeMiB % segMiB !== 0) usage('--size-mib must be a multiple of --segment-mib');
+  const timeline = values.timeline === true;
+  const prof = values['cpu-prof'] ? path.resolve(values['cpu-prof']) : undefined;
+  if (prof) fs.mkdirSync(prof, { recursive: true });
+  const date = new Date().toISOString().slice(0, 10);
+  const out = values.out ?? path.join(REPO, `bench/results/copy-${date}.md`);
+  const size = sizeMiB * MiB;
+  const header = machineLines({ notes: ['the machine is shared with other engineers\' builds and tests, so it is noisy: every Presage process, the client and `cp` share its cores'] });
+  const t0 = Date.now();
+  const log = (s: string) => console.error(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${s}`);
+  const cpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'presage-copy-cp-'));
+  const results: Trial[] = [];
+  let cluster: TestCluster | undefined;
+  let client: PresageClient | undefined;
+  try {
+    const cpSrc = path.join(cpDir, 'src');
+    await run('dd', ['if=/dev/urandom', `of=${cpSrc}`, 'bs=1M', `count=${sizeMiB}`, 'status=none']);
+    for (let t = 1; t <= trials; t++) {
+      log(`trial ${t}/${trials}: 3 servers + orchestrator`);
+      cluster = await TestCluster.start({
+        servers: 3,
+        serverArgs: () => ['--scrub-interval', '0'],
+        serverNodeArgs: prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [],
+      });
+      const api = new OrchestratorClient(cluster.url);
+      await api.createVolume({ name: VOLUME, size, segmentSize: segMiB * MiB, replicas });
+      client = await PresageClient.connect({ orchestratorUrl: cluster.url });
+      const vol = await client.openVolume(VOLUME);
+      let next = 0;
+      await Promise.all(Array.from({ length: 8 }, async () => {
+        const buf = Buffer.alloc(MiB);
+        for (;;) {
+          const off = next;
+          next += MiB;
+          if (off >= size) return;
+          for (let o = 0; o < MiB; o += BLOCK) fillBlock(buf, o, (off + o) / BLOCK);
+          await vol.write(off, buf);
+        }
+      }));
+      await vol.flush();
+      const segs = await api.segments(VOLUME);
+      const held = new Map<string, number>();
+      for (const s of segs) for (const r of s.replicas) held.set(r, (held.get(r) ?? 0) + 1);
+      const [victim, count] = [...held.entries()].sort((a, b) => b[1] - a[1])[0]!;
+      const bytes = count * segMiB * MiB;
+      log(`  filled ${sizeMiB} MiB; draining ${victim} (${count} of ${segs.length} segments, ${bytes / MiB} MiB)`);
+      const d0 = performance.now();
+      await api.drain(victim, 'copy benchmark');
+      for (;;) {
+        const now = await api.segments(VOLUME);
+        if (!now.some((s) => s.replicas.includes(victim) || s.joining?.includes(victim))) break;
+        if (performance.now() - d0 > 600_000) throw new Error('the drain did not finish in 10 minutes');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const drainS = (performance.now() - d0) / 1000;
+      if (timeline) {
+        // Where the time went, per segment: the decision log's proposed → started (joined) → committed.
+        const wall0 = Date.now() - drainS * 1000;
+        const per = new Map<string, Record<string, number>>();
+        for (const e of await api.events(0)) {
+          if (!e.segmentId || Date.parse(e.at) < wall0 - 1000) continue;
+          const r = per.get(e.segmentId) ?? {};
+          r[e.type] ??= (Date.parse(e.at) - wall0) / 1000;
+          per.set(e.segmentId, r);
+        }
+        // ... and inside each copy (the target's copy-job phases).
+        const phases = new Map<string, string>();
+        for (const s of cluster.servers) {
+          const jobs = await fetch(`http://127.0.0.1:${s.adminPort}/v1/copy-jobs`).then((r) => r.json() as Promise<{ segmentId: string; phaseMs?: Record<string, number> }[]>);
+          for (const j of jobs) if (j.phaseMs) phases.set(j.segmentId, Object.entries(j.phaseMs).map(([k, v]) => `${k} ${v}`).join(' '));
+        }
+        for (const [seg, r] of [...per].sort((a, b) => (a[1].started ?? 0) - (b[1].started ?? 0))) {
+          log(`    ${seg}: ${Object.entries(r).map(([k, v]) => `${k} ${v.toFixed(2)} s`).join(', ')}; copy ms: ${phases.get(seg) ?? '?'}`);
+        }
+      }
+      // Every byte back, compared with what was written.
+      const want = Buffer.alloc(MiB);
+      for (let off = 0; off < size; off += MiB) {
+        const got = await vol.read(off, MiB);
+        for (let o = 0; o < MiB; o += BLOCK) fillBlock(want, o, (off + o) / BLOCK);
+        if (!got.equals(want)) throw new Error(`data check failed in the MiB at ${off}`);
+      }
+      // The reference: the same number of bytes, cp + sync, same filesystem.
+      const dst = path.join(cpDir, 'dst');
+      fs.rmSync(dst, { force: true });
+      await run('sync', []);
+      const c0 = performance.now();
+      await run('cp', ['--reflink=never', cpSrc, dst]);
+      await run('sync', [dst]);
+      const cpMBs = size / 1e6 / ((performance.now() - c0) / 1000);
+      const drainMBs = bytes / 1e6 / drainS;
+      results.push({ segments: count, bytes, drainS, drainMBs, cpMBs, ratio: drainMBs / cpMBs });
+      log(`  drain ${drainS.toFixed(2)} s = ${drainMBs.toFixed(1)} MB/s; cp + sync ${cpMBs.toFixed(1)} MB/s; ratio ${(drainMBs / cpMBs).toFixed(3)}; data verified`);
+      await client.close();
+      client = undefined;
+      // SIGTERM first: a clean exit is when node writes a --cpu-prof profile.
+      if (prof) await Promise.all(cluster.servers.map((_, i) => cluster!.killServer(i, 'SIGTERM')));
+      await cluster.stop();
+      cluster = undefined;
+    }
+  } finally {
+    await client?.close().catch(() => {});
+    await cluster?.stop();
+    fs.rmSync(cpDir, { recursive: true, force: true });
+  }
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+  const lines = [
+    `# Copy benchmark (drain), ${date}`,
+    '',
+    'Machine:',
+    '',
+    ...header,
+    `- load average at end: ${loadAverage()}`,
+    '',
+    `Setup: orchestrator + 3 storage servers on loopback (real processes, scrub off, default copy limits); volume ${sizeMiB} MiB, ${segMiB} MiB segments, ${replicas} replica(s), filled through the client; the server holding the most segments is drained (operators: join → verified copy → commit). Drain time = drain call → no segment lists it; reference = \`cp --reflink=never\` + \`sync FILE\` of ${sizeMiB} MiB on the same filesystem, in the same trial. Every byte read back through the client and compared after each drain.${prof ? ' Servers ran with --cpu-prof (slower).' : ''}`,
+    '',
+    '| trial | segments drained | MiB | drain s | drain MB/s | cp + sync MB/s | drain / cp |',
+    '|---:|---:|---:|---:|---:|---:|---:|',
+    ...results.map((r, i) => `| ${i + 1} | ${r.segments} | ${r.bytes / MiB} | ${r.drainS.toFixed(2)} | ${r.drainMBs.toFixed(1)} | ${r.cpMBs.toFixed(1)} | ${r.ratio.toFixed(3)} |`),
+    `| **median** | | | ${med(results.map((r) => r.drainS)).toFixed(2)} | ${med(results.map((r) => r.drainMBs)).toFixed(1)} | ${med(results.map((r) => r.cpMBs)).toFixed(1)} | **${med(results.map((r) => r.ratio)).toFixed(3)}** |`,
+    '',
+    `Command: \`npx tsx bench/copy-bench.ts ${process.argv.slice(2).join(' ')}\`. MB = 10^6 bytes.`,
+    '',
+  ];
+  const text = lines.join('\n');
+  if (out === '-') console.log(text);
+  else {
+    fs.writeFileSync(out, text);
+    console.log(text);
+    log(`wrote ${out}`);
+  }
+}
+
+main().catch((err) => {
+  console.error(`copy-bench: ${(err as Error).stack ?? err}`);
+  process.exit(1);
+});
