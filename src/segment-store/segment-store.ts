@@ -8,6 +8,12 @@
 //   segments/<volume>/<index>.meta  small JSON record (replication/fencing), replaced atomically
 //   clean-shutdown                  present only after a clean close() (see `known` below)
 //
+// Sidecars are also held in memory (the most recently used ones, up to `sidecarCacheBytes`), so a
+// read is one disk operation (the data) and a write two (sidecar, then data), not two and three.
+// The memory copy is only ever what the file holds: it is loaded whole when no sidecar write of
+// that segment is in flight (and dropped if one ran meanwhile), updated after each sidecar write
+// succeeds, and dropped when one fails (the file's state is then unknown) or the files close.
+//
 // A block verifies iff its canonical checksum equals `cur` or `prev` (the canonical checksum of
 // an all-zero block is 0). A write first stores (new, on-disk) in the sidecar and then writes
 // the data, so a process killed between the two leaves a block that still verifies against its
@@ -36,7 +42,11 @@ export interface SegmentStoreOptions {
   ioHook?: IoHook;
   /** Warnings about damaged or leftover files found by open(). Silent by default. */
   logger?: Logger;
+  /** Memory for in-memory sidecar copies (8 bytes per 4 KiB block; LRU by segment). Default 256 MiB; 0 = none. */
+  sidecarCacheBytes?: number;
 }
+
+export const DEFAULT_SIDECAR_CACHE_BYTES = 256 * 1024 * 1024;
 
 /** Bytes per sidecar entry: u32 cur + u32 prev. */
 const SUM_ENTRY = 8;
@@ -97,6 +107,11 @@ interface Segment {
   deleted: boolean;
   /** Flushes in progress (they do not take the range lock); delete waits for them. */
   flushes: Set<Promise<void>>;
+  /** The whole sidecar, as the file holds it, when cached (see the header). */
+  side?: Buffer;
+  /** Sidecar writes in flight, and a count of those finished: a load installs only if neither moved. */
+  sideBusy: number;
+  sideGen: number;
 }
 
 export class SegmentStore {
@@ -108,11 +123,50 @@ export class SegmentStore {
   private readonly lifecycle = new Map<string, Promise<unknown>>();
   private readonly inflight = new Set<Promise<unknown>>();
   private state: 'new' | 'opening' | 'open' | 'closed' = 'new';
+  /** Segments whose sidecar is cached, least recently used first (Map order). */
+  private readonly sideLru = new Map<Segment, number>();
+  private sideBytes = 0;
+  private readonly sideBudget: number;
 
   constructor(private readonly dir: string, opts: SegmentStoreOptions = {}) {
     this.segmentsDir = join(dir, 'segments');
     this.ioHook = opts.ioHook;
     this.log = opts.logger ?? silentLogger;
+    this.sideBudget = opts.sidecarCacheBytes ?? DEFAULT_SIDECAR_CACHE_BYTES;
+  }
+
+  /**
+   * Sidecar entries of blocks [b0, b0 + n): a view of the cached sidecar (loaded whole on first
+   * use if it fits the budget), else read from the file (into `into` when given). Caller holds
+   * the range lock, so no write changes these entries while the view is in use.
+   */
+  private async sidecar(seg: Segment, files: Files, b0: number, n: number, into?: Buffer): Promise<Buffer> {
+    if (!seg.side && seg.sideBusy === 0 && seg.blocks * SUM_ENTRY <= this.sideBudget) {
+      const gen = seg.sideGen;
+      const whole = await readAt(files.sum, 0, seg.blocks * SUM_ENTRY);
+      if (!seg.side && seg.sideBusy === 0 && seg.sideGen === gen && seg.files && !seg.deleted) {
+        seg.side = whole;
+        this.sideBytes += whole.length;
+        this.sideLru.set(seg, whole.length);
+        for (const [old, bytes] of this.sideLru) {
+          if (this.sideBytes <= this.sideBudget || old === seg) break;
+          this.dropSidecar(old, bytes);
+        }
+      }
+    }
+    if (seg.side) {
+      // Most recently used last.
+      this.sideLru.delete(seg);
+      this.sideLru.set(seg, seg.side.length);
+      return seg.side.subarray(b0 * SUM_ENTRY, (b0 + n) * SUM_ENTRY);
+    }
+    return readAt(files.sum, b0 * SUM_ENTRY, n * SUM_ENTRY, into);
+  }
+
+  private dropSidecar(seg: Segment, bytes = seg.side?.length ?? 0): void {
+    if (!this.sideLru.delete(seg)) return;
+    this.sideBytes -= bytes;
+    seg.side = undefined;
   }
 
   /** Creates the directory if needed and finds the segments already on disk. */
@@ -192,7 +246,7 @@ export class SegmentStore {
         const n = b1 - b0;
         const [data, sums] = await Promise.all([
           readAt(files.data, b0 * BLOCK_SIZE, n * BLOCK_SIZE),
-          readAt(files.sum, b0 * SUM_ENTRY, n * SUM_ENTRY),
+          this.sidecar(seg, files, b0, n),
         ]);
         const bad: number[] = [];
         for (let i = 0; i < n; i++) {
@@ -314,6 +368,7 @@ export class SegmentStore {
           release = await seg.lock.acquire(0, seg.blocks, true);
           seg.deleted = true;
           await Promise.allSettled([...seg.flushes]);
+          this.dropSidecar(seg);
           await closeFiles(seg);
         }
         try {
@@ -398,6 +453,7 @@ export class SegmentStore {
         failure ??= err;
       }
       try {
+        this.dropSidecar(seg);
         await closeFiles(seg);
       } catch (err) {
         failure ??= err;
@@ -424,7 +480,7 @@ export class SegmentStore {
   private async writeBlocks(seg: Segment, b0: number, b1: number, offset: number, data: Buffer): Promise<void> {
     const files = await this.files(seg);
     const n = b1 - b0;
-    const sums = await readAt(files.sum, b0 * SUM_ENTRY, n * SUM_ENTRY);
+    const sums = await this.sidecar(seg, files, b0, n);
     // Checksum of the data now on disk for each block, or undefined while unknown.
     const onDisk: (number | undefined)[] = new Array(n);
     let buf: Buffer;
@@ -473,7 +529,17 @@ export class SegmentStore {
     }
     seg.dirty = true;
     try {
-      await writeAt(files.sum, side, b0 * SUM_ENTRY);
+      seg.sideBusy++;
+      try {
+        await writeAt(files.sum, side, b0 * SUM_ENTRY);
+        seg.side && side.copy(seg.side, b0 * SUM_ENTRY);
+      } catch (err) {
+        this.dropSidecar(seg); // the file may hold part of it: only the file is the truth now
+        throw err;
+      } finally {
+        seg.sideBusy--;
+        seg.sideGen++;
+      }
       await writeAt(files.data, buf, b0 * BLOCK_SIZE);
     } catch (err) {
       // Sidecar and data may now disagree on `cur`: re-learn these blocks before trusting it.
@@ -500,6 +566,7 @@ export class SegmentStore {
         const files = await this.files(seg);
         const [data, side] = await Promise.all([
           readAt(files.data, b0 * BLOCK_SIZE, n * BLOCK_SIZE, dataBuf),
+          // From the file, never the memory copy: scans are how scrub finds a rotten sidecar.
           readAt(files.sum, b0 * SUM_ENTRY, n * SUM_ENTRY, sideBuf),
         ]);
         for (let i = 0; i < n; i++) {
@@ -616,6 +683,8 @@ export class SegmentStore {
       known,
       deleted: false,
       flushes: new Set(),
+      sideBusy: 0,
+      sideGen: 0,
     };
   }
 
