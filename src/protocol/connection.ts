@@ -31,8 +31,17 @@ export function isUnreachable(err: unknown): boolean {
 interface Pending {
   resolve: (r: Response) => void;
   reject: (e: Error) => void;
-  timer?: NodeJS.Timeout;
+  /** performance.now() after which the request times out (Infinity: never). */
+  deadline: number;
+  timeoutMs: number;
 }
+
+/**
+ * How often a connection looks for timed-out requests. One sweep timer per connection instead of
+ * a setTimeout per request (which cost a timer allocation and two timer-list operations on every
+ * I/O); a timeout fires up to this much late.
+ */
+const SWEEP_MS = 50;
 
 export interface ConnectionOptions {
   connectTimeoutMs?: number;
@@ -47,6 +56,7 @@ export class DataConnection extends EventEmitter {
   private closed = false;
   private readonly connectTimeoutMs: number;
   private readonly requestTimeoutMs: number;
+  private sweeper?: NodeJS.Timeout;
 
   constructor(readonly address: string, opts: ConnectionOptions = {}) {
     super();
@@ -115,15 +125,8 @@ export class DataConnection extends EventEmitter {
     this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
     const head = encodeRequestHead({ ...req, requestId });
     return new Promise<Response>((resolve, reject) => {
-      const p: Pending = { resolve, reject };
-      if (timeoutMs > 0) {
-        p.timer = setTimeout(() => {
-          this.pending.delete(requestId);
-          reject(new RequestTimeoutError(this.address, timeoutMs));
-          // A server that stops answering is treated as gone: later requests reconnect.
-          if (timeoutMs >= this.requestTimeoutMs) this.fail(`request timed out after ${timeoutMs} ms`);
-        }, timeoutMs);
-      }
+      const p: Pending = { resolve, reject, timeoutMs, deadline: timeoutMs > 0 ? performance.now() + timeoutMs : Infinity };
+      if (timeoutMs > 0 && !this.sweeper) this.sweeper = setInterval(this.sweep, SWEEP_MS);
       this.pending.set(requestId, p);
       // One writev of head + payload: a WRITE's data is not copied into a frame. The payload
       // must not change until the answer comes (every caller awaits it before reusing a buffer).
@@ -138,6 +141,25 @@ export class DataConnection extends EventEmitter {
     this.fail('connection closed');
   }
 
+  /** Times out the requests past their deadline; stops itself when nothing is in flight. */
+  private readonly sweep = (): void => {
+    if (this.pending.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+      return;
+    }
+    const now = performance.now();
+    let takeDown = 0;
+    for (const [id, p] of this.pending) {
+      if (p.deadline > now) continue;
+      this.pending.delete(id);
+      p.reject(new RequestTimeoutError(this.address, p.timeoutMs));
+      // A server that stops answering is treated as gone: later requests reconnect.
+      if (p.timeoutMs >= this.requestTimeoutMs) takeDown = p.timeoutMs;
+    }
+    if (takeDown) this.fail(`request timed out after ${takeDown} ms`);
+  };
+
   private onFrame(body: Buffer): void {
     let res: Response;
     try {
@@ -149,7 +171,6 @@ export class DataConnection extends EventEmitter {
     const p = this.pending.get(res.requestId);
     if (!p) return; // a response to a request that already timed out
     this.pending.delete(res.requestId);
-    if (p.timer) clearTimeout(p.timer);
     p.resolve(res);
   }
 
@@ -160,11 +181,10 @@ export class DataConnection extends EventEmitter {
     this.socket = undefined;
     sock?.destroy();
     const err = new ConnectionError(reason, this.address);
-    for (const [, p] of this.pending) {
-      if (p.timer) clearTimeout(p.timer);
-      p.reject(err);
-    }
+    for (const [, p] of this.pending) p.reject(err);
     this.pending.clear();
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = undefined;
     this.emit('closed', reason);
   }
 }
