@@ -271,8 +271,21 @@ export class Volume implements BlockDevice {
     return segmentIdOf(this.name, seg);
   }
 
+  /** The segment of [offset, offset + length) when the range is one request's worth (the common case), else -1. */
+  private single(offset: number, length: number): number {
+    const seg = Math.floor(offset / this.segmentSize);
+    return length <= MAX_IO_BYTES && offset + length <= (seg + 1) * this.segmentSize ? seg : -1;
+  }
+
   async read(offset: number, length: number): Promise<Buffer> {
     this.check(offset, length);
+    const one = this.single(offset, length);
+    if (one >= 0 && length > 0) {
+      // One request: its payload is the answer, with no buffer to allocate and copy into.
+      const res = await this.client.segmentRequest(this.segId(one), Op.READ, offset - one * this.segmentSize, length, EMPTY);
+      if (res.payload.length !== length) throw new ProtocolError(Status.IO_ERROR, `short read from ${this.segId(one)}: ${res.payload.length} of ${length} bytes`);
+      return res.payload;
+    }
     const out = Buffer.allocUnsafe(length);
     await Promise.all(this.pieces(offset, length).map(async (p) => {
       const res = await this.client.segmentRequest(this.segId(p.seg), Op.READ, p.segOffset, p.len, EMPTY);
@@ -285,6 +298,12 @@ export class Volume implements BlockDevice {
   async write(offset: number, data: Buffer, opts: { fua?: boolean } = {}): Promise<void> {
     this.check(offset, data.length);
     const flags = opts.fua ? Flag.FUA : 0;
+    const one = this.single(offset, data.length);
+    if (one >= 0 && data.length > 0) {
+      await this.client.segmentRequest(this.segId(one), Op.WRITE, offset - one * this.segmentSize, data.length, data, flags);
+      this.dirty.add(one);
+      return;
+    }
     await Promise.all(this.pieces(offset, data.length).map(async (p) => {
       const chunk = data.subarray(p.volOffset - offset, p.volOffset - offset + p.len);
       await this.client.segmentRequest(this.segId(p.seg), Op.WRITE, p.segOffset, p.len, chunk, flags);
