@@ -1,7 +1,7 @@
 // Copy-engine benchmark: how fast a drain empties a server, next to `cp` + sync of the same bytes.
 //
 //   npx tsx bench/copy-bench.ts [--size-mib 768] [--segment-mib 32] [--replicas 1] [--trials 3]
-//                               [--cpu-prof DIR] [--timeline] [--out bench/results/copy-<date>.md | --out -]
+//                               [--max-copies 2] [--cpu-prof DIR] [--timeline] [--out bench/results/copy-<date>.md | --out -]
 //
 // A trial starts a fresh cluster (orchestrator + 3 storage servers, real processes on loopback,
 // scrub off), creates a volume, fills it through the client with self-describing 4 KiB blocks,
@@ -31,7 +31,7 @@ const VOLUME = 'copybench';
 
 function usage(msg?: string): never {
   if (msg) console.error(`copy-bench: ${msg}`);
-  console.error('usage: npx tsx bench/copy-bench.ts [--size-mib N] [--segment-mib N] [--replicas 1|2] [--trials N] [--cpu-prof DIR] [--timeline] [--out FILE|-]');
+  console.error('usage: npx tsx bench/copy-bench.ts [--size-mib N] [--segment-mib N] [--replicas 1|2] [--trials N] [--max-copies N] [--cpu-prof DIR] [--timeline] [--out FILE|-]');
   process.exit(2);
 }
 
@@ -61,7 +61,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       'size-mib': { type: 'string' }, 'segment-mib': { type: 'string' }, replicas: { type: 'string' },
-      trials: { type: 'string' }, 'cpu-prof': { type: 'string' }, timeline: { type: 'boolean' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      trials: { type: 'string' }, 'cpu-prof': { type: 'string' }, timeline: { type: 'boolean' }, 'max-copies': { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) usage();
@@ -69,6 +69,9 @@ async function main(): Promise<void> {
   const segMiB = intArg(values['segment-mib'], 'segment-mib', 32, 1);
   const replicas = intArg(values.replicas, 'replicas', 1, 1);
   const trials = intArg(values.trials, 'trials', 3, 1);
+  // Copies one server takes part in at once (the orchestrator's --max-copies-per-server and each
+  // server's --max-copies); 2 is the default of both.
+  const maxCopies = intArg(values['max-copies'], 'max-copies', 2, 1);
   if (replicas > 2) usage('--replicas must be 1 or 2 (3 servers, one drained)');
   if (sizeMiB % segMiB !== 0) usage('--size-mib must be a multiple of --segment-mib');
   const timeline = values.timeline === true;
@@ -91,7 +94,8 @@ async function main(): Promise<void> {
       log(`trial ${t}/${trials}: 3 servers + orchestrator`);
       cluster = await TestCluster.start({
         servers: 3,
-        serverArgs: () => ['--scrub-interval', '0'],
+        serverArgs: () => ['--scrub-interval', '0', '--max-copies', String(maxCopies)],
+        orchestratorArgs: ['--max-copies-per-server', String(maxCopies)],
         serverNodeArgs: prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [],
       });
       const api = new OrchestratorClient(cluster.url);
@@ -184,7 +188,7 @@ async function main(): Promise<void> {
     ...header,
     `- load average at end: ${loadAverage()}`,
     '',
-    `Setup: orchestrator + 3 storage servers on loopback (real processes, scrub off, default copy limits); volume ${sizeMiB} MiB, ${segMiB} MiB segments, ${replicas} replica(s), filled through the client; the server holding the most segments is drained (operators: join → verified copy → commit). Drain time = drain call → no segment lists it; reference = \`cp --reflink=never\` + \`sync FILE\` of ${sizeMiB} MiB on the same filesystem, in the same trial. Every byte read back through the client and compared after each drain.${prof ? ' Servers ran with --cpu-prof (slower).' : ''}`,
+    `Setup: orchestrator + 3 storage servers on loopback (real processes, scrub off, ${maxCopies} copies per server at once); volume ${sizeMiB} MiB, ${segMiB} MiB segments, ${replicas} replica(s), filled through the client; the server holding the most segments is drained (operators: join → verified copy → commit). Drain time = drain call → no segment lists it; reference = \`cp --reflink=never\` + \`sync FILE\` of ${sizeMiB} MiB on the same filesystem, in the same trial. Every byte read back through the client and compared after each drain.${prof ? ' Servers ran with --cpu-prof (slower).' : ''}`,
     '',
     '| trial | segments drained | MiB | drain s | drain MB/s | cp + sync MB/s | drain / cp |',
     '|---:|---:|---:|---:|---:|---:|---:|',
