@@ -23,24 +23,17 @@ import { parseArgs } from 'node:util';
 import { OrchestratorClient } from '../src/api/orchestrator-client.ts';
 import { PresageClient } from '../src/client/presage-client.ts';
 import { REPO, TestCluster } from '../test/helpers/cluster.ts';
+import { benchArgs } from './bench-args.ts';
 import { loadAverage, machineLines } from './machine-info.ts';
 
 const MiB = 1024 * 1024;
 const BLOCK = 4096;
 const VOLUME = 'copybench';
 
-function usage(msg?: string): never {
-  if (msg) console.error(`copy-bench: ${msg}`);
-  console.error('usage: npx tsx bench/copy-bench.ts [--size-mib N] [--segment-mib N] [--replicas 1|2] [--trials N] [--max-copies N] [--cpu-prof DIR] [--timeline] [--out FILE|-]');
-  process.exit(2);
-}
-
-function intArg(v: string | undefined, name: string, def: number, min: number): number {
-  if (v === undefined) return def;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) usage(`--${name} must be a whole number >= ${min} (got ${JSON.stringify(v)})`);
-  return n;
-}
+const args = benchArgs('copy-bench', 'npx tsx bench/copy-bench.ts [--size-mib N] [--segment-mib N] [--replicas 1|2] [--trials N] [--max-copies N] [--cpu-prof DIR] [--timeline] [--out FILE|-]');
+// Annotated so that a call narrows like a never-returning function declaration.
+const usage: (msg?: string) => never = args.usage;
+const intArg = args.intArg;
 
 /** Block b of the volume: its index in every u32 and a byte derived from it (misplaced or stale data fails the check). */
 function fillBlock(buf: Buffer, at: number, block: number): void {

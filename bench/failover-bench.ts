@@ -34,6 +34,7 @@ import type { SegmentView } from '../src/api/types.ts';
 import { PresageClient, type Volume } from '../src/client/presage-client.ts';
 import { Op, Status } from '../src/protocol/messages.ts';
 import { REPO, TestCluster } from '../test/helpers/cluster.ts';
+import { benchArgs } from './bench-args.ts';
 import { loadAverage, machineLines } from './machine-info.ts';
 
 const KiB = 1024;
@@ -282,18 +283,10 @@ interface Trial {
 
 // ---------------------------------------------------------------------------------------------
 
-function usage(msg?: string): never {
-  if (msg) console.error(`error: ${msg}`);
-  console.error('usage: npx tsx bench/failover-bench.ts [--trials N] [--heartbeat-timeout MS] [--size-mib N] [--segment-mib N] [--readers N] [--writers N] [--fault kill|hang] [--request-timeout MS] [--out FILE|-]');
-  process.exit(2);
-}
-
-function intArg(v: string | undefined, name: string, def: number, min: number): number {
-  if (v === undefined) return def;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) usage(`--${name} must be a whole number >= ${min} (got ${JSON.stringify(v)})`);
-  return n;
-}
+const args = benchArgs('failover-bench', 'npx tsx bench/failover-bench.ts [--trials N] [--heartbeat-timeout MS] [--size-mib N] [--segment-mib N] [--readers N] [--writers N] [--fault kill|hang] [--request-timeout MS] [--out FILE|-]');
+// Annotated so that a call narrows like a never-returning function declaration.
+const usage: (msg?: string) => never = args.usage;
+const intArg = args.intArg;
 
 async function main(): Promise<void> {
   let parsed;

@@ -17,6 +17,7 @@ import {
   type Operator, type OperatorProgress, type OperatorView,
 } from './operators.ts';
 import { ServerAdminClient } from './server-admin.ts';
+import type { CopyJobStatus } from '../server/copy-engine.ts';
 
 export interface ControllerLimits {
   /** Copies one server may take part in at once (as target or source). */
@@ -104,7 +105,7 @@ export class OperatorController {
     while (!this.stopped && this.jobs.get(opId)?.jobId === jobId) {
       const st = await admin.copyJob(jobId, 10_000).catch(() => undefined);
       if (!st || st.state !== 'running') break;
-      this.progress.set(opId, { jobId: st.id, bytesCopied: st.bytesCopied, totalBytes: st.totalBytes, rateBytesPerSec: st.rateBytesPerSec, etaSeconds: st.etaSeconds });
+      this.progress.set(opId, progressOf(st));
     }
     this.kick();
   }
@@ -316,7 +317,7 @@ export class OperatorController {
           this.jobs.delete(op.id);
           return false;
         }
-        this.progress.set(op.id, { jobId: st.id, bytesCopied: st.bytesCopied, totalBytes: st.totalBytes, rateBytesPerSec: st.rateBytesPerSec, etaSeconds: st.etaSeconds });
+        this.progress.set(op.id, progressOf(st));
         if (st.state === 'running') return false;
         if (st.state === 'done' && st.verified) return this.save(op, { state: 'committing' });
         this.jobs.delete(op.id);
@@ -357,4 +358,9 @@ export class OperatorController {
       }
     }
   }
+}
+
+/** What an operator shows of its copy job. */
+function progressOf(st: CopyJobStatus): OperatorProgress {
+  return { jobId: st.id, bytesCopied: st.bytesCopied, totalBytes: st.totalBytes, rateBytesPerSec: st.rateBytesPerSec, etaSeconds: st.etaSeconds };
 }

@@ -4,7 +4,7 @@
 
 import net from 'node:net';
 import { EventEmitter } from 'node:events';
-import { FrameReader, decodeResponse, encodeRequestHead, type FrameError } from './codec.ts';
+import { FrameReader, decodeResponse, encodeRequestHead, writeFrame, type FrameError } from './codec.ts';
 import type { Request, Response } from './messages.ts';
 
 /** The connection failed or closed before the response arrived: the request may or may not have been applied. */
@@ -128,12 +128,8 @@ export class DataConnection extends EventEmitter {
       const p: Pending = { resolve, reject, timeoutMs, deadline: timeoutMs > 0 ? performance.now() + timeoutMs : Infinity };
       if (timeoutMs > 0 && !this.sweeper) this.sweeper = setInterval(this.sweep, SWEEP_MS);
       this.pending.set(requestId, p);
-      // One writev of head + payload: a WRITE's data is not copied into a frame. The payload
-      // must not change until the answer comes (every caller awaits it before reusing a buffer).
-      sock.cork();
-      sock.write(head);
-      if (req.payload.length) sock.write(req.payload);
-      sock.uncork();
+      // Every caller awaits the answer before reusing the payload's buffer (see writeFrame).
+      writeFrame(sock, head, req.payload);
     });
   }
 

@@ -6,7 +6,7 @@
 
 import net from 'node:net';
 import type { Logger } from '../common/log.ts';
-import { FrameError, FrameReader, RESPONSE_FIXED, decodeRequest, encodeResponseHead } from '../protocol/codec.ts';
+import { FrameError, FrameReader, RESPONSE_FIXED, decodeRequest, encodeResponseHead, writeFrame } from '../protocol/codec.ts';
 import { MAX_FRAME_BYTES, MAX_IO_BYTES, Op, Status, type Request, type Response } from '../protocol/messages.ts';
 
 /** Per-connection cap on requests being handled; reading pauses above it (backpressure). */
@@ -60,11 +60,7 @@ export class DataServer {
         this.log.error({ peer, op: res.op, requestId: res.requestId, bytes: res.payload.length }, 'response exceeds the frame limit');
         res = { op: res.op, status: Status.IO_ERROR, requestId: res.requestId, epoch: res.epoch, payload: Buffer.from(`response of ${res.payload.length} bytes exceeds the frame limit of ${MAX_FRAME_BYTES}`) };
       }
-      // Head and payload as two buffers of one writev: the data is never copied into a frame.
-      sock.cork();
-      sock.write(encodeResponseHead(res));
-      if (res.payload.length) sock.write(res.payload);
-      sock.uncork();
+      writeFrame(sock, encodeResponseHead(res), res.payload);
     };
     const dispatch = (req: Request) => {
       inFlight++;
