@@ -7,7 +7,12 @@
 //
 //   npx tsx bench/nbd-bench.ts [--runtime 10] [--ramp 2] [--size 1GiB] [--segment-size 64MiB]
 //                              [--qemu-cache writeback|none] [--targets presage-r1,qemu-nbd,...]
+//                              [--jobs 'name,name'] (a subset of the jobs, e.g. '4k randread qd32')
+//                              [--cpu-prof DIR] (servers and the nbd process run with node --cpu-prof)
 //                              [--save]     (writes bench/results/nbd-<date>.md)
+//
+// The peak resident memory (VmHWM) of each Presage process is printed after the table: the
+// servers' and the nbd process's memory under the jobs is part of the result.
 //
 // Absolute numbers from a shared, noisy machine mean little; the ratios to qemu-nbd on the same
 // machine, in the same run, are the result.
@@ -39,6 +44,9 @@ type TargetName = (typeof TARGETS)[number];
 const REFERENCE: TargetName = 'qemu-nbd';
 
 export interface Result { target: string; job: string; iops: number; mbps: number; p50us: number; p99us: number }
+
+/** CPU per I/O of each serving process during one job (µs of user + system time / I/Os done). */
+interface CpuRow { target: string; job: string; perProcess: [string, number][] }
 
 interface FioSide { iops: number; bw_bytes: number; clat_ns: { percentile?: Record<string, number> } }
 interface FioJson { jobs: { error: number; read: FioSide; write: FioSide }[] }
@@ -105,6 +113,28 @@ async function fio(uri: string, args: string[], cwd: string): Promise<string> {
   return r.stdout;
 }
 
+/** CPU time (user + system, µs) a process has used so far, from /proc/PID/stat; NaN if gone. */
+function cpuMicros(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) / CLOCK_TICKS) * 1e6; // fields 14 and 15: utime, stime
+  } catch {
+    return NaN;
+  }
+}
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim()) || 100;
+
+/** A process's peak resident set (VmHWM) in MiB, from /proc; '?' where it cannot be read. */
+function peakRssMiB(pid: number): string {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? (Number(m[1]) / 1024).toFixed(0) : '?';
+  } catch {
+    return '?';
+  }
+}
+
 function fmt(n: number, digits = 0): string {
   if (!Number.isFinite(n)) return '-';
   return n >= 100 || digits === 0 ? Math.round(n).toLocaleString('en-US') : n.toFixed(digits);
@@ -126,6 +156,17 @@ export function renderTable(results: Result[], reference = REFERENCE): string {
   return [line(head), line(head.map((_, i) => (i < 2 ? '---' : '---:'))), ...rows.map(line)].join('\n');
 }
 
+/** One row per (target, job): µs of CPU per I/O, in total and for each serving process. */
+function renderCpuTable(rows: CpuRow[]): string {
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  const out = [line(['target', 'job', 'CPU µs / I/O (all)', 'by process']), line(['---', '---', '---:', '---'])];
+  for (const r of rows) {
+    const total = r.perProcess.reduce((a, [, v]) => a + v, 0);
+    out.push(line([r.target, r.job, fmt(total, 1), r.perProcess.map(([n, v]) => `${n} ${fmt(v, 1)}`).join(', ')]));
+  }
+  return out.join('\n');
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -136,6 +177,8 @@ async function main(): Promise<void> {
       'qemu-cache': { type: 'string', default: 'writeback' },
       targets: { type: 'string', default: TARGETS.join(',') },
       save: { type: 'boolean', default: false },
+      jobs: { type: 'string' },
+      'cpu-prof': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -153,9 +196,18 @@ async function main(): Promise<void> {
   const targets = values.targets!.split(',').map((t) => t.trim()) as TargetName[];
   for (const t of targets) if (!TARGETS.includes(t)) throw new Error(`unknown target "${t}" (known: ${TARGETS.join(', ')})`);
 
+  const jobs = values.jobs ? values.jobs.split(',').map((n) => n.trim()) : JOBS.map((j) => j.name);
+  for (const n of jobs) if (!JOBS.some((j) => j.name === n)) throw new Error(`unknown job "${n}" (known: ${JOBS.map((j) => j.name).join(', ')})`);
+  const prof = values['cpu-prof'] ? path.resolve(values['cpu-prof']) : undefined;
+  const profArgs = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
+
   ensureTools(['fio', 'qemu-nbd', 'nbdkit', 'nbdinfo']);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'presage-nbd-bench-'));
   const results: Result[] = [];
+  const cpuRows: CpuRow[] = [];
+  /** The serving processes of each target, whose CPU is measured around every job. */
+  const servingPids = new Map<TargetName, [string, number][]>();
+  const peakRss: string[] = [];
   const started = Date.now();
   const machine = machineLines({
     tools: ['fio', 'qemu-nbd', 'nbdkit'],
@@ -169,15 +221,18 @@ async function main(): Promise<void> {
     const uris = new Map<TargetName, string>();
     if (targets.some((t) => t.startsWith('presage'))) {
       log('starting a 3-server Presage cluster on loopback');
-      cluster = await TestCluster.start({ servers: 3 });
+      cluster = await TestCluster.start({ servers: 3, serverNodeArgs: profArgs });
       for (const [t, replicas] of [['presage-r1', 1], ['presage-r2', 2]] as const) {
         if (!targets.includes(t)) continue;
         const r = await cluster.cli(['volume', 'create', t, '--size', String(size), '--segment-size', String(segmentSize), '--replicas', String(replicas)]);
         if (r.code !== 0) throw new Error(`volume create ${t}: ${r.stderr}`);
       }
       const port = await freePort();
-      nbd = await spawnPresage(['nbd', '--orchestrator', cluster.url, '--listen', `127.0.0.1:${port}`], /nbd export listening on/);
+      nbd = await spawnPresage(['nbd', '--orchestrator', cluster.url, '--listen', `127.0.0.1:${port}`], /nbd export listening on/, {}, 30000, profArgs);
       for (const t of ['presage-r1', 'presage-r2'] as const) if (targets.includes(t)) uris.set(t, `nbd://127.0.0.1:${port}/${t}`);
+      const pids: [string, number][] = [['nbd', nbd.child.pid!], ['orchestrator', cluster.orchestrator!.child.pid!], ...cluster.servers.map((s) => [`server-${s.index}`, s.proc!.child.pid!] as [string, number])];
+      servingPids.set('presage-r1', pids);
+      servingPids.set('presage-r2', pids);
     }
     if (targets.includes('qemu-nbd')) {
       const file = path.join(work, 'qemu.raw');
@@ -185,12 +240,16 @@ async function main(): Promise<void> {
       fs.truncateSync(file, size);
       const port = await freePort();
       // -t: keep serving after a client disconnects; --shared: fio may reconnect before the old one is gone.
-      daemons.push(await spawnDaemon('qemu-nbd', ['-f', 'raw', '-x', 'bench', '-b', '127.0.0.1', '-p', String(port), '-t', '--shared=8', `--cache=${qemuCache}`, file], `nbd://127.0.0.1:${port}/bench`));
+      const q = await spawnDaemon('qemu-nbd', ['-f', 'raw', '-x', 'bench', '-b', '127.0.0.1', '-p', String(port), '-t', '--shared=8', `--cache=${qemuCache}`, file], `nbd://127.0.0.1:${port}/bench`);
+      daemons.push(q);
+      servingPids.set('qemu-nbd', [['qemu-nbd', q.pid!]]);
       uris.set('qemu-nbd', `nbd://127.0.0.1:${port}/bench`);
     }
     if (targets.includes('nbdkit-mem')) {
       const port = await freePort();
-      daemons.push(await spawnDaemon('nbdkit', ['-f', '-i', '127.0.0.1', '-p', String(port), 'memory', String(size)], `nbd://127.0.0.1:${port}`));
+      const k = await spawnDaemon('nbdkit', ['-f', '-i', '127.0.0.1', '-p', String(port), 'memory', String(size)], `nbd://127.0.0.1:${port}`);
+      daemons.push(k);
+      servingPids.set('nbdkit-mem', [['nbdkit', k.pid!]]);
       uris.set('nbdkit-mem', `nbd://127.0.0.1:${port}`);
     }
 
@@ -200,25 +259,42 @@ async function main(): Promise<void> {
     }
     // Job-major order: each job runs on every target back to back, so the load that other work
     // puts on a shared machine drifts less between the figures that a ratio compares.
-    for (const j of JOBS) {
+    for (const j of JOBS.filter((x) => jobs.includes(x.name))) {
       for (const t of targets) {
+        const pids = servingPids.get(t) ?? [];
+        const cpu0 = pids.map(([, pid]) => cpuMicros(pid));
         const out = await fio(uris.get(t)!, [
           `--name=${j.name.replace(/\s+/g, '-')}`, `--rw=${j.rw}`, `--bs=${j.bs}`, `--iodepth=${j.iodepth}`, `--size=${size}`,
           '--time_based', `--runtime=${runtime}`, `--ramp_time=${ramp}`, '--randrepeat=0', '--norandommap',
         ], work);
+        const cpu1 = pids.map(([, pid]) => cpuMicros(pid));
         const r = { target: t, job: j.name, ...parseFio(out, j.rw) };
         results.push(r);
+        // fio's runtime plus ramp; the ramp's I/O is not in r.iops, so this slightly overstates.
+        const ios = r.iops * (runtime + ramp);
+        cpuRows.push({ target: t, job: j.name, perProcess: pids.map(([name], i) => [name, (cpu1[i]! - cpu0[i]!) / ios]) });
         log(`${t} ${j.name}: ${fmt(r.iops)} IOPS, ${fmt(r.mbps, 1)} MB/s, p50 ${fmt(r.p50us, 1)} µs, p99 ${fmt(r.p99us, 1)} µs`);
       }
     }
+    if (cluster) {
+      const procs: [string, Proc | undefined][] = [['nbd', nbd], ['orchestrator', cluster.orchestrator], ...cluster.servers.map((s) => [`server-${s.index}`, s.proc] as [string, Proc | undefined])];
+      for (const [name, p] of procs) if (p?.child.pid) peakRss.push(`${name} ${peakRssMiB(p.child.pid)} MiB`);
+    }
   } finally {
-    if (cluster) { await cluster.kill(nbd, 'SIGTERM'); await cluster.stop(); }
+    if (cluster) {
+      await cluster.kill(nbd, 'SIGTERM');
+      // SIGTERM first: a clean exit is when node writes a --cpu-prof profile.
+      if (prof) for (const s of cluster.servers) await cluster.kill(s.proc, 'SIGTERM');
+      await cluster.stop();
+    }
     for (const d of daemons) await stopChild(d);
     fs.rmSync(work, { recursive: true, force: true });
   }
 
   const table = renderTable(results);
-  process.stdout.write(`\n${table}\n`);
+  const cpuTable = renderCpuTable(cpuRows);
+  const rssLine = `Peak resident memory (VmHWM) of the Presage processes over the whole run: ${peakRss.join(', ')}.`;
+  process.stdout.write(`\n${table}\n\n${cpuTable}\n\n${rssLine}\n`);
   if (values.save) {
     const date = new Date().toISOString().slice(0, 10);
     const file = path.join(REPO, 'bench/results', `nbd-${date}.md`);
@@ -241,6 +317,13 @@ async function main(): Promise<void> {
       '',
       '## Results',
       table,
+      '',
+      '### CPU per I/O',
+      'User + system CPU of each serving process during the job (from /proc/PID/stat), divided by the I/Os fio completed in the job\'s runtime + ramp (the ramp\'s I/Os are not counted, so figures are slightly high). fio\'s own CPU is not included.',
+      '',
+      cpuTable,
+      '',
+      rssLine,
       '',
     ].join('\n');
     fs.writeFileSync(file, doc);

@@ -14,6 +14,7 @@ import net from 'node:net';
 import fs from 'node:fs';
 import type { Logger } from 'pino';
 import type { BlockDevice, BlockDeviceProvider } from '../client/block-device.ts';
+import { CoalescingWriter } from '../common/coalescing-writer.ts';
 import { silentLogger } from '../common/log.ts';
 import * as P from './protocol.ts';
 
@@ -149,6 +150,7 @@ interface ResolvedExport { name: string; device: BlockDevice; description?: stri
 
 class NbdConnection {
   readonly reader: SocketReader;
+  private readonly out: CoalescingWriter;
   private readonly log: Logger;
   private inFlight: InFlight[] = [];
   private slotWaiters: (() => void)[] = [];
@@ -163,6 +165,7 @@ class NbdConnection {
   ) {
     this.log = logger.child({ peer });
     this.reader = new SocketReader(socket);
+    this.out = new CoalescingWriter(socket);
   }
 
   /** Runs the whole connection; never throws. */
@@ -404,13 +407,10 @@ class NbdConnection {
   private reply(req: P.Request, errno: number, data?: Buffer): void {
     if (this.socket.destroyed) return;
     if (data && data.length > 0 && errno === P.NBD_OK) {
-      // Header and data go out back to back: Node keeps the order of writes on one socket.
-      this.socket.cork();
-      this.socket.write(P.encodeSimpleReply(errno, req.handle));
-      this.socket.write(data);
-      this.socket.uncork();
+      // Header and data go out back to back, with every other reply of this turn, in one writev.
+      this.out.writeFrame(P.encodeSimpleReply(errno, req.handle), data);
     } else {
-      this.socket.write(P.encodeSimpleReply(errno, req.handle));
+      this.out.write(P.encodeSimpleReply(errno, req.handle));
     }
   }
 }

@@ -35,17 +35,6 @@ function validateRequest(req: Request): Buffer {
   return id;
 }
 
-/**
- * Writes a frame as head + payload in one writev (corked), so the payload is never copied into
- * a frame. The payload must not change until the peer has answered.
- */
-export function writeFrame(sock: { cork(): void; uncork(): void; write(b: Buffer): boolean }, head: Buffer, payload: Buffer): void {
-  sock.cork();
-  sock.write(head);
-  if (payload.length) sock.write(payload);
-  sock.uncork();
-}
-
 /** The whole request frame in one buffer (copies the payload; the send path uses encodeRequestHead). */
 export function encodeRequest(req: Request): Buffer {
   const head = encodeRequestHead(req);

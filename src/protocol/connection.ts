@@ -4,7 +4,8 @@
 
 import net from 'node:net';
 import { EventEmitter } from 'node:events';
-import { FrameReader, decodeResponse, encodeRequestHead, writeFrame, type FrameError } from './codec.ts';
+import { CoalescingWriter } from '../common/coalescing-writer.ts';
+import { FrameReader, decodeResponse, encodeRequestHead, type FrameError } from './codec.ts';
 import type { Request, Response } from './messages.ts';
 
 /** The connection failed or closed before the response arrived: the request may or may not have been applied. */
@@ -50,6 +51,7 @@ export interface ConnectionOptions {
 
 export class DataConnection extends EventEmitter {
   private socket?: net.Socket;
+  private out?: CoalescingWriter;
   private connecting?: Promise<void>;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
@@ -90,6 +92,7 @@ export class DataConnection extends EventEmitter {
       sock.once('connect', () => {
         clearTimeout(timer);
         this.socket = sock;
+        this.out = new CoalescingWriter(sock);
         this.connecting = undefined;
         resolve();
       });
@@ -117,19 +120,28 @@ export class DataConnection extends EventEmitter {
    * down with it (the server is treated as gone); a shorter, per-call timeout (a read that could
    * go to another replica) only gives up on that one request.
    */
-  async send(req: Omit<Request, 'requestId'>, timeoutMs = this.requestTimeoutMs): Promise<Response> {
-    await this.connect();
-    const sock = this.socket;
-    if (!sock || this.closed) throw new ConnectionError('connection closed', this.address);
+  send(req: Omit<Request, 'requestId'>, timeoutMs = this.requestTimeoutMs): Promise<Response> {
+    // Connected (the common case): no await before the write, one promise per request.
+    if (!this.socket) {
+      if (this.closed) return Promise.reject(new ConnectionError('connection closed', this.address));
+      return this.connect().then(() => this.send(req, timeoutMs));
+    }
+    if (this.closed) return Promise.reject(new ConnectionError('connection closed', this.address));
     const requestId = this.nextId;
     this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
-    const head = encodeRequestHead({ ...req, requestId });
+    let head: Buffer;
+    try {
+      head = encodeRequestHead({ ...req, requestId });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const out = this.out!;
     return new Promise<Response>((resolve, reject) => {
       const p: Pending = { resolve, reject, timeoutMs, deadline: timeoutMs > 0 ? performance.now() + timeoutMs : Infinity };
       if (timeoutMs > 0 && !this.sweeper) this.sweeper = setInterval(this.sweep, SWEEP_MS);
       this.pending.set(requestId, p);
-      // Every caller awaits the answer before reusing the payload's buffer (see writeFrame).
-      writeFrame(sock, head, req.payload);
+      // Every caller awaits the answer before reusing the payload's buffer (see CoalescingWriter).
+      out.writeFrame(head, req.payload);
     });
   }
 
@@ -175,6 +187,7 @@ export class DataConnection extends EventEmitter {
     this.closed = true;
     const sock = this.socket;
     this.socket = undefined;
+    this.out = undefined;
     sock?.destroy();
     const err = new ConnectionError(reason, this.address);
     for (const [, p] of this.pending) p.reject(err);

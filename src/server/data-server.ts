@@ -5,8 +5,9 @@
 // can be asked for an answer that does not fit in a frame the peer would accept.
 
 import net from 'node:net';
+import { CoalescingWriter } from '../common/coalescing-writer.ts';
 import type { Logger } from '../common/log.ts';
-import { FrameError, FrameReader, RESPONSE_FIXED, decodeRequest, encodeResponseHead, writeFrame } from '../protocol/codec.ts';
+import { FrameError, FrameReader, RESPONSE_FIXED, decodeRequest, encodeResponseHead } from '../protocol/codec.ts';
 import { MAX_FRAME_BYTES, MAX_IO_BYTES, Op, Status, type Request, type Response } from '../protocol/messages.ts';
 
 /** Per-connection cap on requests being handled; reading pauses above it (backpressure). */
@@ -46,6 +47,7 @@ export class DataServer {
     const peer = `${sock.remoteAddress}:${sock.remotePort}`;
     let inFlight = 0;
     let open = true;
+    const out = new CoalescingWriter(sock);
     // Requests decoded but not yet handed to the handler: a chunk may carry many frames, so
     // pausing the socket alone does not stop them. They wait here while the connection is congested.
     const backlog: Request[] = [];
@@ -60,28 +62,39 @@ export class DataServer {
         this.log.error({ peer, op: res.op, requestId: res.requestId, bytes: res.payload.length }, 'response exceeds the frame limit');
         res = { op: res.op, status: Status.IO_ERROR, requestId: res.requestId, epoch: res.epoch, payload: Buffer.from(`response of ${res.payload.length} bytes exceeds the frame limit of ${MAX_FRAME_BYTES}`) };
       }
-      writeFrame(sock, encodeResponseHead(res), res.payload);
+      out.writeFrame(encodeResponseHead(res), res.payload);
     };
     const dispatch = (req: Request) => {
       inFlight++;
       const readBytes = req.op === Op.READ ? req.length : 0;
       readBytesInFlight += readBytes;
-      // Promise.resolve().then: a handler that throws synchronously still becomes a response.
-      Promise.resolve().then(() => this.handle(req)).then(send, (err) => {
+      const settle = () => {
+        inFlight--;
+        readBytesInFlight -= readBytes;
+        pump();
+      };
+      const fail = (err: unknown) => {
         if ((err as { closeConnection?: boolean } | undefined)?.closeConnection === true) {
           // Fault injection (net-loss): the connection is reset instead of answered.
           open = false;
           sock.destroy();
-          return;
+        } else {
+          // The handler maps every error to a response; reaching here is a bug, but not a crash.
+          this.log.error({ err, peer }, 'request handler threw');
+          send({ op: req.op, status: Status.IO_ERROR, requestId: req.requestId, epoch: 0, payload: Buffer.from(String(err)) });
         }
-        // The handler maps every error to a response; reaching here is a bug, but not a crash.
-        this.log.error({ err, peer }, 'request handler threw');
-        send({ op: req.op, status: Status.IO_ERROR, requestId: req.requestId, epoch: 0, payload: Buffer.from(String(err)) });
-      }).finally(() => {
-        inFlight--;
-        readBytesInFlight -= readBytes;
-        pump();
-      });
+        settle();
+      };
+      // One promise reaction per request (no .then/.finally chain): a handler that throws
+      // synchronously still becomes a response.
+      let answer: Promise<Response>;
+      try {
+        answer = this.handle(req);
+      } catch (err) {
+        fail(err);
+        return;
+      }
+      answer.then((res) => { send(res); settle(); }, fail);
     };
     const pump = () => {
       while (open && backlog.length > 0 && !congested()) dispatch(backlog.shift()!);
