@@ -70,14 +70,22 @@ export class RequestHandler {
 
   constructor(private readonly ctx: HandlerContext) {}
 
-  async handle(req: Request): Promise<Response> {
+  handle(req: Request): Promise<Response> {
     const t0 = performance.now();
-    let res: Response;
+    let pending: Response | Promise<Response>;
     try {
-      res = await this.dispatch(req);
+      pending = this.dispatch(req);
     } catch (err) {
-      res = this.errorResponse(req, err);
+      pending = this.errorResponse(req, err);
     }
+    if (!(pending instanceof Promise)) return Promise.resolve(this.completed(req, pending, t0));
+    return pending.then(
+      (res) => this.completed(req, res, t0),
+      (err: unknown) => this.completed(req, this.errorResponse(req, err), t0),
+    );
+  }
+
+  private completed(req: Request, res: Response, t0: number): Response {
     this.ctx.onComplete?.(req.op, res.status, req.op === Op.READ ? res.payload.length : req.payload.length, performance.now() - t0, req.segmentId, req.flags);
     return res;
   }
@@ -102,6 +110,16 @@ export class RequestHandler {
 
   /** Epoch and ownership checks against this server's SMT copy (catching up first if it is behind). */
   private async check(req: Request): Promise<Checked> {
+    const now = this.checkNow(req);
+    if (now) return now;
+    // The sender knows a newer epoch than we do (or a segment we have not heard of): our copy
+    // is behind. Catch up once.
+    await this.ctx.view.refresh();
+    return this.checkNow(req, true)!;
+  }
+
+  /** The checks against the SMT copy as it is; undefined when it is behind and should catch up first. */
+  private checkNow(req: Request, refreshed = false): Checked | undefined {
     let seg: { volume: string; index: number };
     try {
       seg = parseSegmentId(req.segmentId);
@@ -109,12 +127,8 @@ export class RequestHandler {
       return { error: this.fail(req, Status.BAD_REQUEST, 0, (err as Error).message) };
     }
     const view = this.ctx.view;
-    let entry = view.entry(req.segmentId);
-    if (!entry || req.epoch > entry.epoch) {
-      // The sender knows a newer epoch than we do: our copy is behind. Catch up once.
-      await view.refresh();
-      entry = view.entry(req.segmentId);
-    }
+    const entry = view.entry(req.segmentId);
+    if (!refreshed && (!entry || req.epoch > entry.epoch)) return undefined;
     if (!entry) return { error: this.fail(req, Status.NOT_OWNER, 0, `no segment ${req.segmentId}`) };
     if (req.epoch > entry.epoch) {
       return { error: this.fail(req, Status.UNAVAILABLE, entry.epoch, 'server metadata is catching up; retry') };
@@ -178,9 +192,44 @@ export class RequestHandler {
     return l;
   }
 
-  private async dispatch(req: Request): Promise<Response> {
+  /**
+   * The common READ (SMT copy current, range not being written, within bounds) is answered
+   * without an await of its own: the store's read promise is the only one. Everything else goes
+   * through the general path below.
+   */
+  private dispatch(req: Request): Response | Promise<Response> {
     if (!this.ctx.isReady()) return this.fail(req, Status.UNAVAILABLE, 0, 'server is starting');
     if (!this.ctx.leaseValid()) return this.fail(req, Status.UNAVAILABLE, 0, 'server lease expired: cannot confirm membership with the orchestrator');
+    if (req.op !== Op.READ || req.length === 0 || req.length > MAX_IO_BYTES || (req.flags & Flag.COPY) !== 0) return this.dispatchChecked(req);
+    const checked = this.checkNow(req);
+    if (!checked) return this.dispatchChecked(req);
+    if ('error' in checked) return checked.error;
+    const { store } = this.ctx;
+    const id = req.segmentId;
+    if (req.offset + req.length > checked.size || !store.has(id)) return this.dispatchChecked(req);
+    const release = this.lockOf(id).tryAcquire(blockOf(req.offset), blockEnd(req.offset + req.length), false);
+    if (!release) return this.dispatchChecked(req);
+    const epoch = checked.entry.epoch;
+    let data: Promise<Buffer>;
+    try {
+      data = store.read(id, req.offset, req.length);
+    } catch (err) {
+      release();
+      throw err;
+    }
+    return data.then(
+      (payload) => {
+        release();
+        return this.reply(req, Status.OK, epoch, payload);
+      },
+      (err: unknown) => {
+        release();
+        throw err;
+      },
+    );
+  }
+
+  private async dispatchChecked(req: Request): Promise<Response> {
     const checked = await this.check(req);
     if ('error' in checked) return checked.error;
     const { entry, size } = checked;
