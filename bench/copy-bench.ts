@@ -1,7 +1,8 @@
 // Copy-engine benchmark: how fast a drain empties a server, next to `cp` + sync of the same bytes.
 //
 //   npx tsx bench/copy-bench.ts [--size-mib 768] [--segment-mib 32] [--replicas 1] [--trials 3]
-//                               [--max-copies 2] [--cpu-prof DIR] [--timeline] [--out bench/results/copy-<date>.md | --out -]
+//                               [--max-copies 2] [--cpu-prof DIR] [--timeline] [--load]
+//                               [--out bench/results/copy-<date>.md | --out -]
 //
 // A trial starts a fresh cluster (orchestrator + 3 storage servers, real processes on loopback,
 // scrub off), creates a volume, fills it through the client with self-describing 4 KiB blocks,
@@ -14,6 +15,9 @@
 // --cpu-prof DIR: the servers run with node --cpu-prof into DIR (profiles written at shutdown),
 // for the profile-before-optimising step; --timeline prints, per segment, when its operator was
 // proposed, started and committed (from the decision log).
+// --load: a client workload runs on the volume (4 KiB random reads and writes, 4 in flight, every
+// read checked) for 5 s before the drain and all through it; the table adds its p99 latency
+// without and during the drain and their ratio (issue #15's goal: <= 2x, drain unthrottled).
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -30,7 +34,7 @@ const MiB = 1024 * 1024;
 const BLOCK = 4096;
 const VOLUME = 'copybench';
 
-const args = benchArgs('copy-bench', 'npx tsx bench/copy-bench.ts [--size-mib N] [--segment-mib N] [--replicas 1|2] [--trials N] [--max-copies N] [--cpu-prof DIR] [--timeline] [--out FILE|-]');
+const args = benchArgs('copy-bench', 'npx tsx bench/copy-bench.ts [--size-mib N] [--segment-mib N] [--replicas 1|2] [--trials N] [--max-copies N] [--cpu-prof DIR] [--timeline] [--load] [--out FILE|-]');
 // Annotated so that a call narrows like a never-returning function declaration.
 const usage: (msg?: string) => never = args.usage;
 const intArg = args.intArg;
@@ -48,13 +52,54 @@ function run(cmd: string, args: string[]): Promise<void> {
   });
 }
 
-interface Trial { segments: number; bytes: number; drainS: number; drainMBs: number; cpMBs: number; ratio: number }
+interface Trial {
+  segments: number; bytes: number; drainS: number; drainMBs: number; cpMBs: number; ratio: number;
+  /** With --load: the workload's p99 (ms) before and during the drain, and the ops done in each. */
+  load?: { p99Before: number; p99During: number; opsBefore: number; opsDuring: number };
+}
+
+/**
+ * The --load workload: 4 KiB random reads and writes (half each), `depth` in flight, over the
+ * whole volume. Writes store the block's own pattern again, so the data check after the drain
+ * still holds; every read is compared with the pattern. Latencies (ms) go to `sink()`'s current
+ * array, so the caller can split them into phases.
+ */
+function startLoad(vol: { read(o: number, n: number): Promise<Buffer>; write(o: number, d: Buffer): Promise<void> }, size: number, depth: number, sink: () => number[]): { stop(): Promise<void> } {
+  let running = true;
+  let seed = 12345;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const blocks = size / BLOCK;
+  const workers = Array.from({ length: depth }, async () => {
+    const buf = Buffer.alloc(BLOCK);
+    const want = Buffer.alloc(BLOCK);
+    while (running) {
+      const b = Math.floor(rnd() * blocks);
+      const t = performance.now();
+      if (rnd() < 0.5) {
+        const got = await vol.read(b * BLOCK, BLOCK);
+        fillBlock(want, 0, b);
+        if (!got.equals(want)) throw new Error(`load: block ${b} read back wrong during the drain`);
+      } else {
+        fillBlock(buf, 0, b);
+        await vol.write(b * BLOCK, buf);
+      }
+      sink().push(performance.now() - t);
+    }
+  });
+  return { stop: async () => { running = false; await Promise.all(workers); } };
+}
+
+function p99(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(s.length * 0.99))]!;
+}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       'size-mib': { type: 'string' }, 'segment-mib': { type: 'string' }, replicas: { type: 'string' },
-      trials: { type: 'string' }, 'cpu-prof': { type: 'string' }, timeline: { type: 'boolean' }, 'max-copies': { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      trials: { type: 'string' }, 'cpu-prof': { type: 'string' }, timeline: { type: 'boolean' }, load: { type: 'boolean' }, 'max-copies': { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) usage();
@@ -68,6 +113,7 @@ async function main(): Promise<void> {
   if (replicas > 2) usage('--replicas must be 1 or 2 (3 servers, one drained)');
   if (sizeMiB % segMiB !== 0) usage('--size-mib must be a multiple of --segment-mib');
   const timeline = values.timeline === true;
+  const withLoad = values.load === true;
   const prof = values['cpu-prof'] ? path.resolve(values['cpu-prof']) : undefined;
   if (prof) fs.mkdirSync(prof, { recursive: true });
   const date = new Date().toISOString().slice(0, 10);
@@ -113,6 +159,12 @@ async function main(): Promise<void> {
       const [victim, count] = [...held.entries()].sort((a, b) => b[1] - a[1])[0]!;
       const bytes = count * segMiB * MiB;
       log(`  filled ${sizeMiB} MiB; draining ${victim} (${count} of ${segs.length} segments, ${bytes / MiB} MiB)`);
+      let phase: number[] = [];
+      const before = phase;
+      const load = withLoad ? startLoad(vol, size, 4, () => phase) : undefined;
+      if (load) await new Promise((r) => setTimeout(r, 5000));
+      const during: number[] = [];
+      phase = during;
       const d0 = performance.now();
       await api.drain(victim, 'copy benchmark');
       for (;;) {
@@ -122,6 +174,8 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, 20));
       }
       const drainS = (performance.now() - d0) / 1000;
+      await load?.stop();
+      if (load) log(`  load: p99 ${p99(before).toFixed(2)} ms before (${before.length} ops), ${p99(during).toFixed(2)} ms during the drain (${during.length} ops)`);
       if (timeline) {
         // Where the time went, per segment: the decision log's proposed → started (joined) → committed.
         const wall0 = Date.now() - drainS * 1000;
@@ -158,7 +212,10 @@ async function main(): Promise<void> {
       await run('sync', [dst]);
       const cpMBs = size / 1e6 / ((performance.now() - c0) / 1000);
       const drainMBs = bytes / 1e6 / drainS;
-      results.push({ segments: count, bytes, drainS, drainMBs, cpMBs, ratio: drainMBs / cpMBs });
+      results.push({
+        segments: count, bytes, drainS, drainMBs, cpMBs, ratio: drainMBs / cpMBs,
+        load: load ? { p99Before: p99(before), p99During: p99(during), opsBefore: before.length, opsDuring: during.length } : undefined,
+      });
       log(`  drain ${drainS.toFixed(2)} s = ${drainMBs.toFixed(1)} MB/s; cp + sync ${cpMBs.toFixed(1)} MB/s; ratio ${(drainMBs / cpMBs).toFixed(3)}; data verified`);
       await client.close();
       client = undefined;
@@ -183,10 +240,11 @@ async function main(): Promise<void> {
     '',
     `Setup: orchestrator + 3 storage servers on loopback (real processes, scrub off, ${maxCopies} copies per server at once); volume ${sizeMiB} MiB, ${segMiB} MiB segments, ${replicas} replica(s), filled through the client; the server holding the most segments is drained (operators: join → verified copy → commit). Drain time = drain call → no segment lists it; reference = \`cp --reflink=never\` + \`sync FILE\` of ${sizeMiB} MiB on the same filesystem, in the same trial. Every byte read back through the client and compared after each drain.${prof ? ' Servers ran with --cpu-prof (slower).' : ''}`,
     '',
-    '| trial | segments drained | MiB | drain s | drain MB/s | cp + sync MB/s | drain / cp |',
-    '|---:|---:|---:|---:|---:|---:|---:|',
-    ...results.map((r, i) => `| ${i + 1} | ${r.segments} | ${r.bytes / MiB} | ${r.drainS.toFixed(2)} | ${r.drainMBs.toFixed(1)} | ${r.cpMBs.toFixed(1)} | ${r.ratio.toFixed(3)} |`),
-    `| **median** | | | ${med(results.map((r) => r.drainS)).toFixed(2)} | ${med(results.map((r) => r.drainMBs)).toFixed(1)} | ${med(results.map((r) => r.cpMBs)).toFixed(1)} | **${med(results.map((r) => r.ratio)).toFixed(3)}** |`,
+    ...(withLoad ? ['With --load: a client runs 4 KiB random reads and writes (4 in flight, reads checked) for 5 s before the drain and all through it; p99 is of its operations in each phase.', ''] : []),
+    `| trial | segments drained | MiB | drain s | drain MB/s | cp + sync MB/s | drain / cp |${withLoad ? ' load p99 ms, no drain | load p99 ms, drain | p99 ratio |' : ''}`,
+    `|---:|---:|---:|---:|---:|---:|---:|${withLoad ? '---:|---:|---:|' : ''}`,
+    ...results.map((r, i) => `| ${i + 1} | ${r.segments} | ${r.bytes / MiB} | ${r.drainS.toFixed(2)} | ${r.drainMBs.toFixed(1)} | ${r.cpMBs.toFixed(1)} | ${r.ratio.toFixed(3)} |${r.load ? ` ${r.load.p99Before.toFixed(2)} (${r.load.opsBefore} ops) | ${r.load.p99During.toFixed(2)} (${r.load.opsDuring} ops) | ${(r.load.p99During / r.load.p99Before).toFixed(2)} |` : ''}`),
+    `| **median** | | | ${med(results.map((r) => r.drainS)).toFixed(2)} | ${med(results.map((r) => r.drainMBs)).toFixed(1)} | ${med(results.map((r) => r.cpMBs)).toFixed(1)} | **${med(results.map((r) => r.ratio)).toFixed(3)}** |${withLoad ? ` ${med(results.map((r) => r.load!.p99Before)).toFixed(2)} | ${med(results.map((r) => r.load!.p99During)).toFixed(2)} | **${med(results.map((r) => r.load!.p99During / r.load!.p99Before)).toFixed(2)}** |` : ''}`,
     '',
     `Command: \`npx tsx bench/copy-bench.ts ${process.argv.slice(2).join(' ')}\`. MB = 10^6 bytes.`,
     '',

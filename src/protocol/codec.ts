@@ -1,11 +1,11 @@
 import {
-  MAX_FRAME_BYTES, MAX_SEGMENT_ID_BYTES, OP_NAMES, Op, PROTOCOL_VERSION, Status,
+  Flag, MAX_FRAME_BYTES, MAX_SEGMENT_ID_BYTES, OP_NAMES, Op, PROTOCOL_VERSION, Status,
   type Request, type Response,
 } from './messages.ts';
 
 const REQUEST_FIXED = 1 + 1 + 2 + 4 + 4 + 2 + 8 + 4; // without segment id and payload
 export const RESPONSE_FIXED = 1 + 1 + 1 + 1 + 4 + 4;
-const KNOWN_FLAGS = 0b111;
+const KNOWN_FLAGS = Flag.FUA | Flag.FORWARDED | Flag.COPY | Flag.RECORDED;
 
 /** A body that could not be decoded. `requestId` is set when the header was readable. */
 export class FrameError extends Error {

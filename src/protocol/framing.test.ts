@@ -15,7 +15,7 @@ import { FrameReader, decodeRequest, decodeResponse, encodeRequestHead, encodeRe
 import { Flag, OP_NAMES, Op, PROTOCOL_VERSION, Status, type Request, type Response } from './messages.ts';
 
 const ALL_OPS = Object.keys(OP_NAMES).map(Number) as Op[];
-const KNOWN_FLAGS = Flag.FUA | Flag.FORWARDED | Flag.COPY;
+const KNOWN_FLAGS = Flag.FUA | Flag.FORWARDED | Flag.COPY | Flag.RECORDED;
 
 /** The request frame as the layout in messages.ts defines it, in one buffer (the pre-split encoder). */
 function referenceRequest(req: Request): Buffer {

@@ -55,6 +55,15 @@ export enum Flag {
    * the segment is paused), or a repair WRITE that is applied locally and not forwarded.
    */
   COPY = 1 << 2,
+  /**
+   * CHECKSUMS only: the checksums the sidecar records for blocks whose data is known to match
+   * it, without reading the data (a range with any block not known so is scanned as usual). The
+   * copy engine's paused verification asks the source for it: every block it copied was verified
+   * against these records when it was read, so the source need not read the segment again while
+   * its writes are paused (the copy's own data is still scanned in full). Rot on the source's
+   * disk is what reads and scrub catch, with or without a migration.
+   */
+  RECORDED = 1 << 3,
 }
 
 export enum Status {

@@ -187,6 +187,38 @@ describe('data path', () => {
     await b.store.close();
   });
 
+  it('recorded checksums equal a scan without reading data; after a crash (records not known to match) they are a scan', async () => {
+    const ops: IoOp[] = [];
+    const { store, dir } = await freshStore({ ioHook: (op) => void ops.push(op) });
+    const id = 'r/0';
+    const size = 300 * BS;
+    await store.ensure(id, size);
+    const rnd = prng(21);
+    for (let i = 0; i < 30; i++) await store.write(id, randInt(rnd, size - 3 * BS), randBytes(rnd, 1 + randInt(rnd, 3 * BS)));
+    const scanned = await store.checksums(id);
+    ops.length = 0;
+    const recorded = await store.checksums(id, 0, undefined, { recorded: true });
+    assert.deepEqual([...recorded.sums], [...scanned.sums]);
+    assert.deepEqual(recorded.corrupt, []);
+    assert.deepEqual(ops, [], 'no data read');
+    assert.deepEqual([...(await store.checksums(id, 17, 40, { recorded: true })).sums], [...scanned.sums.subarray(17, 57)]);
+    await store.close();
+
+    // Crash: the sidecar says B for block 5 while the disk still holds A (and no clean marker).
+    const A = await pread(datPath(dir, id), 5 * BS, BS);
+    const entry = Buffer.alloc(8);
+    entry.writeUInt32LE(blockChecksum(Buffer.alloc(BS, 0xbb)), 0);
+    entry.writeUInt32LE(blockChecksum(A), 4);
+    await pwrite(sumPath(dir, id), 5 * 8, entry);
+    await unlink(join(dir, 'clean-shutdown'));
+    const s2 = new SegmentStore(dir);
+    await s2.open();
+    const after = await s2.checksums(id, 0, undefined, { recorded: true });
+    assert.equal(after.sums[5], blockChecksum(A), 'what the disk holds, not the stale record');
+    assert.deepEqual([...after.sums], [...scanned.sums]);
+    await s2.close();
+  });
+
   it('blockChecksum is 0 for zeros and crc32c otherwise', () => {
     assert.equal(blockChecksum(Buffer.alloc(BS)), 0);
     const b = Buffer.alloc(BS, 1);

@@ -271,7 +271,8 @@ export class CopyEngine {
       lap('copy');
       await failpoint('copy.after-pass');
 
-      // Final pass with writes paused at the primary: compare everything, re-copy mismatches.
+      // Final pass with writes paused at the primary: compare every block (our data against the
+      // source's records), re-copy mismatches.
       const primary = this.primaryAddr(job);
       await this.expectOk(job, await this.ctx.peers.get(primary).send({ op: Op.PAUSE, flags: 0, epoch: this.epoch(job), segmentId: job.segmentId, offset: 0, length: PAUSE_MS, payload: EMPTY }));
       try {
@@ -363,9 +364,13 @@ export class CopyEngine {
     for (let first = 0; first < blocks; first += CHECKSUM_BATCH_BLOCKS) {
       const count = Math.min(CHECKSUM_BATCH_BLOCKS, blocks - first);
       const len = Math.min(count * BLOCK_SIZE, size - first * BLOCK_SIZE);
-      // Both sides scan at once: the source's scan and ours overlap instead of taking turns.
+      // Both sides at once: the source's scan and ours overlap instead of taking turns. Paused,
+      // the source answers with what its sidecar records (Flag.RECORDED: every block copied was
+      // verified when this copy read it) while this side scans its data in full, so rot in the
+      // new copy is still caught; writes stay paused for one local scan instead of two, one of
+      // them across the network.
       const [res, local] = await Promise.all([
-        this.call(job, Op.CHECKSUMS, first * BLOCK_SIZE, len, paused ? Flag.COPY : 0),
+        this.call(job, Op.CHECKSUMS, first * BLOCK_SIZE, len, paused ? Flag.COPY | Flag.RECORDED : 0),
         this.ctx.store.checksums(job.segmentId, first, count),
       ]);
       const src = decodeChecksums(res.payload);

@@ -292,7 +292,7 @@ export class RequestHandler {
         const first = req.offset / BLOCK_SIZE;
         const count = Math.ceil(req.length / BLOCK_SIZE);
         if (!store.has(id)) return this.reply(req, Status.OK, epoch, encodeChecksums(new Uint32Array(count), []));
-        const sums = await store.checksums(id, first, count);
+        const sums = await store.checksums(id, first, count, { recorded: (req.flags & Flag.RECORDED) !== 0 });
         return this.reply(req, Status.OK, epoch, encodeChecksums(sums.sums, sums.corrupt));
       }
       case Op.PAUSE: {
