@@ -7,7 +7,7 @@ import net from 'node:net';
 import type { Command } from 'commander';
 import { PresageClient } from '../client/presage-client.ts';
 import { parseHostPort } from '../common/address.ts';
-import { createLogger } from '../common/log.ts';
+import { createLogger, type Logger } from '../common/log.ts';
 import { NbdServer, type NbdListenOptions } from '../nbd/nbd-server.ts';
 import { PresageBlockDeviceProvider } from '../nbd/presage-provider.ts';
 import { action, intArg, orchestratorOption, metaOption, connectTarget } from './common.ts';
@@ -40,21 +40,14 @@ export function registerNbdCommand(program: Command): void {
 
       const log = createLogger('nbd');
       const client = await PresageClient.connect({ ...connectTarget(opts), logger: log });
-      const provider = new PresageBlockDeviceProvider(client);
-      // One NbdServer per listener (it binds one address); they share the provider, hence the volumes.
-      const servers: NbdServer[] = [];
-      const uris: string[] = [];
+      let exports: NbdExports;
       try {
-        for (const t of targets) {
-          const s = new NbdServer(provider, { logger: log, maxInFlight: opts.maxInFlight });
-          uris.push((await s.listen(t)).uri);
-          servers.push(s);
-        }
+        exports = await startNbdExports(client, targets, log, opts.maxInFlight);
       } catch (err) {
-        await Promise.all(servers.map((s) => s.close()));
         await client.close();
         throw err;
       }
+      const { servers, uris } = exports;
       process.stdout.write(`nbd export listening on ${uris.join(' ')}\n`);
 
       let stopping = false;
@@ -72,6 +65,30 @@ export function registerNbdCommand(program: Command): void {
       process.on('SIGINT', stop);
       process.on('SIGTERM', stop);
     }));
+}
+
+export interface NbdExports { servers: NbdServer[]; uris: string[] }
+
+/**
+ * Serves every volume of the client over NBD on each target (one NbdServer per listener; they
+ * share one provider, hence the same Volume objects). Used by `presage nbd` and by
+ * `presage server --nbd-listen`. On a failure nothing is left listening.
+ */
+export async function startNbdExports(client: PresageClient, targets: NbdListenOptions[], log: Logger, maxInFlight: number): Promise<NbdExports> {
+  const provider = new PresageBlockDeviceProvider(client);
+  const servers: NbdServer[] = [];
+  const uris: string[] = [];
+  try {
+    for (const t of targets) {
+      const s = new NbdServer(provider, { logger: log, maxInFlight });
+      uris.push((await s.listen(t)).uri);
+      servers.push(s);
+    }
+  } catch (err) {
+    await Promise.all(servers.map((s) => s.close()));
+    throw err;
+  }
+  return { servers, uris };
 }
 
 /** Removes a Unix socket left behind by a process that died; refuses one that is still served. */

@@ -5,9 +5,11 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { parseHostPort } from '../common/address.ts';
 import { createLogger } from '../common/log.ts';
 import { Orchestrator } from '../orchestrator/orchestrator.ts';
+import { PresageClient } from '../client/presage-client.ts';
 import { StorageServer } from '../server/storage-server.ts';
 import { parseDuration } from '../server/telemetry.ts';
 import { action, connectTarget, intArg, metaOption, orchestratorOption, sizeArg } from './common.ts';
+import { startNbdExports, type NbdExports } from './nbd-command.ts';
 
 function stopOn(signals: NodeJS.Signals[], stop: () => Promise<void>): void {
   let stopping = false;
@@ -99,9 +101,11 @@ export function registerProcessCommands(program: Command): void {
     .option('--model <file>', 'start from this model bundle (default: <dir>/models/current, else the bundled default)')
     .option('--peer-group <name>', 'fail-slow: compare this server with the other servers of this group (default: the whole fleet); servers sharing a host, one per drive, name their host')
     .option('--smart <device>', 'SMART device to read (e.g. /dev/sda), "auto" (the data directory\'s disk) or "off"', 'auto')
-    .action(action(async (opts: { dir: string; orchestrator?: string; meta?: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number; copyBandwidth: number; maxCopies: number; scrubInterval: number; gcGrace: number; allowFaults?: boolean; telemetryInterval: number; telemetryRetention: number; smart: string; scoreInterval: number; scoreTimeScale: number; model?: string; peerGroup?: string }) => {
+    .option('--nbd-listen <host:port>', 'also export every volume over NBD from this process (segments held here are served without a network hop; others go to their servers as with `presage nbd`)')
+    .action(action(async (opts: { nbdListen?: string; dir: string; orchestrator?: string; meta?: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number; copyBandwidth: number; maxCopies: number; scrubInterval: number; gcGrace: number; allowFaults?: boolean; telemetryInterval: number; telemetryRetention: number; smart: string; scoreInterval: number; scoreTimeScale: number; model?: string; peerGroup?: string }) => {
       const data = parseHostPort(opts.listen, '--listen');
       const admin = parseHostPort(opts.admin, '--admin');
+      const nbdTarget = opts.nbdListen === undefined ? undefined : parseHostPort(opts.nbdListen, '--nbd-listen');
       const log = createLogger('server');
       const s = await StorageServer.start({
         dir: opts.dir,
@@ -128,6 +132,25 @@ export function registerProcessCommands(program: Command): void {
         logger: log,
       });
       process.stdout.write(`server ${s.id} serving data on ${s.dataAddr}, admin on http://${s.adminAddr}\n`);
-      stopOn(['SIGINT', 'SIGTERM'], () => s.stop());
+      let nbd: { client: PresageClient; exports: NbdExports } | undefined;
+      if (nbdTarget) {
+        const nlog = createLogger('nbd');
+        const client = await PresageClient.connect({ ...connectTarget(opts), local: s.localEndpoint(), logger: nlog });
+        try {
+          nbd = { client, exports: await startNbdExports(client, [nbdTarget], nlog, 64) };
+        } catch (err) {
+          await client.close();
+          await s.stop();
+          throw err;
+        }
+        process.stdout.write(`nbd export listening on ${nbd.exports.uris.join(' ')}\n`);
+      }
+      stopOn(['SIGINT', 'SIGTERM'], async () => {
+        if (nbd) {
+          await Promise.all(nbd.exports.servers.map((x) => x.close()));
+          await nbd.client.close();
+        }
+        await s.stop();
+      });
     }));
 }

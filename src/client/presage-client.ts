@@ -9,7 +9,7 @@ import { silentLogger } from '../common/log.ts';
 import { ClusterView } from '../metadata/cluster-view.ts';
 import { KvReplica } from '../metadata/kv-replica.ts';
 import { ROOT, segmentIdOf, smtKey, type ServerRecord, type SmtEntry, type VolumeRecord } from '../metadata/model.ts';
-import { ConnectionError, ConnectionPool, isUnreachable } from '../protocol/connection.ts';
+import { ConnectionError, ConnectionPool, isUnreachable, type LocalEndpoint } from '../protocol/connection.ts';
 import { Flag, MAX_IO_BYTES, Op, OP_NAMES, ProtocolError, Status, type Response } from '../protocol/messages.ts';
 import type { BlockDevice } from './block-device.ts';
 
@@ -29,6 +29,8 @@ export interface ClientOptions {
    * and catches up only when a server redirects it.
    */
   watch?: boolean;
+  /** A storage server in this process (an NBD export inside a server): its segments are served without a socket. */
+  local?: LocalEndpoint;
   logger?: Logger;
 }
 
@@ -67,7 +69,7 @@ export class PresageClient {
       onError: (err) => this.log.debug({ err: (err as Error).message }, 'metadata watch error; retrying'),
     });
     this.view = new ClusterView(this.replica);
-    this.pool = new ConnectionPool({ requestTimeoutMs: opts.requestTimeoutMs ?? 10000, connectTimeoutMs: 2000 });
+    this.pool = new ConnectionPool({ requestTimeoutMs: opts.requestTimeoutMs ?? 10000, connectTimeoutMs: 2000, local: opts.local });
     // A server marked down (e.g. it hung: connections open, no answers) will not answer the requests
     // in flight to it: fail them now, so they retry on the new primary instead of waiting out their timeout.
     this.view.on('server-down', (s: ServerRecord) => this.pool.close(s.dataAddr));

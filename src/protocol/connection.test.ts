@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { ConnectionError, DataConnection, RequestTimeoutError } from './connection.ts';
+import { ConnectionError, ConnectionPool, DataConnection, RequestTimeoutError } from './connection.ts';
 import { FrameReader, decodeRequest, encodeResponse } from './codec.ts';
 import { Op, Status } from './messages.ts';
 
@@ -56,5 +56,35 @@ test('a per-call timeout rejects that request only; the full timeout closes the 
   } finally {
     conn.close();
     await s.close();
+  }
+});
+
+test('a pool with a local endpoint hands requests for its address to the handler (no socket) and dials every other address', async () => {
+  const srv = await server();
+  const seen: { requestId: number; offset: number }[] = [];
+  const pool = new ConnectionPool({
+    requestTimeoutMs: 2000,
+    local: {
+      address: '127.0.0.1:1', // nothing listens there: a socket would fail
+      handle: async (req) => {
+        seen.push({ requestId: req.requestId, offset: req.offset });
+        if (req.offset === 9) throw Object.assign(new Error('injected reset'), { closeConnection: true });
+        return { op: req.op, status: Status.OK, requestId: req.requestId, epoch: 3, payload: Buffer.from('here') };
+      },
+    },
+  });
+  try {
+    const a = await pool.get('127.0.0.1:1').send(read(0));
+    const b = await pool.get('127.0.0.1:1').send(read(4096));
+    assert.equal(a.payload.toString(), 'here');
+    assert.equal(b.epoch, 3);
+    assert.deepEqual(seen, [{ requestId: 1, offset: 0 }, { requestId: 2, offset: 4096 }], 'each request gets its own id');
+    // An injected connection reset looks like one on a socket: a ConnectionError.
+    await assert.rejects(pool.get('127.0.0.1:1').send(read(9)), ConnectionError);
+    const remote = await pool.get(srv.addr).send(read(0));
+    assert.equal(remote.payload.toString(), 'ok', 'other addresses still go over the network');
+  } finally {
+    pool.closeAll();
+    await srv.close();
   }
 });

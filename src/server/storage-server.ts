@@ -13,7 +13,8 @@ import { silentLogger } from '../common/log.ts';
 import { ClusterView } from '../metadata/cluster-view.ts';
 import { KvReplica } from '../metadata/kv-replica.ts';
 import { ROOT, SMT, type ServerRecord } from '../metadata/model.ts';
-import { ConnectionPool } from '../protocol/connection.ts';
+import { ConnectionPool, type LocalEndpoint } from '../protocol/connection.ts';
+import type { Request, Response } from '../protocol/messages.ts';
 import { SegmentStore } from '../segment-store/segment-store.ts';
 import { CopyEngine, type CopyJobSpec } from './copy-engine.ts';
 import { DataServer } from './data-server.ts';
@@ -140,7 +141,7 @@ export class StorageServer {
     const parts = { serverId: this.id, store: this.store, view: this.view, peers: this.peers, handler: this.handler, log: this.log };
     this.copies = new CopyEngine({ ...parts, bandwidthBytesPerSec: opts.copyBandwidth, maxConcurrent: opts.maxConcurrentCopies });
     this.scrubber = new Scrubber(parts);
-    this.data = new DataServer((req) => (this.faults ? this.faults.aroundRequest(req, () => this.handler.handle(req)) : this.handler.handle(req)), this.log);
+    this.data = new DataServer(this.serve, this.log);
     this.admin = Fastify({ logger: false, forceCloseConnections: true });
     this.adminRoutes();
     registerTelemetryRoutes(this.admin, { telemetry: this.telemetry, faults: this.faults });
@@ -149,6 +150,15 @@ export class StorageServer {
       intervalMs: opts.scoreIntervalMs, timeScale: opts.scoreTimeScale, modelPath: opts.modelPath, peerGroup: opts.peerGroup,
     });
     this.scoring.register(this.admin);
+  }
+
+  /** One data-protocol request, as the data port and an in-process endpoint both answer it. */
+  private readonly serve = (req: Request): Promise<Response> =>
+    this.faults ? this.faults.aroundRequest(req, () => this.handler.handle(req)) : this.handler.handle(req);
+
+  /** This server's request path for a client in the same process (an NBD export inside the server). */
+  localEndpoint(): LocalEndpoint {
+    return { address: this.dataAddr, handle: this.serve };
   }
 
   static async start(opts: StorageServerOptions): Promise<StorageServer> {
