@@ -56,6 +56,20 @@ interface Trial {
   segments: number; bytes: number; drainS: number; drainMBs: number; cpMBs: number; ratio: number;
   /** With --load: the workload's p99 (ms) before and during the drain, and the ops done in each. */
   load?: { p99Before: number; p99During: number; opsBefore: number; opsDuring: number };
+  /** CPU (user + system) of the servers, the orchestrator and this process (client) during the drain, in cores. */
+  cores: { servers: number; orchestrator: number; client: number };
+}
+
+/** CPU time (ms) a process has used so far, from /proc/PID/stat (0 if it cannot be read). */
+function cpuMs(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10; // clock ticks of 10 ms (USER_HZ 100)
+  } catch {
+    return 0;
+  }
 }
 
 /**
@@ -165,6 +179,8 @@ async function main(): Promise<void> {
       if (load) await new Promise((r) => setTimeout(r, 5000));
       const during: number[] = [];
       phase = during;
+      const serverPids = cluster.servers.map((x) => x.proc?.child.pid);
+      const cpu0 = { servers: serverPids.reduce<number>((a, p) => a + cpuMs(p), 0), orchestrator: cpuMs(cluster.orchestrator?.child.pid), client: cpuMs(process.pid) };
       const d0 = performance.now();
       await api.drain(victim, 'copy benchmark');
       for (;;) {
@@ -174,6 +190,12 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, 20));
       }
       const drainS = (performance.now() - d0) / 1000;
+      const cores = {
+        servers: (serverPids.reduce<number>((a, p) => a + cpuMs(p), 0) - cpu0.servers) / 1000 / drainS,
+        orchestrator: (cpuMs(cluster.orchestrator?.child.pid) - cpu0.orchestrator) / 1000 / drainS,
+        client: (cpuMs(process.pid) - cpu0.client) / 1000 / drainS,
+      };
+      log(`  CPU during the drain (cores of ${os.cpus().length}): servers ${cores.servers.toFixed(2)}, orchestrator ${cores.orchestrator.toFixed(2)}, client/bench ${cores.client.toFixed(2)}`);
       await load?.stop();
       if (load) log(`  load: p99 ${p99(before).toFixed(2)} ms before (${before.length} ops), ${p99(during).toFixed(2)} ms during the drain (${during.length} ops)`);
       if (timeline) {
@@ -213,7 +235,7 @@ async function main(): Promise<void> {
       const cpMBs = size / 1e6 / ((performance.now() - c0) / 1000);
       const drainMBs = bytes / 1e6 / drainS;
       results.push({
-        segments: count, bytes, drainS, drainMBs, cpMBs, ratio: drainMBs / cpMBs,
+        segments: count, bytes, drainS, drainMBs, cpMBs, ratio: drainMBs / cpMBs, cores,
         load: load ? { p99Before: p99(before), p99During: p99(during), opsBefore: before.length, opsDuring: during.length } : undefined,
       });
       log(`  drain ${drainS.toFixed(2)} s = ${drainMBs.toFixed(1)} MB/s; cp + sync ${cpMBs.toFixed(1)} MB/s; ratio ${(drainMBs / cpMBs).toFixed(3)}; data verified`);
@@ -241,10 +263,10 @@ async function main(): Promise<void> {
     `Setup: orchestrator + 3 storage servers on loopback (real processes, scrub off, ${maxCopies} copies per server at once); volume ${sizeMiB} MiB, ${segMiB} MiB segments, ${replicas} replica(s), filled through the client; the server holding the most segments is drained (operators: join → verified copy → commit). Drain time = drain call → no segment lists it; reference = \`cp --reflink=never\` + \`sync FILE\` of ${sizeMiB} MiB on the same filesystem, in the same trial. Every byte read back through the client and compared after each drain.${prof ? ' Servers ran with --cpu-prof (slower).' : ''}`,
     '',
     ...(withLoad ? ['With --load: a client runs 4 KiB random reads and writes (4 in flight, reads checked) for 5 s before the drain and all through it; p99 is of its operations in each phase.', ''] : []),
-    `| trial | segments drained | MiB | drain s | drain MB/s | cp + sync MB/s | drain / cp |${withLoad ? ' load p99 ms, no drain | load p99 ms, drain | p99 ratio |' : ''}`,
-    `|---:|---:|---:|---:|---:|---:|---:|${withLoad ? '---:|---:|---:|' : ''}`,
-    ...results.map((r, i) => `| ${i + 1} | ${r.segments} | ${r.bytes / MiB} | ${r.drainS.toFixed(2)} | ${r.drainMBs.toFixed(1)} | ${r.cpMBs.toFixed(1)} | ${r.ratio.toFixed(3)} |${r.load ? ` ${r.load.p99Before.toFixed(2)} (${r.load.opsBefore} ops) | ${r.load.p99During.toFixed(2)} (${r.load.opsDuring} ops) | ${(r.load.p99During / r.load.p99Before).toFixed(2)} |` : ''}`),
-    `| **median** | | | ${med(results.map((r) => r.drainS)).toFixed(2)} | ${med(results.map((r) => r.drainMBs)).toFixed(1)} | ${med(results.map((r) => r.cpMBs)).toFixed(1)} | **${med(results.map((r) => r.ratio)).toFixed(3)}** |${withLoad ? ` ${med(results.map((r) => r.load!.p99Before)).toFixed(2)} | ${med(results.map((r) => r.load!.p99During)).toFixed(2)} | **${med(results.map((r) => r.load!.p99During / r.load!.p99Before)).toFixed(2)}** |` : ''}`,
+    `| trial | segments drained | MiB | drain s | drain MB/s | cp + sync MB/s | drain / cp | CPU cores in use during the drain (servers + orchestrator + client) |${withLoad ? ' load p99 ms, no drain | load p99 ms, drain | p99 ratio |' : ''}`,
+    `|---:|---:|---:|---:|---:|---:|---:|---:|${withLoad ? '---:|---:|---:|' : ''}`,
+    ...results.map((r, i) => `| ${i + 1} | ${r.segments} | ${r.bytes / MiB} | ${r.drainS.toFixed(2)} | ${r.drainMBs.toFixed(1)} | ${r.cpMBs.toFixed(1)} | ${r.ratio.toFixed(3)} | ${(r.cores.servers + r.cores.orchestrator + r.cores.client).toFixed(2)} (${r.cores.servers.toFixed(2)} + ${r.cores.orchestrator.toFixed(2)} + ${r.cores.client.toFixed(2)}) |${r.load ? ` ${r.load.p99Before.toFixed(2)} (${r.load.opsBefore} ops) | ${r.load.p99During.toFixed(2)} (${r.load.opsDuring} ops) | ${(r.load.p99During / r.load.p99Before).toFixed(2)} |` : ''}`),
+    `| **median** | | | ${med(results.map((r) => r.drainS)).toFixed(2)} | ${med(results.map((r) => r.drainMBs)).toFixed(1)} | ${med(results.map((r) => r.cpMBs)).toFixed(1)} | **${med(results.map((r) => r.ratio)).toFixed(3)}** | ${med(results.map((r) => r.cores.servers + r.cores.orchestrator + r.cores.client)).toFixed(2)} |${withLoad ? ` ${med(results.map((r) => r.load!.p99Before)).toFixed(2)} | ${med(results.map((r) => r.load!.p99During)).toFixed(2)} | **${med(results.map((r) => r.load!.p99During / r.load!.p99Before)).toFixed(2)}** |` : ''}`,
     '',
     `Command: \`npx tsx bench/copy-bench.ts ${process.argv.slice(2).join(' ')}\`. MB = 10^6 bytes.`,
     '',

@@ -1,6 +1,9 @@
 // Data-path benchmark: the same fio jobs (ioengine=nbd) against
 //   presage-r1   `presage nbd` over a 3-server loopback cluster, a volume with 1 replica
 //   presage-r2   the same, 2 replicas (every write goes primary -> secondary before the ack)
+//   presage-local  the "beside a server" placement: `presage server --nbd-listen` (NBD served
+//                from a storage server's own process), a 1-replica volume whose segments are all
+//                on that server, so every request is handled in-process (no second process, no hop)
 //   qemu-nbd     qemu-nbd serving a raw file (the reference every ratio is taken against)
 //   nbdkit-mem   nbdkit's memory plugin (an upper bound: no disk, no page-cache file)
 // Every target is prefilled with a sequential write before the jobs, so reads hit real data.
@@ -22,6 +25,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { OrchestratorClient } from '../src/api/orchestrator-client.ts';
 import { parseSize } from '../src/common/size.ts';
 import { freePort, REPO, spawnPresage, TestCluster, type Proc } from '../test/helpers/cluster.ts';
 import { loadAverage, machineLines } from './machine-info.ts';
@@ -39,7 +43,7 @@ export const JOBS: Job[] = [
   { name: '1M seqwrite qd8', rw: 'write', bs: '1M', iodepth: 8 },
 ];
 
-const TARGETS = ['presage-r1', 'presage-r2', 'qemu-nbd', 'nbdkit-mem'] as const;
+const TARGETS = ['presage-r1', 'presage-r2', 'presage-local', 'qemu-nbd', 'nbdkit-mem'] as const;
 type TargetName = (typeof TARGETS)[number];
 const REFERENCE: TargetName = 'qemu-nbd';
 
@@ -221,8 +225,10 @@ async function main(): Promise<void> {
     const uris = new Map<TargetName, string>();
     if (targets.some((t) => t.startsWith('presage'))) {
       log('starting a 3-server Presage cluster on loopback');
-      cluster = await TestCluster.start({ servers: 3, serverNodeArgs: profArgs });
-      for (const [t, replicas] of [['presage-r1', 1], ['presage-r2', 2]] as const) {
+      const localPort = await freePort();
+      const withLocal = targets.includes('presage-local');
+      cluster = await TestCluster.start({ servers: 3, serverNodeArgs: profArgs, serverArgs: (i) => (i === 0 && withLocal ? ['--nbd-listen', `127.0.0.1:${localPort}`] : []) });
+      for (const [t, replicas] of [['presage-r1', 1], ['presage-r2', 2], ['presage-local', 1]] as const) {
         if (!targets.includes(t)) continue;
         const r = await cluster.cli(['volume', 'create', t, '--size', String(size), '--segment-size', String(segmentSize), '--replicas', String(replicas)]);
         if (r.code !== 0) throw new Error(`volume create ${t}: ${r.stderr}`);
@@ -233,6 +239,20 @@ async function main(): Promise<void> {
       const pids: [string, number][] = [['nbd', nbd.child.pid!], ['orchestrator', cluster.orchestrator!.child.pid!], ...cluster.servers.map((s) => [`server-${s.index}`, s.proc!.child.pid!] as [string, number])];
       servingPids.set('presage-r1', pids);
       servingPids.set('presage-r2', pids);
+      if (withLocal) {
+        // Every segment of presage-local onto server-0, whose process serves the export.
+        const api = new OrchestratorClient(cluster.url);
+        const home = cluster.servers[0]!.id;
+        for (const seg of await api.segments('presage-local')) if (!seg.replicas.includes(home)) await api.migrate({ segmentId: seg.segmentId, to: home });
+        const t0 = Date.now();
+        while ((await api.segments('presage-local')).some((x) => x.replicas.length !== 1 || x.replicas[0] !== home || (x.joining?.length ?? 0) > 0)) {
+          if (Date.now() - t0 > 300_000) throw new Error('presage-local: segments did not all move to server-0 in 5 minutes');
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        log(`presage-local: every segment on ${home}, exported from its process`);
+        uris.set('presage-local', `nbd://127.0.0.1:${localPort}/presage-local`);
+        servingPids.set('presage-local', pids);
+      }
     }
     if (targets.includes('qemu-nbd')) {
       const file = path.join(work, 'qemu.raw');
@@ -310,6 +330,7 @@ async function main(): Promise<void> {
       '',
       '## Setup',
       `- fio ioengine=nbd, one job per line, ${runtime} s time_based after a ${ramp} s ramp, over the whole ${size / MiB} MiB device, prefilled by a sequential 1 MiB write first.`,
+      '- presage-local: `presage server --nbd-listen` on server-0, a 1-replica volume with every segment on server-0 (moved there by migrations before the prefill): requests are answered inside that server\'s process.',
       `- presage-r1 / presage-r2: \`presage nbd\` in front of a 3-server cluster on loopback (orchestrator, servers and the nbd process all on this machine), volumes of ${size / MiB} MiB in ${segmentSize / MiB} MiB segments with 1 and 2 replicas.`,
       `- qemu-nbd: \`qemu-nbd -f raw -x bench -t --shared=8 --cache=${qemuCache}\` on a raw file on the same filesystem as the Presage servers' data.${qemuCache === 'writeback' ? ' writeback, like Presage\'s servers, leaves writes in the page cache until a flush, so the comparison is like for like.' : ''}`,
       '- nbdkit-mem: `nbdkit memory SIZE` (RAM only; an upper bound for an NBD server on this machine).',
