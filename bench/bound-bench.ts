@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { benchArgs } from './bench-args.ts';
-import { loadAverage, machineLines } from './machine-info.ts';
+import { loadAverage, machineLines, processCpuMs } from './machine-info.ts';
 
 const MiB = 1024 * 1024;
 
@@ -42,12 +42,6 @@ if (process.argv[2] === '--sink') {
   if (argv.includes('--help') || argv.includes('-h')) args.usage();
   const total = args.intArg(i >= 0 ? argv[i + 1] : undefined, 'mib', 2048, 64);
   void main(total);
-}
-
-function cpuMs(pid: number): number {
-  const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-  return ((Number(f[11]) + Number(f[12])) / 100) * 1000;
 }
 
 async function main(total: number): Promise<void> {
@@ -83,7 +77,7 @@ async function main(total: number): Promise<void> {
   const port = await new Promise<number>((r) => child.once('message', (m) => r(m as number)));
   const sock = net.connect(port, '127.0.0.1');
   await new Promise<void>((r) => sock.once('connect', r));
-  const p0 = cpuMs(process.pid) + cpuMs(child.pid!);
+  const p0 = processCpuMs(process.pid) + processCpuMs(child.pid!);
   t = performance.now();
   await new Promise<void>((resolve) => {
     let sent = 0;
@@ -101,7 +95,7 @@ async function main(total: number): Promise<void> {
     for (; sent < 8; sent++) sock.write(buf);
   });
   s = (performance.now() - t) / 1000;
-  const hopCpu = cpuMs(process.pid) + cpuMs(child.pid!) - p0;
+  const hopCpu = processCpuMs(process.pid) + processCpuMs(child.pid!) - p0;
   rows.push(['one loopback TCP hop, Node to Node (1 MiB messages, 8 in flight)', total / s, `${(hopCpu / total).toFixed(2)} ms/MiB (both processes)`]);
   sock.destroy();
   child.kill();

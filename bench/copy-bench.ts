@@ -28,7 +28,7 @@ import { OrchestratorClient } from '../src/api/orchestrator-client.ts';
 import { PresageClient } from '../src/client/presage-client.ts';
 import { REPO, TestCluster } from '../test/helpers/cluster.ts';
 import { benchArgs } from './bench-args.ts';
-import { loadAverage, machineLines } from './machine-info.ts';
+import { loadAverage, machineLines, processCpuMs } from './machine-info.ts';
 
 const MiB = 1024 * 1024;
 const BLOCK = 4096;
@@ -58,18 +58,6 @@ interface Trial {
   load?: { p99Before: number; p99During: number; opsBefore: number; opsDuring: number };
   /** CPU (user + system) of the servers, the orchestrator and this process (client) during the drain, in cores. */
   cores: { servers: number; orchestrator: number; client: number };
-}
-
-/** CPU time (ms) a process has used so far, from /proc/PID/stat (0 if it cannot be read). */
-function cpuMs(pid: number | undefined): number {
-  if (!pid) return 0;
-  try {
-    const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) * 10; // clock ticks of 10 ms (USER_HZ 100)
-  } catch {
-    return 0;
-  }
 }
 
 /**
@@ -180,7 +168,7 @@ async function main(): Promise<void> {
       const during: number[] = [];
       phase = during;
       const serverPids = cluster.servers.map((x) => x.proc?.child.pid);
-      const cpu0 = { servers: serverPids.reduce<number>((a, p) => a + cpuMs(p), 0), orchestrator: cpuMs(cluster.orchestrator?.child.pid), client: cpuMs(process.pid) };
+      const cpu0 = { servers: serverPids.reduce<number>((a, p) => a + (processCpuMs(p) || 0), 0), orchestrator: processCpuMs(cluster.orchestrator?.child.pid), client: processCpuMs(process.pid) };
       const d0 = performance.now();
       await api.drain(victim, 'copy benchmark');
       for (;;) {
@@ -191,9 +179,9 @@ async function main(): Promise<void> {
       }
       const drainS = (performance.now() - d0) / 1000;
       const cores = {
-        servers: (serverPids.reduce<number>((a, p) => a + cpuMs(p), 0) - cpu0.servers) / 1000 / drainS,
-        orchestrator: (cpuMs(cluster.orchestrator?.child.pid) - cpu0.orchestrator) / 1000 / drainS,
-        client: (cpuMs(process.pid) - cpu0.client) / 1000 / drainS,
+        servers: (serverPids.reduce<number>((a, p) => a + (processCpuMs(p) || 0), 0) - cpu0.servers) / 1000 / drainS,
+        orchestrator: (processCpuMs(cluster.orchestrator?.child.pid) - cpu0.orchestrator) / 1000 / drainS,
+        client: (processCpuMs(process.pid) - cpu0.client) / 1000 / drainS,
       };
       log(`  CPU during the drain (cores of ${os.cpus().length}): servers ${cores.servers.toFixed(2)}, orchestrator ${cores.orchestrator.toFixed(2)}, client/bench ${cores.client.toFixed(2)}`);
       await load?.stop();

@@ -2,6 +2,7 @@
 // shared VM only mean something next to its CPU, core count, memory and load.
 
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
 
 export interface MachineInfo {
@@ -70,4 +71,21 @@ export function machineLines(opts: { tools?: string[]; notes?: string[] } = {}, 
 export function machineSummary(m: MachineInfo = machineInfo()): string {
   return `${m.cpuModel}, nproc ${m.nproc} of ${m.logicalCores} logical cores, ${m.memTotalGiB.toFixed(1)} GiB RAM, `
     + `${m.platform} ${m.kernel}, node ${m.node}, load average ${m.loadavg.map((l) => l.toFixed(2)).join(' ')}`;
+}
+
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim()) || 100;
+
+/**
+ * CPU time (user + system, ms, all threads) a process has used so far, from /proc/PID/stat
+ * (fields 14 and 15); NaN when it cannot be read (no such process, not Linux).
+ */
+export function processCpuMs(pid: number | undefined): number {
+  if (!pid) return NaN;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) / CLOCK_TICKS) * 1000;
+  } catch {
+    return NaN;
+  }
 }

@@ -28,7 +28,7 @@ import { parseArgs } from 'node:util';
 import { OrchestratorClient } from '../src/api/orchestrator-client.ts';
 import { parseSize } from '../src/common/size.ts';
 import { freePort, REPO, spawnPresage, TestCluster, type Proc } from '../test/helpers/cluster.ts';
-import { loadAverage, machineLines } from './machine-info.ts';
+import { loadAverage, machineLines, processCpuMs } from './machine-info.ts';
 
 const MiB = 1024 * 1024;
 
@@ -116,18 +116,6 @@ async function fio(uri: string, args: string[], cwd: string): Promise<string> {
   if (r.code !== 0) throw new Error(`fio ${args.join(' ')} on ${uri} failed (${r.code}): ${r.stderr}${r.stdout.slice(-1000)}`);
   return r.stdout;
 }
-
-/** CPU time (user + system, µs) a process has used so far, from /proc/PID/stat; NaN if gone. */
-function cpuMicros(pid: number): number {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(f[11]) + Number(f[12])) / CLOCK_TICKS) * 1e6; // fields 14 and 15: utime, stime
-  } catch {
-    return NaN;
-  }
-}
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim()) || 100;
 
 /** A process's peak resident set (VmHWM) in MiB, from /proc; '?' where it cannot be read. */
 function peakRssMiB(pid: number): string {
@@ -282,12 +270,12 @@ async function main(): Promise<void> {
     for (const j of JOBS.filter((x) => jobs.includes(x.name))) {
       for (const t of targets) {
         const pids = servingPids.get(t) ?? [];
-        const cpu0 = pids.map(([, pid]) => cpuMicros(pid));
+        const cpu0 = pids.map(([, pid]) => processCpuMs(pid) * 1000);
         const out = await fio(uris.get(t)!, [
           `--name=${j.name.replace(/\s+/g, '-')}`, `--rw=${j.rw}`, `--bs=${j.bs}`, `--iodepth=${j.iodepth}`, `--size=${size}`,
           '--time_based', `--runtime=${runtime}`, `--ramp_time=${ramp}`, '--randrepeat=0', '--norandommap',
         ], work);
-        const cpu1 = pids.map(([, pid]) => cpuMicros(pid));
+        const cpu1 = pids.map(([, pid]) => processCpuMs(pid) * 1000);
         const r = { target: t, job: j.name, ...parseFio(out, j.rw) };
         results.push(r);
         // fio's runtime plus ramp; the ramp's I/O is not in r.iops, so this slightly overstates.
