@@ -12,7 +12,7 @@
 //                              [--qemu-cache writeback|none] [--targets presage-r1,qemu-nbd,...]
 //                              [--jobs 'name,name'] (a subset of the jobs, e.g. '4k randread qd32')
 //                              [--cpu-prof DIR] (servers and the nbd process run with node --cpu-prof)
-//                              [--save]     (writes bench/results/nbd-<date>.md)
+//                              [--save]     (writes bench/results/nbd-<date>.md, or -2, -3 … if taken)
 //
 // The peak resident memory (VmHWM) of each Presage process is printed after the table: the
 // servers' and the nbd process's memory under the jobs is part of the result.
@@ -305,7 +305,9 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${table}\n\n${cpuTable}\n\n${rssLine}\n`);
   if (values.save) {
     const date = new Date().toISOString().slice(0, 10);
-    const file = path.join(REPO, 'bench/results', `nbd-${date}.md`);
+    // Never over an earlier run's file (it may carry notes written since): nbd-<date>-2.md, -3, …
+    let file = path.join(REPO, 'bench/results', `nbd-${date}.md`);
+    for (let n = 2; fs.existsSync(file); n++) file = path.join(REPO, 'bench/results', `nbd-${date}-${n}.md`);
     fs.mkdirSync(path.dirname(file), { recursive: true });
     const doc = [
       `# NBD data path: Presage vs qemu-nbd vs nbdkit memory (${date})`,
