@@ -2,6 +2,7 @@ import {
   Flag, MAX_FRAME_BYTES, MAX_SEGMENT_ID_BYTES, OP_NAMES, Op, PROTOCOL_VERSION, Status,
   type Request, type Response,
 } from './messages.ts';
+import type { BudgetHolder, PartialFrameBudget } from './partial-frame-budget.ts';
 
 const REQUEST_FIXED = 1 + 1 + 2 + 4 + 4 + 2 + 8 + 4; // without segment id and payload
 export const RESPONSE_FIXED = 1 + 1 + 1 + 1 + 4 + 4;
@@ -136,21 +137,43 @@ export function decodeResponse(body: Buffer): Response {
  * complete body and `onError` once (then stops) for a frame longer than `maxFrame`, since after
  * a bad length prefix the stream cannot be resynchronised.
  */
-export class FrameReader {
+export class FrameReader implements BudgetHolder {
   private chunks: Buffer[] = [];
   private buffered = 0;
   private failed = false;
 
+  /** With a budget, the bytes of an incomplete frame count against it (see PartialFrameBudget). */
   constructor(
     private readonly onFrame: (body: Buffer) => void,
     private readonly onError: (err: FrameError) => void,
     private readonly maxFrame = MAX_FRAME_BYTES,
+    private readonly budget?: PartialFrameBudget,
   ) {}
 
   push(chunk: Buffer): void {
     if (this.failed) return;
     this.chunks.push(chunk);
     this.buffered += chunk.length;
+    this.drain();
+    if (this.budget && !this.failed) this.budget.update(this, this.buffered);
+  }
+
+  evict(reason: string): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.chunks = [];
+    this.buffered = 0;
+    this.onError(new FrameError(reason));
+  }
+
+  /** Forget what this reader held (its connection closed). */
+  release(): void {
+    this.chunks = [];
+    this.buffered = 0;
+    this.budget?.update(this, 0);
+  }
+
+  private drain(): void {
     while (this.buffered >= 4) {
       const head = this.peek(4);
       const len = head.readUInt32BE(0);
@@ -158,6 +181,7 @@ export class FrameReader {
         this.failed = true;
         this.chunks = [];
         this.buffered = 0;
+        this.budget?.update(this, 0);
         this.onError(new FrameError(`frame of ${len} bytes exceeds the limit of ${this.maxFrame}`));
         return;
       }

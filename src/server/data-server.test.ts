@@ -466,3 +466,38 @@ test('a peer that does not read its responses makes the server stop reading (bou
   // 200 MiB of responses cannot fit in socket buffers: a server applying backpressure stops early.
   assert.ok(handled < N / 2, `server handled ${handled} of ${N} 1 MiB READs for a peer that reads nothing`);
 });
+
+test('a flood of partial frames stays within the server-wide budget; the biggest holders are closed and a real client\'s write still completes', async () => {
+  const MiB = 1024 * 1024;
+  const budget = 8 * MiB;
+  const h = new EchoHandler();
+  const small = new DataServer(h.handle, silentLogger, { partialFrameBudgetBytes: budget });
+  const addr = await small.listen('127.0.0.1', 0);
+  try {
+    // 12 peers each announce a 7 MiB frame and send 3 MiB of it, then nothing.
+    const flood = await Promise.all(Array.from({ length: 12 }, () => RawClient.connect(addr)));
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(7 * MiB);
+    for (const f of flood) f.write(Buffer.concat([head, Buffer.alloc(3 * MiB, 0xee)]));
+    await sleep(500);
+    assert.ok(small.partialFrames.total <= budget, `incomplete frames hold ${small.partialFrames.total} bytes, over the ${budget} budget`);
+    const closed = (await Promise.all(flood.map((f) => f.closesWithin(2000)))).filter(Boolean).length;
+    assert.ok(closed >= 12 - Math.floor(budget / (3 * MiB)), `only ${closed} flooding connections were closed`);
+    // A real client's 1 MiB write, sent in two halves so it too is incomplete for a while.
+    const c = await RawClient.connect(addr);
+    const data = pattern(MiB, 5);
+    const frame = encodeRequest(req({ op: Op.WRITE, requestId: 77, length: MiB, payload: data }));
+    c.write(frame.subarray(0, frame.length >> 1));
+    await sleep(100);
+    c.write(frame.subarray(frame.length >> 1));
+    const [res] = await c.waitResponses(1);
+    assert.equal(res!.status, Status.OK);
+    assert.ok(res!.payload.equals(data), 'the write went through whole');
+    c.destroy();
+    for (const f of flood) f.destroy();
+    await sleep(100);
+    assert.equal(small.partialFrames.total, 0, 'closed connections release what they held');
+  } finally {
+    await small.close();
+  }
+});

@@ -2,27 +2,37 @@
 // written as they complete. A malformed frame gets BAD_REQUEST when its request id is
 // readable; an oversized or unparseable one closes that connection, with the reason logged.
 // A READ longer than MAX_IO_BYTES is refused here, before any handler sees it, so no handler
-// can be asked for an answer that does not fit in a frame the peer would accept.
+// can be asked for an answer that does not fit in a frame the peer would accept. Incomplete
+// frames of all connections together hold at most a server-wide budget; over it, the connection
+// holding the most is closed (a flood of partial frames cannot grow memory or lock out a client).
 
 import net from 'node:net';
 import { CoalescingWriter } from '../common/coalescing-writer.ts';
 import type { Logger } from '../common/log.ts';
 import { FrameError, FrameReader, RESPONSE_FIXED, decodeRequest, encodeResponseHead } from '../protocol/codec.ts';
+import { PartialFrameBudget } from '../protocol/partial-frame-budget.ts';
 import { MAX_FRAME_BYTES, MAX_IO_BYTES, Op, Status, type Request, type Response } from '../protocol/messages.ts';
 
 /** Per-connection cap on requests being handled; reading pauses above it (backpressure). */
 const MAX_IN_FLIGHT = 256;
 /** Reading also pauses while this much response data waits to be sent (a peer not reading). */
 const MAX_UNSENT_BYTES = 16 * 1024 * 1024;
+/** Server-wide memory for incomplete frames (see PartialFrameBudget): 8 maximum-size frames. */
+export const DEFAULT_PARTIAL_FRAME_BUDGET = 8 * MAX_FRAME_BYTES;
 
 export class DataServer {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
 
+  /** What incomplete frames of all connections hold (exposed for tests and diagnostics). */
+  readonly partialFrames: PartialFrameBudget;
+
   constructor(
     private readonly handle: (req: Request) => Promise<Response>,
     private readonly log: Logger,
+    opts: { partialFrameBudgetBytes?: number } = {},
   ) {
+    this.partialFrames = new PartialFrameBudget(opts.partialFrameBudgetBytes ?? DEFAULT_PARTIAL_FRAME_BUDGET);
     this.server = net.createServer((sock) => this.onConnection(sock));
   }
 
@@ -132,11 +142,14 @@ export class DataServer {
         open = false;
         sock.destroy();
       },
+      MAX_FRAME_BYTES,
+      this.partialFrames,
     );
     sock.on('data', (chunk) => reader.push(chunk));
     sock.on('error', () => { /* reset by peer: close handles cleanup */ });
     sock.on('close', () => {
       open = false;
+      reader.release();
       this.sockets.delete(sock);
     });
   }
