@@ -29,7 +29,7 @@ export function registerNbdCommand(program: Command): void {
     .addOption(metaOption())
     .option('-l, --listen <host:port>', `TCP address (default ${DEFAULT_NBD_LISTEN} unless only --socket is given)`)
     .option('-s, --socket <path>', 'also (or only) listen on this Unix socket')
-    .option('--max-in-flight <n>', 'requests processed at once per NBD connection', intArg('max in flight', 1, 4096), 64)
+    .option('--max-in-flight <n>', 'requests processed at once per NBD connection', intArg('max in flight', 1, 4096), DEFAULT_NBD_MAX_IN_FLIGHT)
     .action(action(async (opts: NbdOpts) => {
       const targets: NbdListenOptions[] = [];
       if (opts.listen !== undefined || opts.socket === undefined) targets.push(parseHostPort(opts.listen ?? DEFAULT_NBD_LISTEN, '--listen'));
@@ -47,7 +47,7 @@ export function registerNbdCommand(program: Command): void {
         await client.close();
         throw err;
       }
-      const { servers, uris } = exports;
+      const { uris } = exports;
       process.stdout.write(`nbd export listening on ${uris.join(' ')}\n`);
 
       let stopping = false;
@@ -55,7 +55,7 @@ export function registerNbdCommand(program: Command): void {
         if (stopping) process.exit(1); // a second signal: stop waiting
         stopping = true;
         log.info({ signal: sig }, 'nbd: stopping');
-        Promise.all(servers.map((s) => s.close()))
+        exports.close()
           .then(() => client.close())
           .then(() => process.exit(0), (err) => {
             process.stderr.write(`presage: stopping nbd: ${(err as Error).message}\n`);
@@ -67,7 +67,14 @@ export function registerNbdCommand(program: Command): void {
     }));
 }
 
-export interface NbdExports { servers: NbdServer[]; uris: string[] }
+export interface NbdExports {
+  uris: string[];
+  /** Stops every listener, answering requests in flight first. */
+  close(): Promise<void>;
+}
+
+/** Requests processed at once per NBD connection, for `presage nbd` and `presage server --nbd-listen`. */
+export const DEFAULT_NBD_MAX_IN_FLIGHT = 64;
 
 /**
  * Serves every volume of the client over NBD on each target (one NbdServer per listener; they
@@ -88,7 +95,7 @@ export async function startNbdExports(client: PresageClient, targets: NbdListenO
     await Promise.all(servers.map((s) => s.close()));
     throw err;
   }
-  return { servers, uris };
+  return { uris, close: async () => { await Promise.all(servers.map((s) => s.close())); } };
 }
 
 /** Removes a Unix socket left behind by a process that died; refuses one that is still served. */

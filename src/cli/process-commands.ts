@@ -9,7 +9,7 @@ import { PresageClient } from '../client/presage-client.ts';
 import { StorageServer } from '../server/storage-server.ts';
 import { parseDuration } from '../server/telemetry.ts';
 import { action, connectTarget, intArg, metaOption, orchestratorOption, sizeArg } from './common.ts';
-import { startNbdExports, type NbdExports } from './nbd-command.ts';
+import { DEFAULT_NBD_MAX_IN_FLIGHT, startNbdExports, type NbdExports } from './nbd-command.ts';
 
 function stopOn(signals: NodeJS.Signals[], stop: () => Promise<void>): void {
   let stopping = false;
@@ -137,7 +137,7 @@ export function registerProcessCommands(program: Command): void {
         const nlog = createLogger('nbd');
         const client = await PresageClient.connect({ ...connectTarget(opts), local: s.localEndpoint(), logger: nlog });
         try {
-          nbd = { client, exports: await startNbdExports(client, [nbdTarget], nlog, 64) };
+          nbd = { client, exports: await startNbdExports(client, [nbdTarget], nlog, DEFAULT_NBD_MAX_IN_FLIGHT) };
         } catch (err) {
           await client.close();
           await s.stop();
@@ -147,7 +147,7 @@ export function registerProcessCommands(program: Command): void {
       }
       stopOn(['SIGINT', 'SIGTERM'], async () => {
         if (nbd) {
-          await Promise.all(nbd.exports.servers.map((x) => x.close()));
+          await nbd.exports.close();
           await nbd.client.close();
         }
         await s.stop();

@@ -161,12 +161,16 @@ export class SegmentStore {
       }
     }
     if (seg.side) {
-      // Most recently used last.
-      this.sideLru.delete(seg);
-      this.sideLru.set(seg, seg.side.length);
+      this.touchSidecar(seg, seg.side);
       return seg.side.subarray(b0 * SUM_ENTRY, (b0 + n) * SUM_ENTRY);
     }
     return readAt(files.sum, b0 * SUM_ENTRY, n * SUM_ENTRY, into);
+  }
+
+  /** Marks a cached sidecar most recently used (last in the LRU's order). */
+  private touchSidecar(seg: Segment, side: Buffer): void {
+    this.sideLru.delete(seg);
+    this.sideLru.set(seg, side.length);
   }
 
   private dropSidecar(seg: Segment, bytes = seg.side?.length ?? 0): void {
@@ -258,8 +262,7 @@ export class SegmentStore {
     if (files && side && !this.ioHook && !seg.deleted) {
       const release = seg.lock.tryAcquire(b0, b1, false);
       if (release) {
-        this.sideLru.delete(seg); // most recently used last
-        this.sideLru.set(seg, side.length);
+        this.touchSidecar(seg, side);
         const sums = side.subarray(b0 * SUM_ENTRY, b1 * SUM_ENTRY);
         this.busy++;
         return readAt(files.data, b0 * BLOCK_SIZE, n * BLOCK_SIZE).then(

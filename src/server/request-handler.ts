@@ -206,9 +206,9 @@ export class RequestHandler {
     if ('error' in checked) return checked.error;
     const { store } = this.ctx;
     const id = req.segmentId;
-    if (req.offset + req.length > checked.size || !store.has(id)) return this.dispatchChecked(req);
+    if (req.offset + req.length > checked.size || !store.has(id)) return this.dispatchChecked(req, checked);
     const release = this.lockOf(id).tryAcquire(blockOf(req.offset), blockEnd(req.offset + req.length), false);
-    if (!release) return this.dispatchChecked(req);
+    if (!release) return this.dispatchChecked(req, checked);
     const epoch = checked.entry.epoch;
     let data: Promise<Buffer>;
     try {
@@ -229,8 +229,9 @@ export class RequestHandler {
     );
   }
 
-  private async dispatchChecked(req: Request): Promise<Response> {
-    const checked = await this.check(req);
+  /** The general path; `known` is a check already passed against the current SMT copy. */
+  private async dispatchChecked(req: Request, known?: Checked): Promise<Response> {
+    const checked = known ?? await this.check(req);
     if ('error' in checked) return checked.error;
     const { entry, size } = checked;
     const { store } = this.ctx;
