@@ -195,6 +195,12 @@ describe('migration crash safety: SIGKILL at every step', () => {
 
   it('a block corrupted on the destination during the copy is caught by verification and re-copied', async () => {
     const name = 'corrupt-dest';
+    // The crash scenarios above leave repairs behind (each copy sleeps at two failpoints here);
+    // queued behind them, this copy could not reach its paused pass in time on a slow machine.
+    await waitFor('the crash scenarios\' repairs to finish', async () => {
+      const st = await api.status();
+      return st.operators.length === 0 && st.servers.every((s) => s.state === 'up');
+    }, 120000);
     await api.createVolume({ name, size: SEG, segmentSize: SEG, replicas: 2 });
     const client = await PresageClient.connect({ orchestratorUrl: cluster.url });
     try {
@@ -206,7 +212,10 @@ describe('migration crash safety: SIGKILL at every step', () => {
       const destH = cluster.servers.find((s) => s.proc && !seg.replicas.includes(s.id))!;
       const mark = destH.proc!.stderr.length;
       await api.migrate({ segmentId: seg.segmentId, to: destH.id });
-      await waitFor('copy paused for final verification', async () => destH.proc!.stderr.slice(mark).includes('failpoint copy.paused reached'), 30000, 20);
+      await waitFor('copy paused for final verification', async () => destH.proc!.stderr.slice(mark).includes('failpoint copy.paused reached'), 60000, 20)
+        .catch(async (err) => {
+          throw new Error(`${(err as Error).message}; operators: ${JSON.stringify((await api.status()).operators)}; destination's stderr: ${destH.proc!.stderr.slice(mark).slice(-2000)}`);
+        });
       // Rot one byte of block 7 in the destination's copy, behind the server's back.
       const file = path.join(destH.dir, 'segments', name, '0.dat');
       const fd = fs.openSync(file, 'r+');
