@@ -11,7 +11,7 @@ const REQUEST_FIXED = 26; // version..length, without segment id and payload
 const MAX_U32 = 0xffffffff;
 // Derived from messages.ts so that adding an op or a flag there keeps these tests meaningful.
 const ALL_OPS = Object.keys(OP_NAMES).map(Number) as Op[];
-const UNKNOWN_OPS = [0, 9, 99, 128, 255].concat(ALL_OPS.map((o) => o + 1)).filter((o) => o <= 255 && !(o in OP_NAMES));
+const UNKNOWN_OPS = [0, 10, 99, 128, 255].concat(ALL_OPS.map((o) => o + 1)).filter((o) => o <= 255 && !(o in OP_NAMES));
 const KNOWN_FLAGS = Object.values(Flag).filter((v): v is number => typeof v === 'number').reduce((a, b) => a | b, 0);
 const UNKNOWN_FLAG_BITS = Array.from({ length: 16 }, (_, i) => 1 << i).filter((b) => !(b & KNOWN_FLAGS));
 const ALL_STATUSES = [Status.OK, Status.STALE, Status.NOT_OWNER, Status.CORRUPT, Status.OUT_OF_RANGE, Status.BAD_REQUEST, Status.UNAVAILABLE, Status.IO_ERROR];
@@ -54,7 +54,10 @@ const requestArb: fc.Arbitrary<Request> = fc.record({
   offset: offsetArb,
   length: u32Arb,
   payload: payloadArb,
-}).map((r) => (r.op === Op.WRITE ? { ...r, length: r.payload.length } : { ...r, payload: Buffer.alloc(0) }));
+}).map((r) => (r.op === Op.WRITE ? { ...r, length: r.payload.length }
+  // AUTH carries a nonce or a proof (at most 64 bytes) and no length.
+  : r.op === Op.AUTH ? { ...r, length: 0, payload: r.payload.subarray(0, 64) }
+    : { ...r, payload: Buffer.alloc(0) }));
 
 const responseArb: fc.Arbitrary<Response> = fc.record({
   op: fc.constantFrom(...ALL_OPS),
@@ -240,10 +243,18 @@ test('payload length mismatch: WRITE with more or fewer bytes than declared, non
     assert.equal(frameError(() => decodeRequest(b)).requestId, 21, `declared ${declared}`);
   }
   assert.equal(frameError(() => decodeRequest(Buffer.concat([w, Buffer.from([0])]))).requestId, 21);
-  for (const op of ALL_OPS.filter((o) => o !== Op.WRITE)) {
+  for (const op of ALL_OPS.filter((o) => o !== Op.WRITE && o !== Op.AUTH)) {
     const b = Buffer.concat([validBody({ op, requestId: 22 }), Buffer.from([1])]);
     assert.equal(frameError(() => decodeRequest(b)).requestId, 22, `op ${op}`);
   }
+  // AUTH: up to 64 bytes of nonce or proof and no length; more, or a length, is malformed.
+  const auth = validBody({ op: Op.AUTH, requestId: 23, length: 0, payload: bytes(32, 3) });
+  assert.equal(decodeRequest(auth).payload.length, 32);
+  assert.equal(frameError(() => decodeRequest(Buffer.concat([auth, bytes(33, 4)]))).requestId, 23);
+  const withLength = Buffer.from(auth);
+  withLength.writeUInt32BE(1, auth.length - 32 - 4);
+  assert.equal(frameError(() => decodeRequest(withLength)).requestId, 23);
+  assert.throws(() => encodeRequest({ op: Op.AUTH, flags: 0, requestId: 1, epoch: 0, segmentId: 'a', offset: 0, length: 0, payload: bytes(65, 1) }), FrameError);
 });
 
 test('offset above 2^53-1 is rejected (never rounded)', () => {
@@ -294,7 +305,7 @@ test('malformed responses: too short, bad version (with id), unknown status (wit
   const v = Buffer.from(ok);
   v.writeUInt8(2, 0);
   assert.equal(frameError(() => decodeResponse(v)).requestId, 41);
-  for (const status of [8, 9, 200, 255]) {
+  for (const status of [10, 11, 200, 255]) {
     const s = Buffer.from(ok);
     s.writeUInt8(status, 2);
     assert.equal(frameError(() => decodeResponse(s)).requestId, 41);

@@ -16,6 +16,9 @@ export class FrameError extends Error {
   }
 }
 
+/** AUTH requests carry a nonce or a proof (32 bytes each), never more than this. */
+const MAX_AUTH_PAYLOAD = 64;
+
 const isUint32 = (n: number) => Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
 
 /** Refuses to encode anything the decoder would reject or read back differently. */
@@ -26,7 +29,7 @@ function validateRequest(req: Request): Buffer {
   if (!isUint32(req.epoch)) throw new FrameError(`epoch ${req.epoch} is not a 32-bit unsigned integer`);
   if (!isUint32(req.length)) throw new FrameError(`length ${req.length} is not a 32-bit unsigned integer`);
   if (!Number.isSafeInteger(req.offset) || req.offset < 0) throw new FrameError(`offset ${req.offset} is not a non-negative safe integer`);
-  if (req.op === Op.WRITE ? req.payload.length !== req.length : req.payload.length !== 0) {
+  if (req.op === Op.AUTH ? req.payload.length > MAX_AUTH_PAYLOAD || req.length !== 0 : req.op === Op.WRITE ? req.payload.length !== req.length : req.payload.length !== 0) {
     throw new FrameError(`${OP_NAMES[req.op]} payload of ${req.payload.length} bytes does not match length ${req.length}`);
   }
   if (req.segmentId.length === 0) throw new FrameError('empty segment id');
@@ -94,6 +97,8 @@ export function decodeRequest(body: Buffer): Request {
   const payload = body.subarray(o);
   if (op === Op.WRITE) {
     if (payload.length !== length) fail(`WRITE length ${length} but ${payload.length} payload bytes`);
+  } else if (op === Op.AUTH) {
+    if (payload.length > MAX_AUTH_PAYLOAD || length !== 0) fail(`AUTH carries at most ${MAX_AUTH_PAYLOAD} bytes and no length`);
   } else if (payload.length !== 0) {
     fail(`${OP_NAMES[op]} must not carry a payload`);
   }

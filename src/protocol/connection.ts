@@ -3,10 +3,14 @@
 // writes to their peers.
 
 import net from 'node:net';
+import tls from 'node:tls';
+import { clientCa } from '../common/cluster-tls.ts';
 import { EventEmitter } from 'node:events';
 import { CoalescingWriter } from '../common/coalescing-writer.ts';
+import { AuthError, processCredential, type Credential } from '../auth/credentials.ts';
+import { checkServerSignature, clientProof, newNonce } from '../auth/handshake.ts';
 import { FrameReader, decodeResponse, encodeRequestHead, type FrameError } from './codec.ts';
-import type { Request, Response } from './messages.ts';
+import { Op, Status, type Request, type Response } from './messages.ts';
 
 /** The connection failed or closed before the response arrived: the request may or may not have been applied. */
 export class ConnectionError extends Error {
@@ -53,6 +57,11 @@ export interface ConnectionOptions {
    * same checks, one process and one loopback hop fewer.
    */
   local?: LocalEndpoint;
+  /**
+   * Who this connection authenticates as (auth/handshake.ts) before its first request; default
+   * the process's credential. `null`: none (only a server built without a keyring accepts that).
+   */
+  credential?: Credential | null;
 }
 
 /** A request handler reachable in-process under a data address. */
@@ -93,11 +102,13 @@ export class DataConnection extends EventEmitter {
   private readonly connectTimeoutMs: number;
   private readonly requestTimeoutMs: number;
   private sweeper?: NodeJS.Timeout;
+  private readonly credential: Credential | undefined;
 
   constructor(readonly address: string, opts: ConnectionOptions = {}) {
     super();
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 3000;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 15000;
+    this.credential = opts.credential === undefined ? processCredential() : opts.credential ?? undefined;
   }
 
   get inFlight(): number {
@@ -117,18 +128,32 @@ export class DataConnection extends EventEmitter {
     const host = this.address.slice(0, idx).replace(/^\[|\]$/g, '');
     const port = Number(this.address.slice(idx + 1));
     this.connecting = new Promise<void>((resolve, reject) => {
-      const sock = net.connect({ host, port });
+      // TLS when the cluster speaks it: the server's certificate must chain to the cluster CA
+      // and name the address dialled (common/cluster-tls.ts).
+      const ca = clientCa();
+      const sock: net.Socket = ca ? tls.connect({ host, port, ca, servername: net.isIP(host) ? undefined : host }) : net.connect({ host, port });
       sock.setNoDelay(true);
       const timer = setTimeout(() => {
         sock.destroy();
         reject(new ConnectionError(`connect timed out after ${this.connectTimeoutMs} ms`, this.address));
       }, this.connectTimeoutMs);
-      sock.once('connect', () => {
-        clearTimeout(timer);
-        this.socket = sock;
-        this.out = new CoalescingWriter(sock);
-        this.connecting = undefined;
-        resolve();
+      sock.once(ca ? 'secureConnect' : 'connect', () => {
+        // Requests wait until the handshake is done: `socket` is set only then. The connect
+        // timeout covers the handshake too (a silent server cannot hold a caller forever).
+        const out = new CoalescingWriter(sock);
+        this.authenticate(out).then(() => {
+          clearTimeout(timer);
+          this.socket = sock;
+          this.out = out;
+          this.connecting = undefined;
+          resolve();
+        }, (err: Error) => {
+          clearTimeout(timer);
+          this.connecting = undefined;
+          this.closed = true;
+          sock.destroy();
+          reject(err);
+        });
       });
       sock.once('error', (err) => {
         clearTimeout(timer);
@@ -181,6 +206,31 @@ export class DataConnection extends EventEmitter {
 
   close(): void {
     this.fail('connection closed');
+  }
+
+  /** The mutual challenge-response (auth/handshake.ts); an AuthError when either side fails it. */
+  private async authenticate(out: CoalescingWriter): Promise<void> {
+    const cred = this.credential;
+    if (!cred) return;
+    const clientNonce = newNonce();
+    const refused = (res: Response) => new AuthError(`${this.address} refused ${cred.name}: ${res.payload.toString('utf8') || `status ${res.status}`}`, 'ERR_PRESAGE_UNAUTHENTICATED');
+    const challenge = await this.exchange(out, { op: Op.AUTH, flags: 0, epoch: 0, segmentId: cred.name, offset: 0, length: 0, payload: clientNonce });
+    if (challenge.status !== Status.OK) throw refused(challenge);
+    const serverNonce = challenge.payload;
+    const done = await this.exchange(out, { op: Op.AUTH, flags: 0, epoch: 0, segmentId: cred.name, offset: 1, length: 0, payload: clientProof(cred, clientNonce, serverNonce) });
+    if (done.status !== Status.OK) throw refused(done);
+    if (!checkServerSignature(cred, clientNonce, serverNonce, done.payload)) {
+      throw new AuthError(`${this.address} could not prove it knows ${cred.name}'s verifier: not a server of this cluster`, 'ERR_PRESAGE_UNAUTHENTICATED');
+    }
+  }
+
+  /** One request/response of the handshake, before the connection is open to callers. */
+  private exchange(out: CoalescingWriter, req: Omit<Request, 'requestId'>): Promise<Response> {
+    const requestId = this.nextId++;
+    return new Promise<Response>((resolve, reject) => {
+      this.pending.set(requestId, { resolve, reject, timeoutMs: 0, deadline: Infinity });
+      out.writeFrame(encodeRequestHead({ ...req, requestId }), req.payload);
+    });
   }
 
   /** Times out the requests past their deadline; stops itself when nothing is in flight. */

@@ -62,7 +62,10 @@ const requestArb: fc.Arbitrary<Request> = fc.record({
   offset: fc.maxSafeNat(),
   length: fc.nat({ max: 0xffffffff }),
   payload: payloadArb,
-}).map((r) => (r.op === Op.WRITE ? { ...r, length: r.payload.length } : { ...r, payload: Buffer.alloc(0) }));
+}).map((r) => (r.op === Op.WRITE ? { ...r, length: r.payload.length }
+  // AUTH carries a nonce or a proof (at most 64 bytes) and no length.
+  : r.op === Op.AUTH ? { ...r, length: 0, payload: r.payload.subarray(0, 64) }
+    : { ...r, payload: Buffer.alloc(0) }));
 
 const responseArb: fc.Arbitrary<Response> = fc.record({
   op: fc.constantFrom(...ALL_OPS),

@@ -37,11 +37,18 @@ export enum Op {
   PAUSE = 7,
   /** Ends a PAUSE early. */
   RESUME = 8,
+  /**
+   * The first requests on every connection (auth/handshake.ts): `offset` 0 carries the entity
+   * name (as segmentId) and the client's nonce, `offset` 1 the proof. Anything else before it
+   * succeeds is answered UNAUTHENTICATED and the connection closed.
+   */
+  AUTH = 9,
 }
 
 export const OP_NAMES: Record<number, string> = {
   [Op.READ]: 'READ', [Op.WRITE]: 'WRITE', [Op.FLUSH]: 'FLUSH', [Op.TRIM]: 'TRIM',
   [Op.CHECKSUMS]: 'CHECKSUMS', [Op.STAT]: 'STAT', [Op.PAUSE]: 'PAUSE', [Op.RESUME]: 'RESUME',
+  [Op.AUTH]: 'AUTH',
 };
 
 export enum Flag {
@@ -82,13 +89,17 @@ export enum Status {
   UNAVAILABLE = 6,
   /** The local disk failed the operation. */
   IO_ERROR = 7,
+  /** No valid authentication on this connection: the server closes it after this answer. */
+  UNAUTHENTICATED = 8,
+  /** The connection's identity may not make this request (role or volume grant). */
+  FORBIDDEN = 9,
 }
 
 export const STATUS_NAMES: Record<number, string> = {
   [Status.OK]: 'OK', [Status.STALE]: 'STALE', [Status.NOT_OWNER]: 'NOT_OWNER',
   [Status.CORRUPT]: 'CORRUPT', [Status.OUT_OF_RANGE]: 'OUT_OF_RANGE',
   [Status.BAD_REQUEST]: 'BAD_REQUEST', [Status.UNAVAILABLE]: 'UNAVAILABLE',
-  [Status.IO_ERROR]: 'IO_ERROR',
+  [Status.IO_ERROR]: 'IO_ERROR', [Status.UNAUTHENTICATED]: 'UNAUTHENTICATED', [Status.FORBIDDEN]: 'FORBIDDEN',
 };
 
 export interface Request {

@@ -7,11 +7,17 @@
 // holding the most is closed (a flood of partial frames cannot grow memory or lock out a client).
 
 import net from 'node:net';
+import nodeTls from 'node:tls';
+import { serverTls } from '../common/cluster-tls.ts';
+import { NONCE_BYTES, newNonce, verifyProof } from '../auth/handshake.ts';
+import type { Keyring } from '../auth/keyring.ts';
+import type { Identity } from '../auth/policy.ts';
 import { CoalescingWriter } from '../common/coalescing-writer.ts';
 import type { Logger } from '../common/log.ts';
 import { FrameError, FrameReader, RESPONSE_FIXED, decodeRequest, encodeResponseHead } from '../protocol/codec.ts';
+import { dataRequestRefusal } from '../protocol/data-policy.ts';
 import { PartialFrameBudget } from '../protocol/partial-frame-budget.ts';
-import { MAX_FRAME_BYTES, MAX_IO_BYTES, Op, Status, type Request, type Response } from '../protocol/messages.ts';
+import { MAX_FRAME_BYTES, MAX_IO_BYTES, OP_NAMES, Op, Status, type Request, type Response } from '../protocol/messages.ts';
 
 /** Per-connection cap on requests being handled; reading pauses above it (backpressure). */
 const MAX_IN_FLIGHT = 256;
@@ -20,6 +26,24 @@ const MAX_UNSENT_BYTES = 16 * 1024 * 1024;
 /** Server-wide memory for incomplete frames (see PartialFrameBudget): 8 maximum-size frames. */
 export const DEFAULT_PARTIAL_FRAME_BUDGET = 8 * MAX_FRAME_BYTES;
 
+export interface DataServerOptions {
+  partialFrameBudgetBytes?: number;
+  /**
+   * Every connection authenticates against this keyring before its first request, and each
+   * request is checked against its identity (auth/policy.ts). Without one the port is open:
+   * only unit tests of the framing build a server so; a storage server always passes its keyring.
+   */
+  keyring?: Keyring;
+  /** A connection that has not authenticated within this long is closed (default 5 s). */
+  handshakeTimeoutMs?: number;
+  /** A connection with nothing in flight and no frame for this long is closed (default 10 min; 0 = never). */
+  idleTimeoutMs?: number;
+  /** Connections one remote address may hold at once (default 512); more are closed on arrival. */
+  maxConnectionsPerPeer?: number;
+  /** Serve TLS with this certificate and key (default: the process's cluster TLS, if any). */
+  tls?: { cert: string; key: string };
+}
+
 export class DataServer {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
@@ -27,13 +51,48 @@ export class DataServer {
   /** What incomplete frames of all connections hold (exposed for tests and diagnostics). */
   readonly partialFrames: PartialFrameBudget;
 
+  private readonly keyring?: Keyring;
+  private readonly handshakeTimeoutMs: number;
+  private readonly idleTimeoutMs: number;
+  private readonly maxPerPeer: number;
+  private readonly perPeer = new Map<string, number>();
+  /** Authenticated connections by entity: a revoked entity's connections are closed at once. */
+  private readonly byEntity = new Map<net.Socket, string>();
+  /** Peers already logged for a refusal (each kind is logged once per peer, not per attempt). */
+  private readonly logged = new Set<string>();
+
   constructor(
     private readonly handle: (req: Request) => Promise<Response>,
     private readonly log: Logger,
-    opts: { partialFrameBudgetBytes?: number } = {},
+    opts: DataServerOptions = {},
   ) {
     this.partialFrames = new PartialFrameBudget(opts.partialFrameBudgetBytes ?? DEFAULT_PARTIAL_FRAME_BUDGET);
-    this.server = net.createServer((sock) => this.onConnection(sock));
+    this.keyring = opts.keyring;
+    this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 5000;
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 600_000;
+    this.maxPerPeer = opts.maxConnectionsPerPeer ?? 512;
+    // TLS when the cluster speaks it: the frames then run inside TLS (same code from here on).
+    const tls = opts.tls ?? serverTls();
+    this.server = tls
+      ? nodeTls.createServer({ ...tls, handshakeTimeout: this.handshakeTimeoutMs }, (sock) => this.onConnection(sock))
+      : net.createServer((sock) => this.onConnection(sock));
+    if (tls) this.server.on('tlsClientError', (err, sock) => this.logOnce('tls', sock.remoteAddress ?? '?', { reason: err.message }, 'refused a connection: TLS handshake failed'));
+    this.keyring?.on('change', () => {
+      for (const [sock, name] of this.byEntity) {
+        if (this.keyring!.isLive(name)) continue;
+        this.log.warn({ entity: name }, 'closing a connection of a revoked entity');
+        sock.destroy();
+      }
+    });
+  }
+
+  /** Logs a refusal once per peer and kind (a hostile peer retrying must not flood the log). */
+  private logOnce(kind: string, peerHost: string, fields: Record<string, unknown>, msg: string): void {
+    const key = `${kind} ${peerHost}`;
+    if (this.logged.has(key)) return;
+    if (this.logged.size > 10000) this.logged.clear();
+    this.logged.add(key);
+    this.log.warn({ peer: peerHost, ...fields }, msg);
   }
 
   listen(host: string, port: number): Promise<string> {
@@ -52,9 +111,28 @@ export class DataServer {
   }
 
   private onConnection(sock: net.Socket): void {
+    const peerHost = sock.remoteAddress ?? '?';
+    const held = (this.perPeer.get(peerHost) ?? 0) + 1;
+    if (held > this.maxPerPeer) {
+      this.logOnce('conn-limit', peerHost, { limit: this.maxPerPeer }, 'refusing a connection: too many from this peer');
+      sock.destroy();
+      return;
+    }
+    this.perPeer.set(peerHost, held);
     sock.setNoDelay(true);
     this.sockets.add(sock);
     const peer = `${sock.remoteAddress}:${sock.remotePort}`;
+    // Authentication state: nothing but AUTH until `identity` is set.
+    let identity: Identity | undefined;
+    let pendingAuth: { name: string; clientNonce: Buffer; serverNonce: Buffer } | undefined;
+    let checking = false;
+    const handshakeTimer = this.keyring
+      ? setTimeout(() => {
+        this.logOnce('handshake-timeout', peerHost, { ms: this.handshakeTimeoutMs }, 'closing a connection that did not authenticate in time');
+        sock.destroy();
+      }, this.handshakeTimeoutMs)
+      : undefined;
+    handshakeTimer?.unref();
     let inFlight = 0;
     let open = true;
     const out = new CoalescingWriter(sock);
@@ -128,6 +206,18 @@ export class DataServer {
           }
           return;
         }
+        if (this.keyring) {
+          if (req.op === Op.AUTH || !identity) {
+            authStep(req);
+            return;
+          }
+          const refusal = dataRequestRefusal(identity, req.op, req.flags, req.segmentId);
+          if (refusal !== undefined) {
+            this.logOnce(`forbidden ${identity.name}`, peerHost, { entity: identity.name, op: req.op }, `refused a request: ${refusal}`);
+            send({ op: req.op, status: Status.FORBIDDEN, requestId: req.requestId, epoch: 0, payload: Buffer.from(refusal) });
+            return;
+          }
+        }
         if (req.op === Op.READ && req.length > MAX_IO_BYTES) {
           // Checked before dispatch: the answer could not be framed, and the length would also
           // count a bogus amount against the connection's unsent-bytes budget.
@@ -145,12 +235,62 @@ export class DataServer {
       MAX_FRAME_BYTES,
       this.partialFrames,
     );
+    const refuse = (req: Request, why: string) => {
+      this.logOnce('unauthenticated', peerHost, { reason: why }, 'refused an unauthenticated connection');
+      send({ op: req.op, status: Status.UNAUTHENTICATED, requestId: req.requestId, epoch: 0, payload: Buffer.from(why) });
+      open = false;
+      sock.end();
+    };
+    // The server side of auth/handshake.ts. Every failure answers alike (no hint whether the
+    // entity exists) and closes the connection: a peer gets one try per connection.
+    const authStep = (req: Request) => {
+      if (req.op !== Op.AUTH) return refuse(req, `authenticate first: ${OP_NAMES[req.op]} before AUTH`);
+      if (identity) {
+        send({ op: req.op, status: Status.BAD_REQUEST, requestId: req.requestId, epoch: 0, payload: Buffer.from('already authenticated') });
+        return;
+      }
+      if (req.offset === 0 && !pendingAuth) {
+        if (req.payload.length !== NONCE_BYTES) return refuse(req, 'bad AUTH: a 32-byte nonce is expected');
+        pendingAuth = { name: req.segmentId, clientNonce: Buffer.from(req.payload), serverNonce: newNonce() };
+        send({ op: req.op, status: Status.OK, requestId: req.requestId, epoch: 0, payload: pendingAuth.serverNonce });
+        return;
+      }
+      if (req.offset !== 1 || !pendingAuth || req.segmentId !== pendingAuth.name || checking) return refuse(req, 'bad AUTH sequence');
+      const p = pendingAuth;
+      const finish = (known: ReturnType<Keyring['lookup']>) => {
+        checking = false;
+        if (!open) return;
+        const signature = known && verifyProof(p.name, known.verifier, p.clientNonce, p.serverNonce, req.payload);
+        if (!known || !signature) return refuse(req, `authentication failed for ${p.name} (unknown or revoked entity, or wrong key)`);
+        identity = known.identity;
+        pendingAuth = undefined;
+        clearTimeout(handshakeTimer);
+        this.byEntity.set(sock, identity.name);
+        send({ op: req.op, status: Status.OK, requestId: req.requestId, epoch: 0, payload: signature });
+      };
+      const known = this.keyring!.lookup(p.name);
+      if (known) return finish(known);
+      // Not known here yet (created a moment ago?): catch up with the keyring once, then decide.
+      checking = true;
+      this.keyring!.lookupFresh(p.name).then(finish, () => finish(undefined));
+    };
     sock.on('data', (chunk) => reader.push(chunk));
     sock.on('error', () => { /* reset by peer: close handles cleanup */ });
+    if (this.idleTimeoutMs > 0) {
+      sock.setTimeout(this.idleTimeoutMs, () => {
+        // Only a connection with nothing to answer is idle; a slow request keeps it open.
+        if (inFlight === 0 && backlog.length === 0) sock.destroy();
+      });
+    }
     sock.on('close', () => {
       open = false;
+      clearTimeout(handshakeTimer);
       reader.release();
       this.sockets.delete(sock);
+      this.byEntity.delete(sock);
+      const n = (this.perPeer.get(peerHost) ?? 1) - 1;
+      if (n <= 0) this.perPeer.delete(peerHost);
+      else this.perPeer.set(peerHost, n);
     });
   }
 }
