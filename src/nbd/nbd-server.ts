@@ -1,9 +1,11 @@
 // NBD export server: serves BlockDevices from a BlockDeviceProvider to real NBD clients (qemu,
 // nbdcopy, fio's nbd engine, the Linux nbd driver) over TCP or a Unix socket.
 //
-// Handshake: fixed newstyle with NO_ZEROES; options EXPORT_NAME, LIST, ABORT, INFO, GO; everything
-// else (STRUCTURED_REPLY, STARTTLS, meta contexts, ...) is refused with ERR_UNSUP, so clients fall
-// back to simple replies. Transmission: READ, WRITE, DISC, FLUSH, TRIM, WRITE_ZEROES, with FUA.
+// Handshake: fixed newstyle with NO_ZEROES; options EXPORT_NAME, LIST, ABORT, INFO, GO, and
+// STARTTLS when TLS is configured (nbd/tls.ts: the option haggling then restarts inside TLS, and
+// with TLS required nothing else is served before it); everything else (STRUCTURED_REPLY, meta
+// contexts, ...) is refused with ERR_UNSUP, so clients fall back to simple replies. Exports are
+// listed and opened only when the TLS options' authorize() allows the client's identity. Transmission: READ, WRITE, DISC, FLUSH, TRIM, WRITE_ZEROES, with FUA.
 // Requests on one connection run concurrently (at most maxInFlight; the socket stops being read
 // when that many are outstanding) and are answered as they complete. Requests that conflict with
 // an earlier in-flight one (overlapping ranges, at least one of them modifying) wait for it, so
@@ -17,6 +19,7 @@ import type { BlockDevice, BlockDeviceProvider } from '../client/block-device.ts
 import { CoalescingWriter } from '../common/coalescing-writer.ts';
 import { silentLogger } from '../common/log.ts';
 import * as P from './protocol.ts';
+import { checkTlsOptions, upgradeToTls, type NbdTlsOptions } from './tls.ts';
 
 export interface NbdServerOptions {
   logger?: Logger;
@@ -24,6 +27,8 @@ export interface NbdServerOptions {
   maxInFlight?: number;
   /** Advertised minimum block size: 1 (byte-granular device) or 512. Default 1. */
   minBlockSize?: number;
+  /** STARTTLS (PSK or x509) and export authorisation; default off (plain NBD, every export). */
+  tls?: NbdTlsOptions;
 }
 
 export type NbdListenOptions = { host: string; port: number } | { path: string };
@@ -77,8 +82,16 @@ class SocketReader {
   private pending: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
   private closedError: Error | undefined;
 
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- socket listeners of several signatures
+  private readonly listeners: [string, (...a: any[]) => void][] = [];
+
   constructor(private readonly socket: net.Socket, private readonly highWater = 4 * 1024 * 1024) {
-    socket.on('data', (chunk: Buffer) => {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const on = (ev: string, fn: (...a: any[]) => void) => {
+      socket.on(ev, fn);
+      this.listeners.push([ev, fn]);
+    };
+    on('data', (chunk: Buffer) => {
       this.chunks.push(chunk);
       this.buffered += chunk.length;
       if (this.pending && this.buffered >= this.pending.n) {
@@ -94,9 +107,16 @@ class SocketReader {
       this.pending = undefined;
       p?.reject(this.closedError);
     };
-    socket.on('end', () => fail(new ConnectionClosed('client closed the connection')));
-    socket.on('close', () => fail(new ConnectionClosed('connection closed')));
-    socket.on('error', (e) => fail(new ConnectionClosed(`socket error: ${e.message}`)));
+    on('end', () => fail(new ConnectionClosed('client closed the connection')));
+    on('close', () => fail(new ConnectionClosed('connection closed')));
+    on('error', (e: Error) => fail(new ConnectionClosed(`socket error: ${e.message}`)));
+  }
+
+  /** Stops reading the socket (it is handed to TLS); returns how many bytes were left unread. */
+  detach(): number {
+    for (const [ev, fn] of this.listeners) this.socket.off(ev, fn);
+    this.listeners.length = 0;
+    return this.buffered;
   }
 
   read(n: number): Promise<Buffer> {
@@ -149,17 +169,20 @@ interface InFlight { kind: Kind; start: number; end: number; done: Promise<void>
 interface ResolvedExport { name: string; device: BlockDevice; description?: string }
 
 class NbdConnection {
-  readonly reader: SocketReader;
-  private readonly out: CoalescingWriter;
+  reader: SocketReader;
+  private out: CoalescingWriter;
+  /** Set once STARTTLS completed: the client's TLS identity (PSK username or certificate CN). */
+  private tlsIdentity: string | undefined;
+  private tlsDone = false;
   private readonly log: Logger;
   private inFlight: InFlight[] = [];
   private slotWaiters: (() => void)[] = [];
   private stopping = false;
 
   constructor(
-    readonly socket: net.Socket,
+    public socket: net.Socket,
     private readonly provider: BlockDeviceProvider,
-    private readonly opts: Required<Pick<NbdServerOptions, 'maxInFlight' | 'minBlockSize'>>,
+    private readonly opts: Required<Pick<NbdServerOptions, 'maxInFlight' | 'minBlockSize'>> & { tls?: NbdTlsOptions },
     logger: Logger,
     peer: string,
   ) {
@@ -235,9 +258,38 @@ class NbdConnection {
       };
       this.log.debug({ option: P.optionName(h.option), length: h.length }, 'nbd: option');
 
+      if (this.opts.tls?.mode === 'require' && !this.tlsDone && h.option !== P.NBD_OPT_STARTTLS && h.option !== P.NBD_OPT_ABORT) {
+        // EXPORT_NAME has no error reply: refusing it means closing.
+        if (h.option === P.NBD_OPT_EXPORT_NAME) throw new ProtocolError('NBD_OPT_EXPORT_NAME before STARTTLS while TLS is required');
+        error(P.NBD_REP_ERR_TLS_REQD, 'this server requires TLS: use STARTTLS (nbds:// with tls-psk-file=, or qemu tls-creds)');
+        continue;
+      }
+
       switch (h.option) {
+        case P.NBD_OPT_STARTTLS: {
+          const t = this.opts.tls;
+          if (!t || t.mode === 'off') { error(P.NBD_REP_ERR_UNSUP, 'TLS is not configured on this server'); break; }
+          if (this.tlsDone) { error(P.NBD_REP_ERR_INVALID, 'TLS is already on'); break; }
+          if (data.length !== 0) { error(P.NBD_REP_ERR_INVALID, 'NBD_OPT_STARTTLS takes no data'); break; }
+          reply(P.NBD_REP_ACK);
+          if (this.reader.detach() !== 0) throw new ProtocolError('data sent after NBD_OPT_STARTTLS before the TLS handshake');
+          let up: Awaited<ReturnType<typeof upgradeToTls>>;
+          try {
+            up = await upgradeToTls(this.socket, t);
+          } catch (err) {
+            throw new ProtocolError((err as Error).message);
+          }
+          this.socket = up.socket;
+          this.reader = new SocketReader(up.socket);
+          this.out = new CoalescingWriter(up.socket);
+          this.tlsIdentity = up.identity;
+          this.tlsDone = true;
+          this.log.info({ identity: up.identity }, 'nbd: TLS on');
+          break; // the option haggling continues inside TLS
+        }
         case P.NBD_OPT_EXPORT_NAME: {
           const name = data.toString('utf8');
+          if (!(await this.allowed(name))) throw new ProtocolError(`NBD_OPT_EXPORT_NAME for "${name}", which ${this.tlsIdentity ?? 'this client'} may not use`);
           const exp = await this.resolveExport(name);
           // This option has no error reply: the spec's only way to refuse is to close.
           if (!exp) throw new ProtocolError(`NBD_OPT_EXPORT_NAME for unknown export "${name}"`);
@@ -251,7 +303,7 @@ class NbdConnection {
         case P.NBD_OPT_LIST: {
           if (data.length !== 0) { error(P.NBD_REP_ERR_INVALID, 'NBD_OPT_LIST takes no data'); break; }
           const exports = await this.provider.list();
-          for (const e of exports) reply(P.NBD_REP_SERVER, P.encodeServerReplyData(e.name, e.description));
+          for (const e of exports) if (await this.allowed(e.name)) reply(P.NBD_REP_SERVER, P.encodeServerReplyData(e.name, e.description));
           reply(P.NBD_REP_ACK);
           break;
         }
@@ -260,6 +312,7 @@ class NbdConnection {
           const req = P.decodeInfoRequest(data);
           if (!req) { error(P.NBD_REP_ERR_INVALID, `malformed ${P.optionName(h.option)} request`); break; }
           let exp: ResolvedExport | undefined;
+          if (!(await this.allowed(req.name))) { error(P.NBD_REP_ERR_POLICY, `${this.tlsIdentity ?? 'this client'} may not use export "${req.name}"`); break; }
           try {
             exp = await this.resolveExport(req.name);
           } catch (e) {
@@ -284,6 +337,18 @@ class NbdConnection {
           if (!fixed) throw new ProtocolError(`unsupported option ${P.optionName(h.option)} from a non-fixed-newstyle client`);
           error(P.NBD_REP_ERR_UNSUP, `${P.optionName(h.option)} is not supported`);
       }
+    }
+  }
+
+  /** Whether this client's TLS identity may use an export (always, without an authorize hook). */
+  private async allowed(name: string): Promise<boolean> {
+    const auth = this.opts.tls?.authorize;
+    if (!auth) return true;
+    try {
+      return await auth(this.tlsIdentity, name);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, identity: this.tlsIdentity }, 'nbd: authorisation check failed');
+      return false;
     }
   }
 
@@ -437,7 +502,7 @@ function errnoFor(e: unknown): number {
 
 export class NbdServer {
   private readonly log: Logger;
-  private readonly opts: Required<Pick<NbdServerOptions, 'maxInFlight' | 'minBlockSize'>>;
+  private readonly opts: Required<Pick<NbdServerOptions, 'maxInFlight' | 'minBlockSize'>> & { tls?: NbdTlsOptions };
   private server: net.Server | undefined;
   private socketPath: string | undefined;
   private readonly connections = new Set<NbdConnection>();
@@ -448,7 +513,8 @@ export class NbdServer {
     if (!Number.isInteger(maxInFlight) || maxInFlight < 1) throw new Error(`maxInFlight must be a positive integer, got ${maxInFlight}`);
     const minBlockSize = opts.minBlockSize ?? 1;
     if (minBlockSize !== 1 && minBlockSize !== 512) throw new Error(`minBlockSize must be 1 or 512, got ${minBlockSize}`);
-    this.opts = { maxInFlight, minBlockSize };
+    if (opts.tls) checkTlsOptions(opts.tls);
+    this.opts = { maxInFlight, minBlockSize, tls: opts.tls };
   }
 
   /** Number of client connections currently open. */
