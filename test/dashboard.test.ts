@@ -16,7 +16,8 @@ import { OrchestratorClient } from '../src/api/orchestrator-client.ts';
 import type { FailureScoreReport } from '../src/api/types.ts';
 import { PresageClient } from '../src/client/presage-client.ts';
 import type { DashboardModel, Snapshot } from '../src/dashboard/client/model.ts';
-import { REPO, TestCluster } from './helpers/cluster.ts';
+import { bearerToken } from '../src/auth/credentials.ts';
+import { REPO, TestCluster, authedFetch, testAdminKey } from './helpers/cluster.ts';
 import { waitFor } from './helpers/settle.ts';
 import { prng, randomBytes } from './helpers/workload.ts';
 
@@ -110,8 +111,19 @@ describe('dashboard', () => {
     const page = await browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
+    // No token yet: the page asks for one instead of showing anything, and the API refused it.
     await page.goto(`${cluster.url}/`);
+    await page.waitForSelector('#login:not([hidden])');
+    assert.equal(await page.locator('.srv-row').count(), 0);
+    assert.equal((await fetch(`${cluster.url}/v1/status`)).status, 401);
+    await page.fill('#login-token', 'presage1.admin.' + 'A'.repeat(43));
+    await page.click('#login button[type=submit]');
+    await page.waitForFunction(() => document.querySelector('#login-why')?.textContent?.includes('refused'), undefined, { timeout: 15000 });
+    // The admin's token: the page remembers it and starts polling.
+    await page.fill('#login-token', bearerToken(testAdminKey().cred));
+    await page.click('#login button[type=submit]');
     await page.waitForSelector('.srv-row[data-server]');
+    assert.ok(await page.locator('#login').isHidden());
     await nextPolls(page);
 
     // Servers: one row each, with the segment counts the API reports.
@@ -126,19 +138,19 @@ describe('dashboard', () => {
 
     // Failure Scores and heat: whatever the orchestrator serves — no endpoint (404), nothing
     // yet ([]), or reports — the page says so calmly or shows them.
-    const scoresRes = await fetch(`${cluster.url}/v1/failure-scores`);
+    const scoresRes = await authedFetch(`${cluster.url}/v1/failure-scores`);
     if (scoresRes.status === 404) {
       assert.match(await page.getByTestId('scores-empty').innerText(), /No scores yet — the orchestrator does not serve/);
     } else {
       assert.equal(scoresRes.status, 200);
       await waitFor('scores section matches the API', async () => {
-        const reports = (await (await fetch(`${cluster.url}/v1/failure-scores`)).json()) as FailureScoreReport[];
+        const reports = (await (await authedFetch(`${cluster.url}/v1/failure-scores`)).json()) as FailureScoreReport[];
         if (reports.length === 0) return /No scores yet/.test(await page.getByTestId('scores-empty').innerText().catch(() => ''));
         const shown = await page.locator('[data-server-score]').getAttribute('data-server-score', { timeout: 2000 }).catch(() => null);
         return shown !== null && reports.some((r) => r.serverId === shown);
       }, 15000, 300);
     }
-    const heatRes = await fetch(`${cluster.url}/v1/segments/heat`);
+    const heatRes = await authedFetch(`${cluster.url}/v1/segments/heat`);
     const hottest = await page.getByTestId('hottest').innerText();
     if (heatRes.status === 404) assert.match(hottest, /No heat data yet/);
     else assert.match(hottest, /No segment traffic|dash\/\d/);
@@ -250,8 +262,10 @@ describe('dashboard', () => {
       contentType: 'application/json',
       body: JSON.stringify(segs.map((s, i) => ({ segmentId: s.segmentId, readsPerSec: 10 * (i + 1), writesPerSec: 5, bytesPerSec: (i + 1) * 256 * 1024 }))),
     }));
-    await page.goto(`${cluster.url}/`);
+    // A token in the fragment is taken up (and kept), as a link from a script would give it.
+    await page.goto(`${cluster.url}/#token=${encodeURIComponent(bearerToken(testAdminKey().cred))}`);
     await page.getByTestId('leading-mode').waitFor();
+    assert.equal(new URL(page.url()).hash, '', 'the token leaves the address bar');
     await nextPolls(page, 3);
 
     assert.ok(await page.getByTestId('scores-empty').isHidden());

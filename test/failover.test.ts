@@ -8,7 +8,7 @@ import { OrchestratorClient } from '../src/api/orchestrator-client.ts';
 import { PresageClient } from '../src/client/presage-client.ts';
 import { ConnectionPool } from '../src/protocol/connection.ts';
 import { Op, Status } from '../src/protocol/messages.ts';
-import { TestCluster, metaBackends } from './helpers/cluster.ts';
+import { TestCluster, metaBackends, authedFetch } from './helpers/cluster.ts';
 import { replicaDisagreements, settled, sleep, waitFor } from './helpers/settle.ts';
 import { VerifyingWorkload, randomBytes, prng } from './helpers/workload.ts';
 
@@ -93,7 +93,7 @@ for (const meta of metaBackends()) describe(`replication and reactive failover [
       // Scrub (triggered by the corrupt read, or run now) repairs the primary's block.
       const admin = `http://127.0.0.1:${primary.adminPort}`;
       const stats = await waitFor('scrub repair', async () => {
-        const r = await fetch(`${admin}/v1/scrub`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ segmentId: seg.segmentId }) });
+        const r = await authedFetch(`${admin}/v1/scrub`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ segmentId: seg.segmentId }) });
         const st = (await r.json()) as { corruptFound: number; blocksRepaired: number };
         return st.blocksRepaired >= 1 ? st : undefined;
       }, 10000);
@@ -159,7 +159,7 @@ for (const meta of metaBackends()) describe(`replication and reactive failover [
       assert.ok((await vol.read(0, 16 * MiB)).equals(fresh), 'clients read the new data');
       // Its outdated copies are discarded after the grace period.
       await waitFor('stale copies deleted', async () => {
-        const st = (await (await fetch(`http://127.0.0.1:${victimHandle.adminPort}/v1/status`)).json()) as { segments: string[] };
+        const st = (await (await authedFetch(`http://127.0.0.1:${victimHandle.adminPort}/v1/status`)).json()) as { segments: string[] };
         return !st.segments.some((id) => id.startsWith('stale/'));
       }, 20000);
     } finally {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { connectMeta, type MetaConnection } from '../src/api/connect.ts';
 import { PresageClient } from '../src/client/presage-client.ts';
-import { freePort, spawnPresage, TestCluster, type Proc } from './helpers/cluster.ts';
+import { freePort, spawnPresage, TestCluster, type Proc, authedFetch } from './helpers/cluster.ts';
 import { replicaDisagreements, settled, waitFor } from './helpers/settle.ts';
 import { VerifyingWorkload, prng, randomBytes } from './helpers/workload.ts';
 
@@ -47,7 +47,7 @@ describe('orchestrator high availability on etcd', () => {
     const h2 = (await (await fetch(`${standbyUrl}/healthz`)).json()) as { leader: boolean };
     assert.equal(h1.leader, true);
     assert.equal(h2.leader, false);
-    const r = await fetch(`${standbyUrl}/v1/volumes`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'x', size: SEG }) });
+    const r = await authedFetch(`${standbyUrl}/v1/volumes`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'x', size: SEG }) });
     assert.equal(r.status, 503);
     assert.match(((await r.json()) as { error: string }).error, new RegExp(`not the leader; the leader is ${cluster.url}`));
   });

@@ -9,7 +9,7 @@ import { ApiError } from '../src/api/http.ts';
 import { OrchestratorClient } from '../src/api/orchestrator-client.ts';
 import { PresageClient } from '../src/client/presage-client.ts';
 import type { CopyJobStatus } from '../src/server/copy-engine.ts';
-import { TestCluster, type Proc } from './helpers/cluster.ts';
+import { TestCluster, type Proc, authedFetch } from './helpers/cluster.ts';
 import { replicaDisagreements, settled, sleep, waitFor } from './helpers/settle.ts';
 import { VerifyingWorkload, prng, randomBytes } from './helpers/workload.ts';
 
@@ -227,7 +227,7 @@ describe('migration crash safety: SIGKILL at every step', () => {
 
       const segs = await waitFor('migration committed', () => settled(api, name, 2), 60000);
       assert.ok(segs[0].replicas.includes(destH.id), 'the copy committed after re-copying');
-      const jobs = (await (await fetch(`http://127.0.0.1:${destH.adminPort}/v1/copy-jobs`)).json()) as CopyJobStatus[];
+      const jobs = (await (await authedFetch(`http://127.0.0.1:${destH.adminPort}/v1/copy-jobs`)).json()) as CopyJobStatus[];
       const job = jobs.find((j) => j.segmentId === seg.segmentId && j.state === 'done');
       assert.ok(job, 'a finished copy job');
       assert.ok(job.recopiedBlocks >= 1, 'the corrupt block was found by verification and copied again');

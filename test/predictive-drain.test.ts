@@ -11,6 +11,7 @@ import { FAILURE_MODES, type FailureScoreReport } from '../src/api/types.ts';
 import { PRIORITY } from '../src/orchestrator/operators.ts';
 import type { Decision } from '../src/orchestrator/decision-log.ts';
 import { DegradeScenario } from './helpers/degrade-scenario.ts';
+import { authedFetch } from './helpers/cluster.ts';
 import { sleep, waitFor } from './helpers/settle.ts';
 
 const log = (l: string) => process.stderr.write(`  · ${l}\n`);
@@ -78,7 +79,7 @@ describe('predictive drain of a degrading server (5 real server processes)', { t
 
     // The documented API, on the server and through the orchestrator.
     const srv = s.cluster.serverById(victim);
-    const own = await fetch(`http://127.0.0.1:${srv.adminPort}/v1/failure-score`).then((r) => r.json()) as FailureScoreReport;
+    const own = await authedFetch(`http://127.0.0.1:${srv.adminPort}/v1/failure-score`).then((r) => r.json()) as FailureScoreReport;
     assertReportShape(own, victim);
     assertReportShape(await s.api.failureScore(victim), victim);
     const all = await s.api.failureScores();

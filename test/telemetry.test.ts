@@ -10,14 +10,14 @@ import { OrchestratorClient } from '../src/api/orchestrator-client.ts';
 import { PresageClient, type Volume } from '../src/client/presage-client.ts';
 import { ProtocolError, Status } from '../src/protocol/messages.ts';
 import { parsePrometheusText } from '../src/telemetry/prom-parse.ts';
-import { REPO, TestCluster, type ServerHandle } from './helpers/cluster.ts';
+import { REPO, TestCluster, type ServerHandle, authedFetch } from './helpers/cluster.ts';
 
 const MiB = 1024 * 1024;
 const SEG = MiB;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function http(base: string, method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; json: any; text: string }> {
-  const res = await fetch(base + path, {
+  const res = await authedFetch(base + path, {
     method,
     headers: body === undefined ? undefined : { 'content-type': contentType },
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
@@ -175,7 +175,7 @@ describe('telemetry and fault injection on a 2-server cluster', () => {
   });
 
   it('serves valid Prometheus text with the conventional names on servers and orchestrator', async () => {
-    const r = await fetch(`${admin(s0)}/metrics`);
+    const r = await authedFetch(`${admin(s0)}/metrics`);
     assert.equal(r.status, 200);
     assert.match(r.headers.get('content-type') ?? '', /text\/plain/);
     const fams = parsePrometheusText(await r.text());
@@ -191,7 +191,7 @@ describe('telemetry and fault injection on a 2-server cluster', () => {
     assert.ok(ioErr && ioErr.value >= 1, 'the injected I/O error was counted');
     assert.ok(fams.get('presage_segments')!.samples[0]!.value >= 1);
 
-    const o = parsePrometheusText(await (await fetch(`${cluster.url}/metrics`)).text());
+    const o = parsePrometheusText(await (await authedFetch(`${cluster.url}/metrics`)).text());
     const up = o.get('presage_orchestrator_servers')!.samples.find((s) => s.labels.state === 'up');
     assert.equal(up?.value, 2);
     assert.equal(o.get('presage_orchestrator_segments')!.samples[0]!.value, 8);

@@ -7,6 +7,9 @@ import type { Operator, OperatorView } from '../orchestrator/operators.ts';
 import type { SuspectResult } from '../orchestrator/failover.ts';
 import type { ModelsStatus, RetrainProgress, RetrainRun } from '../orchestrator/retrain-scheduler.ts';
 import type { FailureLabel } from '../orchestrator/failure-labels.ts';
+import type { Verifier } from '../auth/credentials.ts';
+import type { EntitySpec, EntityView } from '../auth/keyring.ts';
+import type { Identity } from '../auth/policy.ts';
 import { ApiError, httpJson } from './http.ts';
 import type { ClusterStatus, FailureScoreReport, HeartbeatRequest, HeartbeatResponse, RegisterRequest, SegmentView } from './types.ts';
 
@@ -52,6 +55,39 @@ export class OrchestratorClient {
 
   health(): Promise<{ ok: boolean }> {
     return this.call('GET', '/healthz', undefined, 3000);
+  }
+
+  whoami(): Promise<Identity> {
+    return this.call('GET', '/v1/auth/whoami');
+  }
+
+  entities(): Promise<EntityView[]> {
+    return this.call('GET', '/v1/auth/entities');
+  }
+
+  /** Adds an entity with the verifier of a secret made by the caller (the secret stays with it). */
+  createEntity(spec: EntitySpec, v: Verifier): Promise<EntityView> {
+    const b64 = (x: Buffer) => x.toString('base64');
+    return this.call('POST', '/v1/auth/entities', { ...spec, verifier: { storedKey: b64(v.storedKey), serverKey: b64(v.serverKey), tokenHash: b64(v.tokenHash) } });
+  }
+
+  /** One entity's role and grants (undefined if there is none by that name). */
+  async entity(name: string): Promise<EntityView | undefined> {
+    try {
+      return await this.call<EntityView>('GET', `/v1/auth/entities/${encodeURIComponent(name)}`);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) return undefined;
+      throw err;
+    }
+  }
+
+  revokeEntity(name: string): Promise<EntityView> {
+    return this.call('DELETE', `/v1/auth/entities/${encodeURIComponent(name)}`);
+  }
+
+  /** Lifts a server's binding to its entity and addresses (it moved, or its key was replaced). */
+  rebindServer(id: string): Promise<unknown> {
+    return this.call('DELETE', `/v1/servers/${encodeURIComponent(id)}/binding`);
   }
 
   register(req: RegisterRequest): Promise<{ id: string; revision: number }> {

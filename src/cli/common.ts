@@ -6,8 +6,11 @@ import { normaliseUrl } from '../common/address.ts';
 import { connectMeta, type MetaConnection, type MetaTarget } from '../api/connect.ts';
 import type { OrchestratorClient } from '../api/orchestrator-client.ts';
 import { parseMetaOption } from '../metadata/backend.ts';
+import { ApiError } from '../api/http.ts';
+import { processCredential } from '../auth/credentials.ts';
 
-export const DEFAULT_ORCHESTRATOR = 'http://127.0.0.1:7400';
+/** host:port: the scheme follows the cluster's TLS setting (normaliseUrl). */
+export const DEFAULT_ORCHESTRATOR = '127.0.0.1:7400';
 
 export function orchestratorOption(): Option {
   return new Option('-o, --orchestrator <url>', `orchestrator URL or host:port (default ${DEFAULT_ORCHESTRATOR}; with --meta etcd://… the leader is found in etcd)`)
@@ -49,7 +52,11 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<void> | 
     try {
       await fn(...args);
     } catch (err) {
-      process.stderr.write(`presage: ${(err as Error).message ?? String(err)}\n`);
+      let msg = (err as Error).message ?? String(err);
+      if (err instanceof ApiError && err.status === 401 && !processCredential()) {
+        msg += '\n  this command has no credential: pass --key-file FILE or set PRESAGE_KEY_FILE (an orchestrator writes its admin key to <its --dir>/admin.key at first start)';
+      }
+      process.stderr.write(`presage: ${msg}\n`);
       process.exit(1);
     } finally {
       await Promise.all(openConnections.splice(0).map((c) => c.close().catch(() => {})));

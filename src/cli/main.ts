@@ -1,7 +1,9 @@
 // The `presage` command line. Every command has --help; data commands have --json; an error
 // exits non-zero with a one-line reason on stderr.
 
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
+import { registerAuthCommands, useKeyFile } from './auth-commands.ts';
+import { loadClusterTls, setProcessTls } from '../common/cluster-tls.ts';
 import { registerProcessCommands } from './process-commands.ts';
 import { registerVolumeCommands } from './volume-commands.ts';
 import { registerStatusCommand } from './status-command.ts';
@@ -16,7 +18,30 @@ import { registerPredictionCommands } from './prediction-commands.ts';
 const program = new Command('presage')
   .description('Presage: a distributed block store whose storage servers see their own failures coming')
   .version('0.1.0')
-  .showHelpAfterError('(run with --help for usage)');
+  .showHelpAfterError('(run with --help for usage)')
+  .addOption(new Option('--cluster-tls-ca <file>', "the cluster's CA (PEM): talk TLS to the orchestrator and servers and verify them against it").env('PRESAGE_TLS_CA'))
+  .addOption(new Option('--cluster-tls-cert <file>', "this process's certificate (PEM) for the TLS it serves (orchestrator, server)").env('PRESAGE_TLS_CERT'))
+  .addOption(new Option('--cluster-tls-key <file>', 'the key (PEM) of --cluster-tls-cert').env('PRESAGE_TLS_KEY'))
+  .addOption(new Option('-k, --key-file <file>', 'credential to act as (default: ./presage-orchestrator/admin.key when present; `presage server` reads <dir>/server.key)').env('PRESAGE_KEY_FILE'));
+
+// Every command acts as one entity. The orchestrator, server and demo resolve theirs themselves
+// (bootstrap, <dir>/server.key; PRESAGE_KEY_FILE only after those), so neither a stray admin key
+// in the working directory nor an exported PRESAGE_KEY_FILE silently becomes a server's identity.
+const RESOLVE_OWN = new Set(['orchestrator', 'server', 'demo']);
+program.hook('preAction', (_root, cmd) => {
+  let top = cmd;
+  while (top.parent && top.parent !== program) top = top.parent;
+  const file = program.opts<{ keyFile?: string }>().keyFile;
+  const fromCli = program.getOptionValueSource('keyFile') === 'cli';
+  const t = program.opts<{ clusterTlsCa?: string; clusterTlsCert?: string; clusterTlsKey?: string }>();
+  try {
+    setProcessTls(loadClusterTls({ ca: t.clusterTlsCa, cert: t.clusterTlsCert, key: t.clusterTlsKey }));
+    if (fromCli || !RESOLVE_OWN.has(top.name())) useKeyFile(file, fromCli);
+  } catch (err) {
+    process.stderr.write(`presage: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+});
 
 registerProcessCommands(program);
 registerVolumeCommands(program);
@@ -28,6 +53,7 @@ registerDemoCommand(program);
 registerNbdCommand(program);
 registerTelemetryCommands(program);
 registerPredictionCommands(program);
+registerAuthCommands(program);
 
 program.parseAsync(process.argv).catch((err) => {
   process.stderr.write(`presage: ${(err as Error).message}\n`);

@@ -9,13 +9,15 @@ import { EmbeddedKvStore } from '../metadata/embedded-kv.ts';
 import { EtcdKvStore } from '../metadata/etcd-kv.ts';
 import type { KvEntry, KvStore } from '../metadata/kv.ts';
 import { ROOT } from '../metadata/model.ts';
+import { AUTH_ROOT } from '../auth/keyring.ts';
 import { OPERATORS } from '../orchestrator/operators.ts';
 import { action, printJson } from './common.ts';
 import { ByteProgress } from './progress.ts';
 
 /** etcd refuses transactions with more operations than its --max-txn-ops (128 by default). */
 const BATCH = 100;
-const PREFIXES = [ROOT, OPERATORS];
+// The keyring goes too: the cluster's entities keep their keys across the move.
+const PREFIXES = [ROOT, OPERATORS, AUTH_ROOT];
 
 async function snapshot(kv: KvStore): Promise<KvEntry[]> {
   const out: KvEntry[] = [];

@@ -1,7 +1,11 @@
 // Long-running processes: `presage orchestrator` and `presage server`. Both stop cleanly on
 // SIGINT/SIGTERM; everything acknowledged is already durable, so SIGKILL loses nothing acknowledged.
 
+import fs from 'node:fs';
+import path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
+import { loadKeyFile, setProcessCredential } from '../auth/credentials.ts';
+import { keyFileGiven } from './auth-commands.ts';
 import { parseHostPort } from '../common/address.ts';
 import { createLogger } from '../common/log.ts';
 import { Orchestrator } from '../orchestrator/orchestrator.ts';
@@ -9,7 +13,8 @@ import { PresageClient } from '../client/presage-client.ts';
 import { StorageServer } from '../server/storage-server.ts';
 import { parseDuration } from '../server/telemetry.ts';
 import { action, connectTarget, intArg, metaOption, orchestratorOption, sizeArg } from './common.ts';
-import { DEFAULT_NBD_MAX_IN_FLIGHT, startNbdExports, type NbdExports } from './nbd-command.ts';
+import { DEFAULT_NBD_MAX_IN_FLIGHT, addNbdTlsOptions, nbdTlsFrom, startNbdExports, type NbdExports } from './nbd-command.ts';
+import type { NbdTlsMode } from '../nbd/tls.ts';
 
 function stopOn(signals: NodeJS.Signals[], stop: () => Promise<void>): void {
   let stopping = false;
@@ -78,7 +83,7 @@ export function registerProcessCommands(program: Command): void {
       stopOn(['SIGINT', 'SIGTERM'], () => o.stop());
     }));
 
-  program
+  const server = program
     .command('server')
     .description('run a storage server: segments, data protocol, replication, admin API')
     .option('-d, --dir <dir>', 'data directory', './presage-server')
@@ -101,11 +106,16 @@ export function registerProcessCommands(program: Command): void {
     .option('--model <file>', 'start from this model bundle (default: <dir>/models/current, else the bundled default)')
     .option('--peer-group <name>', 'fail-slow: compare this server with the other servers of this group (default: the whole fleet); servers sharing a host, one per drive, name their host')
     .option('--smart <device>', 'SMART device to read (e.g. /dev/sda), "auto" (the data directory\'s disk) or "off"', 'auto')
-    .option('--nbd-listen <host:port>', 'also export every volume over NBD from this process (segments held here are served without a network hop; others go to their servers as with `presage nbd`)')
-    .action(action(async (opts: { nbdListen?: string; dir: string; orchestrator?: string; meta?: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number; copyBandwidth: number; maxCopies: number; scrubInterval: number; gcGrace: number; allowFaults?: boolean; telemetryInterval: number; telemetryRetention: number; smart: string; scoreInterval: number; scoreTimeScale: number; model?: string; peerGroup?: string }) => {
+    .option('--nbd-listen <host:port>', 'also export every volume over NBD from this process (segments held here are served without a network hop; others go to their servers as with `presage nbd`)');
+  addNbdTlsOptions(server, 'nbd-')
+    .action(action(async (opts: { nbdTls?: NbdTlsMode; nbdTlsPskFile?: string; nbdTlsCert?: string; nbdTlsKey?: string; nbdTlsCa?: string; nbdListen?: string; dir: string; orchestrator?: string; meta?: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number; copyBandwidth: number; maxCopies: number; scrubInterval: number; gcGrace: number; allowFaults?: boolean; telemetryInterval: number; telemetryRetention: number; smart: string; scoreInterval: number; scoreTimeScale: number; model?: string; peerGroup?: string }) => {
       const data = parseHostPort(opts.listen, '--listen');
       const admin = parseHostPort(opts.admin, '--admin');
       const nbdTarget = opts.nbdListen === undefined ? undefined : parseHostPort(opts.nbdListen, '--nbd-listen');
+      // Its own key by default: <dir>/server.key (presage auth create NAME --role server --out DIR/server.key),
+      // before PRESAGE_KEY_FILE (often an admin's, exported in the shell that starts servers).
+      const ownKey = path.join(opts.dir, 'server.key');
+      if (!keyFileGiven && fs.existsSync(ownKey)) setProcessCredential(loadKeyFile(ownKey));
       const log = createLogger('server');
       const s = await StorageServer.start({
         dir: opts.dir,
@@ -137,7 +147,8 @@ export function registerProcessCommands(program: Command): void {
         const nlog = createLogger('nbd');
         const client = await PresageClient.connect({ ...connectTarget(opts), local: s.localEndpoint(), logger: nlog });
         try {
-          nbd = { client, exports: await startNbdExports(client, [nbdTarget], nlog, DEFAULT_NBD_MAX_IN_FLIGHT) };
+          const tls = nbdTlsFrom({ tls: opts.nbdTls, tlsPskFile: opts.nbdTlsPskFile, tlsCert: opts.nbdTlsCert, tlsKey: opts.nbdTlsKey, tlsCa: opts.nbdTlsCa }, client);
+          nbd = { client, exports: await startNbdExports(client, [nbdTarget], nlog, DEFAULT_NBD_MAX_IN_FLIGHT, tls) };
         } catch (err) {
           await client.close();
           await s.stop();

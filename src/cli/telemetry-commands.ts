@@ -2,6 +2,7 @@
 // SERVER is a server id, resolved to its admin address through the orchestrator's
 // /v1/servers, or the admin address itself (host:port).
 
+import { adminBaseUrl } from '../common/cluster-tls.ts';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { httpJson } from '../api/http.ts';
@@ -14,14 +15,14 @@ export async function resolveAdminUrl(server: string, orchestrator: string): Pro
   if (/^https?:\/\//.test(server)) return server.replace(/\/+$/, '');
   try {
     parseHostPort(server);
-    return `http://${server}`;
+    return adminBaseUrl(server);
   } catch {
     // not an address: a server id
   }
   const servers = await httpJson<{ id: string; adminAddr: string }[]>(orchestrator, 'GET', '/v1/servers');
   const s = servers.find((x) => x.id === server);
   if (!s) throw new Error(`no server ${JSON.stringify(server)} (known: ${servers.map((x) => x.id).join(', ') || 'none'}); give a server id or its admin host:port`);
-  return `http://${s.adminAddr}`;
+  return adminBaseUrl(s.adminAddr);
 }
 
 function numberArg(name: string, min: number) {

@@ -1,3 +1,5 @@
+import { httpScheme } from './cluster-tls.ts';
+
 /** Parses "host:port" (IPv6 as "[::1]:port") with a clear error. */
 export function parseHostPort(text: string, what = 'address'): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text.trim());
@@ -11,10 +13,10 @@ export function formatHostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-/** Normalises an orchestrator URL: accepts "host:port" or "http://host:port". */
+/** Normalises an orchestrator URL: accepts "host:port" (https:// when the cluster speaks TLS) or a URL. */
 export function normaliseUrl(text: string): string {
   const t = text.trim().replace(/\/+$/, '');
   if (/^https?:\/\//.test(t)) return t;
   parseHostPort(t, 'orchestrator address');
-  return `http://${t}`;
+  return `${httpScheme()}://${t}`;
 }

@@ -86,9 +86,10 @@ export async function runDemo(o: DemoOptions, out: (line: string) => void = (l) 
     const running = Promise.all(loads.map((w) => w.run({ workers: 2, until: () => stop, readRatio: 0.4, stripe: 256 * 1024, hotFraction: 0.2, hotShare: 0.8 })));
 
     out('');
-    out(`dashboard:  ${orch.url}/`);
+    const keyFile = path.join(dir, 'orchestrator', 'admin.key');
+    out(`dashboard:  ${orch.url}/   (it asks once for a token: PRESAGE_KEY_FILE=${keyFile} bin/presage auth token)`);
     out(`NBD export: ${nbdAddr.uri}   (try: nbdinfo --list ${nbdAddr.uri})`);
-    out(`CLI:        PRESAGE_ORCHESTRATOR=${orch.url} bin/presage status | events -f | migrations -w | score`);
+    out(`CLI:        PRESAGE_ORCHESTRATOR=${orch.url} PRESAGE_KEY_FILE=${keyFile} bin/presage status | events -f | migrations -w | score`);
     const victim = servers[Math.min(2, servers.length - 1)];
     out(`in ${o.faultAfter} s a slow-I/O degradation starts ramping on ${victim.id}: watch its score climb past 70 and its segments drain`);
     out('');

@@ -53,6 +53,11 @@ export interface ServerRecord {
   /** Why it is draining, for status and the decision log. */
   drainReason?: string;
   registeredAt: string;
+  /**
+   * The entity (auth keyring) that registered the server. Another entity cannot register,
+   * heartbeat or re-address it; only an admin's `presage auth rebind` lifts the binding.
+   */
+  credential?: string;
 }
 
 export type SegmentState = 'ok' | 'degraded';

@@ -6,6 +6,7 @@
 // window (GET /v1/peer-sample) of the *other* servers of the server's peer group, never the
 // server itself and never instantaneous samples.
 
+import { adminBaseUrl } from '../common/cluster-tls.ts';
 import { httpJson } from '../api/http.ts';
 import type { FailureScoreReport } from '../api/types.ts';
 import type { Logger } from '../common/log.ts';
@@ -73,7 +74,7 @@ export class FleetMonitor {
     const heat = new Map<string, SegmentHeat>();
     const load = new Map<string, number>();
     await Promise.all(servers.map(async (s) => {
-      const base = `http://${s.adminAddr}`;
+      const base = adminBaseUrl(s.adminAddr);
       const [score, segHeat, peer] = await Promise.all([
         httpJson<FailureScoreReport>(base, 'GET', '/v1/failure-score', undefined, 3000).catch(() => undefined),
         httpJson<{ segments: SegmentHeat[] }>(base, 'GET', '/v1/segments/heat?limit=100000', undefined, 3000).then((r) => r.segments, () => undefined),

@@ -12,19 +12,33 @@ import { placeSegments, type PlacementCandidate } from './placement.ts';
 
 export class ConflictError extends Error {}
 export class NotFoundError extends Error {}
+/** The caller's identity may not do this (a server registering under another's binding). */
+export class ForbiddenError extends Error {}
 
 const SERVER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export class MetadataWriter {
   constructor(private readonly kv: KvStore, private readonly view: ClusterView) {}
 
-  async registerServer(req: RegisterRequest): Promise<{ id: string; revision: number }> {
+  /**
+   * Registers (or re-registers) a server as `credential`. A server is bound to the entity that
+   * first registered it and to its addresses: a registration of the same id by another entity,
+   * or at other addresses, is refused (a rogue taking over a known server's identity would
+   * otherwise be handed its segments' traffic). `rebindServer` lifts the binding.
+   */
+  async registerServer(req: RegisterRequest, credential: string): Promise<{ id: string; revision: number }> {
     if (typeof req.id !== 'string' || !SERVER_ID.test(req.id)) throw new Error(`invalid server id ${JSON.stringify(req.id)}`);
     if (typeof req.dataAddr !== 'string' || typeof req.adminAddr !== 'string') throw new Error('dataAddr and adminAddr are required');
     if (!Number.isFinite(req.capacityBytes) || req.capacityBytes <= 0) throw new Error('capacityBytes must be positive');
     for (let attempt = 0; attempt < 20; attempt++) {
       const cur = await this.kv.get(serverKey(req.id));
       const prev = cur ? (JSON.parse(cur.value) as ServerRecord) : undefined;
+      if (prev?.credential && prev.credential !== credential) {
+        throw new ForbiddenError(`server ${req.id} is registered by ${prev.credential}; ${credential} may not register it (an admin can lift the binding: presage auth rebind ${req.id})`);
+      }
+      if (prev?.credential && (prev.dataAddr !== req.dataAddr || prev.adminAddr !== req.adminAddr)) {
+        throw new ForbiddenError(`server ${req.id} is registered at ${prev.dataAddr} (admin ${prev.adminAddr}) and reappeared at ${req.dataAddr} (admin ${req.adminAddr}); refused. If it really moved, an admin runs: presage auth rebind ${req.id}`);
+      }
       const rec: ServerRecord = {
         ...(prev?.draining ? { draining: true, drainReason: prev.drainReason } : {}),
         id: req.id,
@@ -35,6 +49,7 @@ export class MetadataWriter {
         capacityBytes: req.capacityBytes,
         state: 'up',
         registeredAt: prev?.registeredAt ?? new Date().toISOString(),
+        credential,
       };
       if (prev && JSON.stringify(prev) === JSON.stringify(rec)) return { id: req.id, revision: await this.kv.revision() };
       const r = await this.kv.txn({
@@ -44,6 +59,15 @@ export class MetadataWriter {
       if (r.succeeded) return { id: req.id, revision: r.revision };
     }
     throw new ConflictError(`could not register ${req.id}: too much contention`);
+  }
+
+  /** Lifts a server's binding to its entity and addresses: its next registration binds anew. */
+  async rebindServer(id: string): Promise<ServerRecord> {
+    return this.updateServer(id, (rec) => {
+      if (!rec.credential) return undefined;
+      const { credential: _c, ...rest } = rec;
+      return rest;
+    });
   }
 
   async setServerState(id: string, state: ServerState): Promise<void> {

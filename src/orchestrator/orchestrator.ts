@@ -3,7 +3,13 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Credential } from '../auth/credentials.ts';
+import { processCredential, setProcessCredential } from '../auth/credentials.ts';
+import { identityOf, requireAuthentication } from '../auth/http-auth.ts';
+import { AUTH_ROOT, Keyring } from '../auth/keyring.ts';
+import { can } from '../auth/policy.ts';
+import { serverTls } from '../common/cluster-tls.ts';
 import type { Logger } from '../common/log.ts';
 import { silentLogger } from '../common/log.ts';
 import { ClusterView } from '../metadata/cluster-view.ts';
@@ -20,13 +26,14 @@ import { DrainPolicy } from './drain-policy.ts';
 import { FailoverController, type Liveness } from './failover.ts';
 import { FleetMonitor } from './fleet-monitor.ts';
 import { PredictiveDrainPolicy, type PredictiveDrainConfig } from './predictive-drain.ts';
-import { ConflictError, MetadataWriter, NotFoundError } from './metadata-writer.ts';
+import { ConflictError, ForbiddenError, MetadataWriter, NotFoundError } from './metadata-writer.ts';
 import { OperatorController, type ControllerLimits } from './operator-controller.ts';
 import { PRIORITY } from './operators.ts';
 import { PlacementError, pickReplicas } from './placement.ts';
 import { registerOrchestratorMetrics } from './metrics.ts';
 import { registerDashboard } from '../dashboard/serve.ts';
 import { RetrainScheduler, type RetrainConfig } from './retrain-scheduler.ts';
+import { bootstrapKeyring, registerAuthRoutes } from './auth-routes.ts';
 
 export interface OrchestratorOptions {
   dir: string;
@@ -51,6 +58,11 @@ export interface OrchestratorOptions {
   onLostLeadership?: (reason: Error) => void;
   /** Retraining from the cluster's history and model distribution (interval, min days…; intervalMs 0 = on request only). */
   retrain?: Partial<RetrainConfig>;
+  /**
+   * Who this orchestrator is (an admin). Default: the process's credential, else the admin the
+   * keyring bootstrap made (`<dir>/admin.key`); a process without one then acts as that admin.
+   */
+  credential?: Credential;
 }
 
 export class Orchestrator {
@@ -64,6 +76,9 @@ export class Orchestrator {
   readonly fleet: FleetMonitor;
   readonly predictive: PredictiveDrainPolicy;
   readonly retrain: RetrainScheduler;
+  readonly keyring: Keyring;
+  /** The admin credential this orchestrator acts as (set by start()). */
+  credential?: Credential;
   private readonly replica: KvReplica;
   private readonly http: FastifyInstance;
   private readonly log: Logger;
@@ -94,7 +109,12 @@ export class Orchestrator {
     // Hot, critical segments on the riskiest servers move first.
     this.drain = new DrainPolicy(this.view, this.writer, this.operators, this.log, (seg) => this.fleet.accessRate(seg), (srv) => this.predictive.risk(srv), this.decisions);
     // forceCloseConnections: stop() must not wait out idle keep-alive connections (72 s) of clients and servers.
-    this.http = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024, forceCloseConnections: true });
+    // HTTPS when the cluster speaks TLS (common/cluster-tls.ts).
+    const tls = serverTls();
+    this.http = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024, forceCloseConnections: true, ...(tls ? { https: tls } : {}) }) as unknown as FastifyInstance;
+    this.keyring = new Keyring(kv, { pollTimeoutMs: 30000, onError: (err) => this.log.warn({ err }, 'keyring watch error') });
+    // First hook: nothing below runs for an unauthenticated or unauthorised request.
+    requireAuthentication(this.http, this.keyring);
     // Retraining: labels from mark-downs, weekly retrain, pushes to servers (routes registered in routes()).
     this.retrain = new RetrainScheduler({ dir: opts.dir, kv, view: this.view, decisions: this.decisions, log: this.log, lastScore: (id) => this.fleet.scores.get(id), config: opts.retrain });
     this.routes();
@@ -112,6 +132,10 @@ export class Orchestrator {
     }
     const o = new Orchestrator(opts, kv);
     await o.replica.start();
+    await o.keyring.start();
+    o.credential = await bootstrapKeyring(kv, o.keyring, opts.dir, o.log, opts.credential);
+    // Its calls to servers (scores, copy jobs, model pushes) carry this identity.
+    if (!processCredential()) setProcessCredential(o.credential);
     await o.retrain.init();
     o.address = await o.http.listen({ host: opts.host, port: opts.port });
     if (kv instanceof EtcdKvStore) {
@@ -166,6 +190,7 @@ export class Orchestrator {
     await this.http.close();
     await this.retrain.flushLabels();
     await this.replica.stop();
+    await this.keyring.stop();
     await this.kv.close();
   }
 
@@ -238,6 +263,7 @@ export class Orchestrator {
     const fail = (reply: FastifyReply, err: unknown) => {
       const e = err as Error;
       const code = e instanceof NotFoundError ? 404
+        : e instanceof ForbiddenError ? 403
         : e instanceof ConflictError ? 409
           : e instanceof PlacementError ? 503
             : 400;
@@ -254,7 +280,7 @@ export class Orchestrator {
 
     app.post('/v1/servers', async (req, reply) => {
       try {
-        const r = await this.writer.registerServer(req.body as RegisterRequest);
+        const r = await this.writer.registerServer(req.body as RegisterRequest, identityOf(req)!.name);
         this.liveness.set(r.id, { at: Date.now(), usedBytes: 0, segments: 0 });
         this.log.info({ server: r.id, dataAddr: (req.body as RegisterRequest).dataAddr }, 'server registered');
         return r;
@@ -264,7 +290,10 @@ export class Orchestrator {
     });
     app.post<{ Params: { id: string } }>('/v1/servers/:id/heartbeat', async (req, reply) => {
       const id = req.params.id;
-      if (!this.view.servers.has(id)) return reply.code(404).send({ error: `no server ${id}; register first` });
+      const rec = this.view.servers.get(id);
+      if (!rec) return reply.code(404).send({ error: `no server ${id}; register first` });
+      const who = identityOf(req)!;
+      if (rec.credential && rec.credential !== who.name && who.role !== 'admin') return reply.code(403).send({ error: `server ${id} is registered by ${rec.credential}, not ${who.name}` });
       const b = (req.body ?? {}) as Partial<HeartbeatRequest>;
       this.liveness.set(id, { at: Date.now(), usedBytes: Number(b.usedBytes) || 0, segments: Number(b.segments) || 0 });
       if (this.view.servers.get(id)?.state === 'down') await this.failover.markUp(id);
@@ -386,9 +415,26 @@ export class Orchestrator {
     });
 
     this.retrain.register(app);
+    registerAuthRoutes(app, this.kv, this.keyring, this.writer);
 
-    app.get<{ Querystring: { prefix?: string } }>('/v1/kv/range', async (req) => this.kv.range(req.query.prefix ?? ROOT));
+    // The SMT and cluster records are for every identity; the keyring's verifiers only for
+    // servers (which check clients against them) and admins; anything else only for admins.
+    const kvRefusal = (req: FastifyRequest, prefix: string): string | undefined => {
+      const who = identityOf(req)!;
+      if (prefix.startsWith(ROOT)) return undefined;
+      if (prefix.startsWith(AUTH_ROOT) && can(who, 'serve')) return undefined;
+      if (can(who, 'admin')) return undefined;
+      return `${who.name} (role ${who.role}) may not read ${prefix}`;
+    };
+    app.get<{ Querystring: { prefix?: string } }>('/v1/kv/range', async (req, reply) => {
+      const prefix = req.query.prefix ?? ROOT;
+      const refusal = kvRefusal(req, prefix);
+      if (refusal) return reply.code(403).send({ error: refusal, code: 'ERR_PRESAGE_FORBIDDEN' });
+      return this.kv.range(prefix);
+    });
     app.get<{ Querystring: { prefix?: string; after?: string; timeoutMs?: string } }>('/v1/kv/changes', async (req, reply) => {
+      const refusal = kvRefusal(req, req.query.prefix ?? ROOT);
+      if (refusal) return reply.code(403).send({ error: refusal, code: 'ERR_PRESAGE_FORBIDDEN' });
       const after = Number(req.query.after);
       const timeoutMs = Math.min(Math.max(Number(req.query.timeoutMs ?? 0) || 0, 0), 60000);
       if (!Number.isSafeInteger(after) || after < 0) return reply.code(400).send({ error: 'after must be a revision' });

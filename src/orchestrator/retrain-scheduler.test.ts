@@ -71,12 +71,16 @@ describe('retraining and model distribution', { timeout: 120000 }, () => {
   const ids: string[] = [];
   const api = <T>(method: string, p: string, body?: unknown) => httpJson<T>(orch.url, method, p, body, 60000);
   const serverModel = (i: number) => httpJson<{ version: string }>(`http://${servers[i]!.adminAddr}`, 'GET', '/v1/model').then((r) => r.version);
+  // A restarted server comes back at the addresses it registered (the orchestrator refuses a
+  // known server that reappears elsewhere).
+  const ports: { data: number; admin: number }[] = [];
   const startServer = async (i: number) => {
     servers[i] = await StorageServer.start({
-      dir: path.join(root, `server-${i}`), orchestratorUrl: orch.url, host: '127.0.0.1', port: 0, adminHost: '127.0.0.1', adminPort: 0,
+      dir: path.join(root, `server-${i}`), orchestratorUrl: orch.url, host: '127.0.0.1', port: ports[i]?.data ?? 0, adminHost: '127.0.0.1', adminPort: ports[i]?.admin ?? 0,
       modelPath: blindPath, smartDevice: false, telemetryIntervalMs: 60000, scoreIntervalMs: 600000, scrubIntervalMs: 0,
     });
     ids[i] = servers[i]!.id;
+    ports[i] = { data: Number(servers[i]!.dataAddr.split(':').pop()), admin: Number(servers[i]!.adminAddr.split(':').pop()) };
   };
 
   before(async () => {

@@ -18,6 +18,7 @@
 // scheduler emits 'progress' with the same object at every change (null at the end), so that
 // `presage model retrain` can draw a bar over a request that may take minutes.
 
+import { adminBaseUrl } from '../common/cluster-tls.ts';
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import path from 'node:path';
@@ -162,7 +163,7 @@ interface HistoryAnswer {
  * point per read).
  */
 export async function fetchServerHistory(adminAddr: string, metrics: string[], from: number, to: number, timeoutMs: number): Promise<Record<string, CompactSeries>> {
-  const base = `http://${adminAddr}`;
+  const base = adminBaseUrl(adminAddr);
   const names = new Set(await httpJson<string[]>(base, 'GET', '/v1/metrics/names', undefined, timeoutMs));
   const out: Record<string, CompactSeries> = {};
   for (const metric of metrics) {
@@ -488,7 +489,7 @@ export class RetrainScheduler extends EventEmitter {
     let checked = 0;
     onServer?.(0, up.length);
     await pool(up, this.config.concurrency, async (s) => {
-      const base = `http://${s.adminAddr}`;
+      const base = adminBaseUrl(s.adminAddr);
       const prev = this.serverModels.get(s.id);
       const entry: ServerModel = { server: s.id, state: s.state, sync: 'unknown', checkedAt: new Date().toISOString(), ...(prev?.lastPush ? { lastPush: prev.lastPush } : {}) };
       try {

@@ -1,5 +1,6 @@
 // The orchestrator's client for a storage server's admin API (copy jobs, scrub).
 
+import { adminBaseUrl } from '../common/cluster-tls.ts';
 import { httpJson } from '../api/http.ts';
 import type { CopyJobSpec, CopyJobStatus } from '../server/copy-engine.ts';
 
@@ -7,7 +8,7 @@ export class ServerAdminClient {
   private readonly base: string;
 
   constructor(adminAddr: string) {
-    this.base = `http://${adminAddr}`;
+    this.base = adminBaseUrl(adminAddr);
   }
 
   startCopy(spec: CopyJobSpec): Promise<CopyJobStatus> {

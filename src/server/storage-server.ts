@@ -8,6 +8,10 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { connectMeta, type MetaConnection } from '../api/connect.ts';
 import { SuspectReporter, type OrchestratorClient } from '../api/orchestrator-client.ts';
 import { ApiError } from '../api/http.ts';
+import { AuthError, processCredential } from '../auth/credentials.ts';
+import { requireAuthentication } from '../auth/http-auth.ts';
+import { Keyring } from '../auth/keyring.ts';
+import { serverTls } from '../common/cluster-tls.ts';
 import type { Logger } from '../common/log.ts';
 import { silentLogger } from '../common/log.ts';
 import { ClusterView } from '../metadata/cluster-view.ts';
@@ -74,6 +78,8 @@ export class StorageServer {
   private readonly meta: MetaConnection;
   private readonly replica: KvReplica;
   readonly view: ClusterView;
+  /** Whom the data port and the admin API accept (the cluster's keyring, followed like the SMT). */
+  readonly keyring: Keyring;
   private readonly peers = new ConnectionPool({ requestTimeoutMs: 10000 });
   private readonly data: DataServer;
   private readonly admin: FastifyInstance;
@@ -113,7 +119,11 @@ export class StorageServer {
       extraSource: this.faults ? () => this.faults!.metrics() : undefined,
       onError: (source, err) => this.log.debug({ source, err: (err as Error)?.message }, 'telemetry source failed'),
     });
+    if (!processCredential()) {
+      throw new AuthError('a storage server needs a credential with the server role: presage auth create NAME --role server --out FILE, then --key-file FILE (or PRESAGE_KEY_FILE)', 'ERR_PRESAGE_NO_CREDENTIAL');
+    }
     this.meta = connectMeta(opts);
+    this.keyring = new Keyring(this.meta.source, { onError: (err) => this.log.warn({ err: (err as Error).message }, 'keyring watch error; retrying') });
     this.orch = this.meta.api;
     this.replica = new KvReplica(this.meta.source, ROOT, {
       pollTimeoutMs: 20000,
@@ -141,8 +151,10 @@ export class StorageServer {
     const parts = { serverId: this.id, store: this.store, view: this.view, peers: this.peers, handler: this.handler, log: this.log };
     this.copies = new CopyEngine({ ...parts, bandwidthBytesPerSec: opts.copyBandwidth, maxConcurrent: opts.maxConcurrentCopies });
     this.scrubber = new Scrubber(parts);
-    this.data = new DataServer(this.serve, this.log);
-    this.admin = Fastify({ logger: false, forceCloseConnections: true });
+    this.data = new DataServer(this.serve, this.log, { keyring: this.keyring });
+    const tls = serverTls();
+    this.admin = Fastify({ logger: false, forceCloseConnections: true, ...(tls ? { https: tls } : {}) }) as unknown as FastifyInstance;
+    requireAuthentication(this.admin, this.keyring);
     this.adminRoutes();
     registerTelemetryRoutes(this.admin, { telemetry: this.telemetry, faults: this.faults });
     this.scoring = new ServerScoring({
@@ -165,6 +177,9 @@ export class StorageServer {
     const s = new StorageServer(opts);
     await s.store.open();
     s.telemetry.start();
+    // Before the data port opens: a client reconnecting to a restarted server must not meet an
+    // empty keyring (it would be refused for good, not asked to retry).
+    await s.startKeyringWithRetry();
     s.dataAddr = await s.data.listen(opts.host, opts.port);
     const adminUrl = await s.admin.listen({ host: opts.adminHost, port: opts.adminPort });
     s.adminAddr = adminUrl.replace(/^https?:\/\//, '');
@@ -209,6 +224,20 @@ export class StorageServer {
         if (err instanceof ApiError && err.status >= 400 && err.status < 500) throw err;
         if (attempt % 10 === 0) this.log.warn({ err: (err as Error).message }, 'cannot register with the orchestrator yet; retrying');
         await sleep(Math.min(200 * 2 ** Math.min(attempt, 4), 2000));
+      }
+    }
+  }
+
+  private async startKeyringWithRetry(): Promise<void> {
+    for (let attempt = 0; !this.stopped; attempt++) {
+      try {
+        await this.keyring.start();
+        return;
+      } catch (err) {
+        // A refused credential will not get better by waiting: say so and stop.
+        if (err instanceof ApiError && (err.status === 401 || err.status === 403)) throw new AuthError(`the orchestrator refused this server's credential: ${err.message}`, 'ERR_PRESAGE_UNAUTHENTICATED');
+        if (attempt % 10 === 0) this.log.warn({ err: (err as Error).message }, 'cannot load the keyring yet; retrying');
+        await sleep(500);
       }
     }
   }
@@ -322,7 +351,7 @@ export class StorageServer {
     await this.data.close();
     await this.admin.close();
     this.peers.closeAll();
-    const stopped = this.replica.stop();
+    const stopped = Promise.all([this.replica.stop(), this.keyring.stop()]);
     await this.meta.close();
     await stopped;
     await this.store.close();

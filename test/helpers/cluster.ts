@@ -8,6 +8,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEtcd, type EtcdProcess } from '../../src/metadata/testing/etcd-process.ts';
+import { authHeader, newSecret, setProcessCredential, writeKeyFile, verifierOf, type Credential } from '../../src/auth/credentials.ts';
+import { OrchestratorClient } from '../../src/api/orchestrator-client.ts';
+import { httpJson } from '../../src/api/http.ts';
+import { loadClusterTls, setProcessTls } from '../../src/common/cluster-tls.ts';
+import { makeTestCerts, type TestCerts } from './tls-certs.ts';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TSX_LOADER = `file://${REPO}/node_modules/tsx/dist/loader.mjs`;
@@ -15,6 +20,32 @@ const MAIN = path.join(REPO, 'src/cli/main.ts');
 
 /** Argument vector that runs the presage CLI in this very process (no wrapper: signals reach it). */
 export const presageArgv = (args: string[]) => ['--import', TSX_LOADER, MAIN, ...args];
+
+let testAdmin: { file: string; cred: Credential } | undefined;
+
+/**
+ * The admin credential of this test process: one key file, made on first use, that every
+ * cluster the process starts bootstraps its keyring with (the orchestrators inherit it through
+ * PRESAGE_KEY_FILE), and that the test's own API calls, data connections and CLI runs carry.
+ */
+export function testAdminKey(): { file: string; cred: Credential } {
+  if (!testAdmin) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'presage-test-key-'));
+    const cred = { name: 'admin', secret: newSecret() };
+    const file = path.join(dir, 'admin.key');
+    writeKeyFile(file, cred, 'admin');
+    process.env.PRESAGE_KEY_FILE = file;
+    setProcessCredential(cred);
+    testAdmin = { file, cred };
+  }
+  return testAdmin;
+}
+
+/** fetch() as the test's admin (for the admin APIs that OrchestratorClient does not wrap). */
+export function authedFetch(url: string, init: RequestInit = {}): Promise<Response> {
+  testAdminKey();
+  return fetch(url, { ...init, headers: { ...(init.headers as Record<string, string> | undefined), ...authHeader() } });
+}
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -112,6 +143,8 @@ export interface ClusterOptions {
   serverNodeArgs?: string[];
   /** Metadata backend: the orchestrator's embedded store, or a real etcd started for the cluster. */
   meta?: MetaKind;
+  /** Every process serves and talks TLS (a CA and a certificate made for the cluster). */
+  tls?: boolean;
 }
 
 export type MetaKind = 'embedded' | 'etcd';
@@ -130,11 +163,22 @@ export class TestCluster {
   etcd?: EtcdProcess;
   readonly servers: ServerHandle[] = [];
 
+  /** PRESAGE_TLS_* for every process of a TLS cluster (empty otherwise). */
+  readonly tlsEnv: NodeJS.ProcessEnv = {};
+  certs?: TestCerts;
+
   private constructor(private readonly opts: ClusterOptions) {
     this.root = fs.mkdtempSync(path.join(os.tmpdir(), 'presage-test-'));
+    if (opts.tls) {
+      this.certs = makeTestCerts(path.join(this.root, 'certs'));
+      this.tlsEnv = { PRESAGE_TLS_CA: this.certs.ca, PRESAGE_TLS_CERT: this.certs.cert, PRESAGE_TLS_KEY: this.certs.key };
+      // This test process is a client of the cluster: it trusts the cluster's CA.
+      setProcessTls(loadClusterTls({ ca: this.certs.ca }));
+    }
   }
 
   static async start(opts: ClusterOptions): Promise<TestCluster> {
+    testAdminKey();
     const c = new TestCluster(opts);
     try {
       if (opts.meta === 'etcd') c.etcd = await startEtcd();
@@ -160,11 +204,11 @@ export class TestCluster {
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.orchestratorPort}`;
+    return `${this.opts.tls ? 'https' : 'http'}://127.0.0.1:${this.orchestratorPort}`;
   }
 
   get env(): NodeJS.ProcessEnv {
-    return this.etcd ? { PRESAGE_ORCHESTRATOR: this.url, PRESAGE_META: this.etcd.url } : { PRESAGE_ORCHESTRATOR: this.url };
+    return this.etcd ? { PRESAGE_ORCHESTRATOR: this.url, PRESAGE_META: this.etcd.url, ...this.tlsEnv } : { PRESAGE_ORCHESTRATOR: this.url, ...this.tlsEnv };
   }
 
   /** Points the processes started from now on at an etcd (after `presage meta migrate`); stop() kills it. */
@@ -180,11 +224,11 @@ export class TestCluster {
   async startOrchestrator(): Promise<void> {
     const args = ['orchestrator', '--dir', path.join(this.root, 'orchestrator'), '--listen', `127.0.0.1:${this.orchestratorPort}`, ...this.metaArgs];
     if (this.opts.heartbeatTimeoutMs) args.push('--heartbeat-timeout', String(this.opts.heartbeatTimeoutMs));
-    this.orchestrator = await spawnPresage([...args, ...(this.opts.orchestratorArgs ?? [])], /orchestrator listening/, this.opts.orchestratorEnv);
+    this.orchestrator = await spawnPresage([...args, ...(this.opts.orchestratorArgs ?? [])], /orchestrator listening/, { ...this.tlsEnv, ...this.opts.orchestratorEnv });
     // With etcd it listens first as a standby and leads once elected (after a dead leader's lease expires).
     const until = Date.now() + 30000;
     for (;;) {
-      const h = await fetch(`${this.url}/healthz`).then((r) => r.json() as Promise<{ leader?: boolean }>).catch(() => ({ leader: false }));
+      const h = await httpJson<{ leader?: boolean }>(this.url, 'GET', '/healthz').catch(() => ({ leader: false }));
       if (h.leader) break;
       if (Date.now() > until) throw new Error('the orchestrator did not become leader in 30 s');
       await new Promise((r) => setTimeout(r, 100));
@@ -206,13 +250,32 @@ export class TestCluster {
     }
   }
 
+  /**
+   * Each server acts as its own entity with the server role: its key is made on first start and
+   * lies in its directory as server.key, where `presage server` finds it.
+   */
+  private async serverKey(s: ServerHandle): Promise<void> {
+    const file = path.join(s.dir, 'server.key');
+    if (fs.existsSync(file)) return;
+    const cred = { name: `server-${s.index}`, secret: newSecret() };
+    const api = new OrchestratorClient(this.url);
+    try {
+      await api.createEntity({ name: cred.name, role: 'server' }, verifierOf(cred.secret));
+    } finally {
+      api.close();
+    }
+    writeKeyFile(file, cred, 'server');
+  }
+
   private async spawnServer(index: number): Promise<ServerHandle> {
     const s = this.servers[index];
+    await this.serverKey(s);
     s.proc = await spawnPresage([
       // With etcd a server finds the active orchestrator through the leader election, so it follows a failover.
       'server', '--dir', s.dir, ...(this.etcd ? this.metaArgs : ['--orchestrator', this.url]),
       '--listen', `127.0.0.1:${s.port}`, '--admin', `127.0.0.1:${s.adminPort}`, ...s.extraArgs,
-    ], /serving data on/, this.opts.serverEnv, 30000, this.opts.serverNodeArgs);
+      // Not the test's admin key: the server's own, from its directory.
+    ], /serving data on/, { PRESAGE_KEY_FILE: '', ...this.tlsEnv, ...this.opts.serverEnv }, 30000, this.opts.serverNodeArgs);
     s.id = /server (\S+) serving/.exec(s.proc.stdout)![1];
     return s;
   }

@@ -11,7 +11,7 @@ import type { Decision } from '../../src/orchestrator/decision-log.ts';
 import type { SegmentView } from '../../src/api/types.ts';
 import { PresageClient } from '../../src/client/presage-client.ts';
 import { createLogger } from '../../src/common/log.ts';
-import { TestCluster } from './cluster.ts';
+import { TestCluster, authedFetch } from './cluster.ts';
 import { sleep, waitFor } from './settle.ts';
 import { VerifyingWorkload } from './workload.ts';
 
@@ -149,7 +149,7 @@ export class DegradeScenario {
   /** Starts the ramping slow-I/O fault on the victim through its admin API. */
   async injectFault(): Promise<void> {
     const s = this.cluster.serverById(this.victim);
-    const res = await fetch(`http://127.0.0.1:${s.adminPort}/v1/faults`, {
+    const res = await authedFetch(`http://127.0.0.1:${s.adminPort}/v1/faults`, {
       method: 'POST', headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ profile: 'slow-io', rampSeconds: this.opts.rampSeconds, intensity: this.opts.intensityMs }),
     });

@@ -5,8 +5,41 @@ import type { ClusterStatus, FailureScoreReport, SegmentView } from '../../api/t
 import type { OperatorEvent } from '../../orchestrator/operator-controller.ts';
 import type { SegmentHeat, Snapshot } from './model.ts';
 
+/**
+ * The bearer token (`presage auth token` prints one). Kept in this browser's localStorage once
+ * given, or taken from the page's `#token=` fragment (never sent to a server, so it stays out
+ * of access logs), which is then removed from the address bar.
+ */
+const TOKEN_KEY = 'presage-token';
+
+export const token = {
+  get: (): string | null => localStorage.getItem(TOKEN_KEY),
+  set: (t: string) => localStorage.setItem(TOKEN_KEY, t.trim()),
+  clear: () => localStorage.removeItem(TOKEN_KEY),
+  /** Moves a `#token=…` fragment into storage. */
+  fromFragment: () => {
+    const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+    if (!m) return;
+    token.set(decodeURIComponent(m[1]));
+    history.replaceState(null, '', location.pathname + location.search);
+  },
+};
+
+/** The orchestrator refused the token (or there is none): the page asks for one. */
+export class UnauthorizedError extends Error {
+  constructor(message: string, readonly status: number) {
+    super(message);
+    this.name = 'UnauthorizedError';
+  }
+}
+
 export async function getJson<T>(path: string, timeoutMs = 8000): Promise<T | null> {
-  const res = await fetch(path, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } });
+  const t = token.get();
+  const res = await fetch(path, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json', ...(t ? { authorization: `Bearer ${t}` } : {}) } });
+  if (res.status === 401 || res.status === 403) {
+    const body = (await res.json().catch(() => ({}))) as { error?: string };
+    throw new UnauthorizedError(body.error ?? `HTTP ${res.status}`, res.status);
+  }
   if (res.status === 404 || res.status === 501) return null;
   if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
   return (await res.json()) as T;
@@ -82,7 +115,8 @@ export class ApiSource {
       const r = await getJson<T>(`${this.base}${path}`);
       if (r === null) this.missingUntil.set(path, Date.now() + 10000);
       return r;
-    } catch {
+    } catch (err) {
+      if (err instanceof UnauthorizedError) throw err;
       return null;
     }
   }

@@ -2,7 +2,7 @@
 // `?poll=0` turns polling off (used by the scale test, which feeds synthetic snapshots
 // through `window.presageDashboard.ingest`).
 
-import { ApiSource } from './api.ts';
+import { ApiSource, UnauthorizedError, token } from './api.ts';
 import { buildModel, ScoreHistory, type DashboardModel, type Snapshot } from './model.ts';
 import { clock, num, rate } from './format.ts';
 import { ServersView } from './views/servers.ts';
@@ -89,6 +89,11 @@ async function tick(): Promise<void> {
     window.presageDashboard.polls++;
     setConnection(true);
   } catch (err) {
+    if (err instanceof UnauthorizedError) {
+      // Polling stops until a token is given: a wrong one would only be refused again.
+      askForToken(err.message);
+      return;
+    }
     setConnection(false, (err as Error).message);
   } finally {
     if (POLL_MS > 0) timer = window.setTimeout(tick, POLL_MS);
@@ -106,6 +111,24 @@ async function seedHistories(): Promise<void> {
   const got = await Promise.all(fresh.map((id) => source.scoreHistory(id)));
   fresh.forEach((id, i) => history.seed(id, got[i]));
   if (got.some((g) => g.length > 0) && last) render(last);
+}
+
+/** Shows the token form; a submitted token is kept in this browser and polling resumes. */
+function askForToken(why: string): void {
+  const form = $<HTMLFormElement>('#login');
+  $('#login-why').textContent = token.get() ? `The orchestrator refused the token: ${why}` : 'This cluster requires a token.';
+  form.hidden = false;
+  const el = $('#live');
+  el.className = 'live bad';
+  el.textContent = 'token required';
+  form.onsubmit = (ev) => {
+    ev.preventDefault();
+    const value = $<HTMLInputElement>('#login-token').value;
+    if (!value.trim()) return;
+    token.set(value);
+    form.hidden = true;
+    void tick();
+  };
 }
 
 function setConnection(ok: boolean, why = ''): void {
@@ -133,5 +156,6 @@ window.presageDashboard = {
   polls: 0,
   timings,
 };
+token.fromFragment();
 if (POLL_MS > 0) void tick();
 else setConnection(true);
