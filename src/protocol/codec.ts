@@ -151,9 +151,14 @@ export class FrameReader implements BudgetHolder {
   constructor(
     private readonly onFrame: (body: Buffer) => void,
     private readonly onError: (err: FrameError) => void,
-    private readonly maxFrame = MAX_FRAME_BYTES,
+    private maxFrame = MAX_FRAME_BYTES,
     private readonly budget?: PartialFrameBudget,
   ) {}
+
+  /** Changes the largest frame accepted from now on (a server raises it once a peer authenticated). */
+  setMaxFrame(bytes: number): void {
+    this.maxFrame = bytes;
+  }
 
   push(chunk: Buffer): void {
     if (this.failed) return;

@@ -56,11 +56,11 @@ const req = (op: Op, segmentId: string, extra: Partial<Request> = {}): Omit<Requ
 const write = (segmentId: string, flags = 0) => req(Op.WRITE, segmentId, { flags, length: 4096, payload: Buffer.alloc(4096, 1) });
 
 /** Raw frames on a socket: what a peer without the client library sends. */
-function raw(): Promise<{ send: (r: Request) => void; next: () => Promise<Response>; closed: Promise<void> }> {
+function raw(): Promise<{ send: (r: Request) => void; next: () => Promise<Response | undefined>; closed: Promise<void> }> {
   return new Promise((resolve, reject) => {
     const sock = net.connect(Number(addr.split(':')[1]), '127.0.0.1');
     const got: Response[] = [];
-    const waiters: ((r: Response) => void)[] = [];
+    const waiters: ((r: Response | undefined) => void)[] = [];
     const reader = new FrameReader((body) => {
       const r = decodeResponse(body);
       const w = waiters.shift();
@@ -68,11 +68,15 @@ function raw(): Promise<{ send: (r: Request) => void; next: () => Promise<Respon
       else got.push(r);
     }, () => {});
     sock.on('data', (c) => reader.push(c));
-    const closed = new Promise<void>((r) => sock.on('close', () => r()));
+    // On close, a reader still waiting gets undefined: closed without an answer.
+    const closed = new Promise<void>((r) => sock.on('close', () => {
+      for (const w of waiters.splice(0)) w(undefined);
+      r();
+    }));
     sock.on('error', () => {});
     sock.once('connect', () => resolve({
       send: (r) => sock.write(encodeRequest(r)),
-      next: () => (got.length ? Promise.resolve(got.shift()!) : new Promise((r) => waiters.push(r))),
+      next: () => (got.length ? Promise.resolve(got.shift()!) : sock.destroyed ? Promise.resolve(undefined) : new Promise((r) => waiters.push(r))),
       closed,
     }));
     sock.once('error', reject);
@@ -81,14 +85,19 @@ function raw(): Promise<{ send: (r: Request) => void; next: () => Promise<Respon
 
 test('a connection that sends a request before authenticating is answered UNAUTHENTICATED and closed; nothing reaches the handler', async () => {
   handled = [];
-  for (const r of [req(Op.READ, 'db/0'), write('db/0'), req(Op.TRIM, 'db/0', { length: 4096 }), write('db/0', Flag.FORWARDED), req(Op.PAUSE, 'db/0', { length: 30000 })]) {
+  for (const r of [req(Op.READ, 'db/0'), { ...write('db/0'), length: 512, payload: Buffer.alloc(512, 1) }, req(Op.TRIM, 'db/0', { length: 4096 }), { ...write('db/0', Flag.FORWARDED), length: 512, payload: Buffer.alloc(512, 1) }, req(Op.PAUSE, 'db/0', { length: 30000 })]) {
     const c = await raw();
     c.send({ ...r, requestId: 5 });
     const res = await c.next();
-    assert.equal(res.status, Status.UNAUTHENTICATED);
-    assert.match(res.payload.toString(), /authenticate first/);
+    assert.equal(res?.status, Status.UNAUTHENTICATED);
+    assert.match(res!.payload.toString(), /authenticate first/);
     await c.closed;
   }
+  // A frame larger than any AUTH frame, before authenticating: closed at its length prefix, unread.
+  const big = await raw();
+  big.send({ ...write('db/0'), length: 128 * 1024, payload: Buffer.alloc(128 * 1024, 1), requestId: 6 });
+  assert.equal(await big.next(), undefined);
+  await big.closed;
   assert.equal(handled.length, 0);
   // Through the client library with no credential: the same refusal, as a typed error.
   const conn = new DataConnection(addr, { credential: null });

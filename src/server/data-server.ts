@@ -25,6 +25,12 @@ const MAX_IN_FLIGHT = 256;
 const MAX_UNSENT_BYTES = 16 * 1024 * 1024;
 /** Server-wide memory for incomplete frames (see PartialFrameBudget): 8 maximum-size frames. */
 export const DEFAULT_PARTIAL_FRAME_BUDGET = 8 * MAX_FRAME_BYTES;
+/**
+ * Largest frame a connection may send before it has authenticated (AUTH frames are under 700
+ * bytes; a small request sent too early still gets its UNAUTHENTICATED answer): an anonymous
+ * peer cannot make the server hold megabytes of a frame it will refuse anyway.
+ */
+const MAX_UNAUTHENTICATED_FRAME = 64 * 1024;
 
 export interface DataServerOptions {
   partialFrameBudgetBytes?: number;
@@ -232,7 +238,7 @@ export class DataServer {
         open = false;
         sock.destroy();
       },
-      MAX_FRAME_BYTES,
+      this.keyring ? MAX_UNAUTHENTICATED_FRAME : MAX_FRAME_BYTES,
       this.partialFrames,
     );
     const refuse = (req: Request, why: string) => {
@@ -263,6 +269,7 @@ export class DataServer {
         const signature = known && verifyProof(p.name, known.verifier, p.clientNonce, p.serverNonce, req.payload);
         if (!known || !signature) return refuse(req, `authentication failed for ${p.name} (unknown or revoked entity, or wrong key)`);
         identity = known.identity;
+        reader.setMaxFrame(MAX_FRAME_BYTES);
         pendingAuth = undefined;
         clearTimeout(handshakeTimer);
         this.byEntity.set(sock, identity.name);
