@@ -179,13 +179,13 @@ export class StorageServer {
     s.telemetry.start();
     // Before the data port opens: a client reconnecting to a restarted server must not meet an
     // empty keyring (it would be refused for good, not asked to retry).
-    await s.startKeyringWithRetry();
+    await s.startWithRetry('the keyring', () => s.keyring.start());
     s.dataAddr = await s.data.listen(opts.host, opts.port);
     const adminUrl = await s.admin.listen({ host: opts.adminHost, port: opts.adminPort });
     s.adminAddr = adminUrl.replace(/^https?:\/\//, '');
     await s.registerWithRetry();
     s.leaseFrom = Date.now();
-    await s.startWatchWithRetry();
+    await s.startWithRetry('metadata', () => s.replica.start());
     s.view.on('change', (ev: { type: string; key: string }) => {
       // A deleted volume's segments are garbage: remove the local copies.
       if (ev.type === 'delete' && ev.key.startsWith(SMT)) {
@@ -228,27 +228,16 @@ export class StorageServer {
     }
   }
 
-  private async startKeyringWithRetry(): Promise<void> {
+  /** Keeps trying to load a metadata copy (the orchestrator or etcd may not be up yet). */
+  private async startWithRetry(what: string, start: () => Promise<void>): Promise<void> {
     for (let attempt = 0; !this.stopped; attempt++) {
       try {
-        await this.keyring.start();
+        await start();
         return;
       } catch (err) {
         // A refused credential will not get better by waiting: say so and stop.
         if (err instanceof ApiError && (err.status === 401 || err.status === 403)) throw new AuthError(`the orchestrator refused this server's credential: ${err.message}`, 'ERR_PRESAGE_UNAUTHENTICATED');
-        if (attempt % 10 === 0) this.log.warn({ err: (err as Error).message }, 'cannot load the keyring yet; retrying');
-        await sleep(500);
-      }
-    }
-  }
-
-  private async startWatchWithRetry(): Promise<void> {
-    for (let attempt = 0; !this.stopped; attempt++) {
-      try {
-        await this.replica.start();
-        return;
-      } catch (err) {
-        if (attempt % 10 === 0) this.log.warn({ err: (err as Error).message }, 'cannot load metadata yet; retrying');
+        if (attempt % 10 === 0) this.log.warn({ err: (err as Error).message }, `cannot load ${what} yet; retrying`);
         await sleep(500);
       }
     }
