@@ -84,9 +84,11 @@ export class VerifyingWorkload {
   /**
    * Runs `workers` concurrent loops of writes (and reads, with `readRatio`) until `until()` says stop.
    * Each worker owns its own stripes of the device so no two in-flight writes overlap and the model
-   * stays exact.
+   * stays exact. With `paceMs`, a worker starts at most one operation per `paceMs` (an open-ish load
+   * that leaves the machine headroom, as a real fleet has; unpaced workers saturate every core, and
+   * latency then measures the run queue, not the servers).
    */
-  async run(opts: { workers: number; until: () => boolean; readRatio?: number; stripe?: number; hotFraction?: number; hotShare?: number }): Promise<void> {
+  async run(opts: { workers: number; until: () => boolean; readRatio?: number; stripe?: number; hotFraction?: number; hotShare?: number; paceMs?: number }): Promise<void> {
     const stripe = opts.stripe ?? 1024 * 1024;
     const stripes = Math.floor(this.dev.size / stripe);
     if (stripes < opts.workers) throw new Error('device too small for that many workers');
@@ -95,12 +97,15 @@ export class VerifyingWorkload {
       // Skew: with hotFraction set, hotShare of the I/O goes to the first hotFraction of the stripes.
       const hot = Math.max(1, Math.floor(mine * (opts.hotFraction ?? 1)));
       while (!opts.until()) {
+        const started = Date.now();
         const pickHot = this.rand() < (opts.hotShare ?? 1);
         const n = pickHot ? Math.floor(this.rand() * hot) : hot + Math.floor(this.rand() * Math.max(1, mine - hot));
         const s = w + Math.min(n, mine - 1) * opts.workers;
         const lo = s * stripe;
         if (this.rand() < (opts.readRatio ?? 0)) await this.readRandomAndCheck(lo, lo + stripe);
         else await this.writeRandom(lo, lo + stripe);
+        const rest = (opts.paceMs ?? 0) - (Date.now() - started);
+        if (rest > 0) await new Promise((r) => setTimeout(r, rest));
       }
     }));
   }
