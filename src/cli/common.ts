@@ -18,7 +18,7 @@ export function orchestratorOption(): Option {
 }
 
 export function metaOption(): Option {
-  return new Option('--meta <url>', 'metadata store: "embedded" (the orchestrator\'s own) or etcd://HOST:PORT[,HOST:PORT…]')
+  return new Option('--meta <url>', 'metadata store: "embedded" (the orchestrator\'s own), etcd://HOST:PORT[,HOST:PORT…][/PREFIX], or etcds://… for TLS (see --etcd-ca, --etcd-user)')
     .env('PRESAGE_META');
 }
 

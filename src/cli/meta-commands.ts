@@ -37,7 +37,7 @@ export function registerMetaCommands(program: Command): void {
     .command('migrate')
     .description('copy the embedded metadata store (stop the orchestrator first) into etcd, and verify the copy')
     .requiredOption('--from <dir>', "the orchestrator's --dir (holding metadata.sqlite)")
-    .requiredOption('--to <url>', 'etcd://HOST:PORT[,HOST:PORT…]')
+    .requiredOption('--to <url>', 'etcd://HOST:PORT[,HOST:PORT…] or etcds://… (TLS: --etcd-ca; user: --etcd-user)')
     .option('--force', 'overwrite Presage keys already in etcd')
     .option('--json', 'print a JSON summary')
     .action(action(async (opts: { from: string; to: string; force?: boolean; json?: boolean }) => {

@@ -1,5 +1,5 @@
 // Which metadata store a process uses: the orchestrator's embedded store (reached through the
-// orchestrator's API) or etcd (`--meta etcd://host:port[,host:port…]`), which servers and clients
+// orchestrator's API) or etcd (`--meta etcd://host:port[,host:port…]`, `etcds://` with TLS), which servers and clients
 // then watch directly, and where the active orchestrator is found by leader election.
 
 import { EtcdKvStore, parseEtcdUrl } from './etcd-kv.ts';
@@ -11,11 +11,11 @@ export type MetaBackend = { kind: 'embedded' } | { kind: 'etcd'; url: string };
 
 export function parseMetaOption(text: string | undefined): MetaBackend {
   if (!text || text === 'embedded') return { kind: 'embedded' };
-  if (text.startsWith('etcd://')) {
+  if (text.startsWith('etcd://') || text.startsWith('etcds://')) {
     parseEtcdUrl(text); // throws a clear error on a malformed URL
     return { kind: 'etcd', url: text };
   }
-  throw new Error(`invalid --meta "${text}" (expected "embedded" or etcd://HOST:PORT[,HOST:PORT…])`);
+  throw new Error(`invalid --meta "${text}" (expected "embedded", etcd://HOST:PORT[,HOST:PORT…] or etcds:// for TLS)`);
 }
 
 /** An etcd connection for a server or client: a watch source, and where the leader's API is. */
@@ -31,7 +31,7 @@ export class EtcdMeta {
 
   /** The API URL of the orchestrator that currently leads (its candidate id is its URL). */
   async leaderUrl(): Promise<string> {
-    const url = await this.election.leader();
+    const url = await this.election.leader().catch((e) => Promise.reject(this.store.explain(e)));
     if (!url) throw new Error('no orchestrator is leading (is one running with the same --meta?)');
     return url;
   }

@@ -4,8 +4,12 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Etcd3 } from 'etcd3';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Etcd3, EtcdAuthenticationFailedError } from 'etcd3';
 import { EtcdKvStore, parseEtcdUrl, prefixRangeEnd } from './etcd-kv.ts';
+import { etcdClientOptions, explainEtcdError, loadEtcdSecurity } from './etcd-security.ts';
 import { kvContractTests } from './kv-contract.ts';
 import { CompactedError, type KvEvent } from './kv.ts';
 import { KvReplica } from './kv-replica.ts';
@@ -33,15 +37,52 @@ function fresh(opts: ConstructorParameters<typeof EtcdKvStore>[1] = {}): EtcdKvS
 kvContractTests('etcd contract', async () => fresh(), { propertyRuns: 25 });
 
 test('parseEtcdUrl accepts host lists and a namespace, rejects the rest clearly', () => {
-  assert.deepEqual(parseEtcdUrl('etcd://127.0.0.1:2379'), { hosts: ['http://127.0.0.1:2379'], namespace: '' });
+  assert.deepEqual(parseEtcdUrl('etcd://127.0.0.1:2379'), { hosts: ['http://127.0.0.1:2379'], tls: false, namespace: '' });
   assert.deepEqual(parseEtcdUrl('etcd://a:1,b.example:2379,[::1]:3/presage/'), {
     hosts: ['http://a:1', 'http://b.example:2379', 'http://[::1]:3'],
+    tls: false,
     namespace: '/presage/',
   });
+  assert.deepEqual(parseEtcdUrl('etcds://a:1,b:2/p/'), { hosts: ['https://a:1', 'https://b:2'], tls: true, namespace: '/p/' });
   assert.throws(() => parseEtcdUrl('http://a:1'), /expected etcd:\/\//);
   assert.throws(() => parseEtcdUrl('etcd://a'), /not host:port/);
   assert.throws(() => parseEtcdUrl('etcd://a:0'), /not host:port/);
   assert.throws(() => parseEtcdUrl('etcd://a:1,,b:2'), /not host:port/);
+  assert.throws(() => parseEtcdUrl('etcdss://a:1'), /etcds:\/\/ for TLS/);
+});
+
+test('etcd security: files are checked in pairs, TLS material needs etcds://, etcds:// needs a CA, the password stays out of errors', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'etcd-sec-'));
+  try {
+    const f = (name: string, text: string) => {
+      fs.writeFileSync(path.join(dir, name), text, { mode: 0o600 });
+      return path.join(dir, name);
+    };
+    const ca = f('ca.pem', 'CA PEM');
+    const pw = f('pw', 's3cret-pass\n');
+    assert.equal(loadEtcdSecurity({}), undefined);
+    assert.throws(() => loadEtcdSecurity({ cert: ca }), /needs its key/);
+    assert.throws(() => loadEtcdSecurity({ user: 'u' }), /needs a password file/);
+    assert.throws(() => loadEtcdSecurity({ user: 'u', passwordFile: f('empty', '\n') }), /is empty/);
+    assert.throws(() => loadEtcdSecurity({ ca: path.join(dir, 'missing') }), (e: Error) => /cannot read the etcd CA .*missing: ENOENT/.test(e.message));
+    const sec = loadEtcdSecurity({ ca, user: 'u', passwordFile: pw })!;
+    assert.equal(sec.password, 's3cret-pass', 'one trailing newline is not part of the password');
+    const o = etcdClientOptions(true, sec);
+    assert.deepEqual(o.credentials, { rootCertificate: Buffer.from('CA PEM') });
+    assert.deepEqual(o.auth, { username: 'u', password: 's3cret-pass' });
+    assert.throws(() => etcdClientOptions(true, { user: 'u', password: 'x' }), /etcds:\/\/ needs the CA/);
+    assert.throws(() => etcdClientOptions(false, sec), /are for TLS: use an etcds:\/\/ URL/);
+    const warned: string[] = [];
+    etcdClientOptions(false, { user: 'u', password: 's3cret-pass' }, (m) => warned.push(m));
+    assert.ok(warned.length <= 1 && warned.every((m) => !m.includes('s3cret')));
+    const e = explainEtcdError(new EtcdAuthenticationFailedError('3 INVALID_ARGUMENT: authentication failed'), 'etcds://h:1', 'u') as Error;
+    assert.match(e.message, /^etcd refused the user "u": authentication failed/);
+    assert.ok(!e.message.includes('s3cret'));
+    const other = new Error('something else');
+    assert.equal(explainEtcdError(other, 'etcds://h:1', 'u'), other, 'errors not about access pass through');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('prefixRangeEnd is the byte successor of a prefix', () => {

@@ -28,6 +28,7 @@ import {
   type KvTxnResult,
 } from './kv.ts';
 import { checkAfter, checkString, checkTxn } from './kv-validate.ts';
+import { etcdClientOptions, explainEtcdError, processEtcdSecurity, type EtcdSecurity } from './etcd-security.ts';
 
 export interface EtcdKvOptions {
   /** Keys per range request (default 10000). */
@@ -43,28 +44,36 @@ export interface EtcdKvOptions {
   settleMs?: number;
   /** A key prefix every key of this store lives under, invisible to callers (default none). */
   namespace?: string;
+  /**
+   * The key read (count only) to learn the current revision (default '/presage/', under the
+   * namespace): with etcd RBAC a user may read only its own prefix, so the probe must lie inside it.
+   */
+  revisionProbeKey?: string;
 }
 
 export interface EtcdUrl {
-  /** `http://host:port` endpoints for the etcd3 client. */
+  /** `http://host:port` (`https://` for etcds://) endpoints for the etcd3 client. */
   hosts: string[];
+  /** etcds://: TLS to every endpoint. */
+  tls: boolean;
   /** The path after the hosts, e.g. `/presage/` in `etcd://h:2379/presage/` ('' when none). */
   namespace: string;
 }
 
-/** Parses `etcd://host:port[,host:port…][/namespace]`. */
+/** Parses `etcd://host:port[,host:port…][/namespace]` (`etcds://` for TLS). */
 export function parseEtcdUrl(url: string): EtcdUrl {
   if (typeof url !== 'string') throw new TypeError('etcd URL must be a string');
-  const m = /^etcd:\/\/([^/]+)(\/.*)?$/.exec(url.trim());
-  if (!m) throw new Error(`bad etcd URL ${JSON.stringify(url)}: expected etcd://host:port[,host:port…]`);
-  const hosts = m[1]!.split(',').map((hp) => {
+  const m = /^etcd(s?):\/\/([^/]+)(\/.*)?$/.exec(url.trim());
+  if (!m) throw new Error(`bad etcd URL ${JSON.stringify(url)}: expected etcd://host:port[,host:port…] (etcds:// for TLS)`);
+  const tls = m[1] === 's';
+  const hosts = m[2]!.split(',').map((hp) => {
     const h = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(hp);
     const port = h ? Number(h[2]) : 0;
     if (!h || port < 1 || port > 65535) throw new Error(`bad etcd URL ${JSON.stringify(url)}: ${JSON.stringify(hp)} is not host:port`);
-    return `http://${h[1]}:${port}`;
+    return `${tls ? 'https' : 'http'}://${h[1]}:${port}`;
   });
-  const path = m[2] ?? '';
-  return { hosts, namespace: path === '/' ? '' : path };
+  const path = m[3] ?? '';
+  return { hosts, tls, namespace: path === '/' ? '' : path };
 }
 
 
@@ -281,6 +290,9 @@ export class EtcdKvStore implements KvStore {
   private readonly maxEventsPerCall: number;
   private readonly bufferEvents: number;
   private readonly settleMs: number;
+  /** Where connect() went, as the operator named it (for errors that say what access failed). */
+  private where?: { url: string; user?: string };
+  private readonly probeKey: Buffer;
 
   /** Wraps a client; `ownsClient` closes it with the store. */
   constructor(
@@ -303,13 +315,24 @@ export class EtcdKvStore implements KvStore {
     const ns = opts.namespace ?? '';
     checkString('namespace', ns, true);
     this.nsBytes = Buffer.from(ns, 'utf8');
+    this.probeKey = this.k(opts.revisionProbeKey ?? '/presage/');
   }
 
-  /** Connects to `etcd://host:port[,host:port…][/namespace]` (or explicit hosts). */
-  static connect(target: string | { hosts: string[] }, opts: EtcdKvOptions = {}, clientOpts: Partial<IOptions> = {}): EtcdKvStore {
-    const { hosts, namespace } = typeof target === 'string' ? parseEtcdUrl(target) : { hosts: target.hosts, namespace: '' };
-    const client = new Etcd3({ hosts, ...clientOpts });
-    return new EtcdKvStore(client, { namespace: namespace || undefined, ...opts }, true);
+  /**
+   * Connects to `etcd[s]://host:port[,host:port…][/namespace]` (or explicit hosts) with this
+   * process's etcd TLS and user (etcd-security.ts) unless `security` is given.
+   */
+  static connect(target: string | { hosts: string[] }, opts: EtcdKvOptions = {}, clientOpts: Partial<IOptions> = {}, security: EtcdSecurity | undefined = processEtcdSecurity()): EtcdKvStore {
+    const { hosts, namespace, tls } = typeof target === 'string' ? parseEtcdUrl(target) : { hosts: target.hosts, namespace: '', tls: target.hosts.some((h) => h.startsWith('https:')) };
+    const client = new Etcd3({ hosts, ...etcdClientOptions(tls, security), ...clientOpts });
+    const store = new EtcdKvStore(client, { namespace: namespace || undefined, ...opts }, true);
+    store.where = { url: typeof target === 'string' ? target.trim() : hosts.join(','), user: security?.user };
+    return store;
+  }
+
+  /** An access failure (credentials, TLS, reachability) restated for the operator; others unchanged. */
+  explain(err: unknown): unknown {
+    return this.where ? explainEtcdError(err, this.where.url, this.where.user) : err;
   }
 
   private check(): void {
@@ -337,14 +360,14 @@ export class EtcdKvStore implements KvStore {
 
   async revision(): Promise<number> {
     this.check();
-    const res = await this.client.kv.range({ key: Buffer.from([0]), limit: 1, keys_only: true, count_only: true });
+    const res = await this.client.kv.range({ key: this.probeKey, limit: 1, keys_only: true, count_only: true }).catch((e) => Promise.reject(this.explain(e)));
     return Number(res.header.revision);
   }
 
   async get(key: string): Promise<KvEntry | undefined> {
     this.check();
     checkString('key', key, false);
-    const res = await this.client.kv.range({ key: this.k(key) });
+    const res = await this.client.kv.range({ key: this.k(key) }).catch((e) => Promise.reject(this.explain(e)));
     const kv = res.kvs[0];
     return kv && this.entry(kv);
   }
@@ -375,7 +398,7 @@ export class EtcdKvStore implements KvStore {
         range_end: end,
         limit: this.pageSize,
         ...(revision ? { revision } : {}),
-      });
+      }).catch((e) => Promise.reject(this.explain(e)));
       if (!revision) revision = Number(res.header.revision);
       for (const kv of res.kvs) entries.push(this.entry(kv));
       if (!res.more || res.kvs.length === 0) break;
@@ -397,7 +420,7 @@ export class EtcdKvStore implements KvStore {
       ...(txn.put ?? []).map((p): RPC.IRequestOp => ({ request_put: { key: this.k(p.key), value: Buffer.from(p.value, 'utf8') } })),
       ...(txn.delete ?? []).map((d): RPC.IRequestOp => ({ request_delete_range: { key: this.k(d) } })),
     ];
-    const res = await this.client.kv.txn({ compare, success, failure: [] });
+    const res = await this.client.kv.txn({ compare, success, failure: [] }).catch((e) => Promise.reject(this.explain(e)));
     return { succeeded: res.succeeded, revision: Number(res.header.revision) };
   }
 

@@ -2,12 +2,15 @@
 // storage servers, each a separate `node` process that tests can SIGKILL and restart.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startEtcd, type EtcdProcess } from '../../src/metadata/testing/etcd-process.ts';
+import { enableEtcdAuth, startEtcd, type EtcdProcess } from '../../src/metadata/testing/etcd-process.ts';
+import { Etcd3 } from 'etcd3';
+import { loadEtcdSecurity, setProcessEtcdSecurity } from '../../src/metadata/etcd-security.ts';
 import { authHeader, newSecret, setProcessCredential, writeKeyFile, verifierOf, type Credential } from '../../src/auth/credentials.ts';
 import { OrchestratorClient } from '../../src/api/orchestrator-client.ts';
 import { httpJson } from '../../src/api/http.ts';
@@ -145,6 +148,11 @@ export interface ClusterOptions {
   meta?: MetaKind;
   /** Every process serves and talks TLS (a CA and a certificate made for the cluster). */
   tls?: boolean;
+  /**
+   * With meta 'etcd': etcd serves only TLS with client certificates and RBAC on (a `presage` user
+   * that may touch only Presage's keys); every process gets --etcd-* through PRESAGE_ETCD_*.
+   */
+  etcdSecure?: boolean;
 }
 
 export type MetaKind = 'embedded' | 'etcd';
@@ -169,8 +177,8 @@ export class TestCluster {
 
   private constructor(private readonly opts: ClusterOptions) {
     this.root = fs.mkdtempSync(path.join(os.tmpdir(), 'presage-test-'));
-    if (opts.tls) {
-      this.certs = makeTestCerts(path.join(this.root, 'certs'));
+    if (opts.tls || opts.etcdSecure) this.certs = makeTestCerts(path.join(this.root, 'certs'));
+    if (opts.tls && this.certs) {
       this.tlsEnv = { PRESAGE_TLS_CA: this.certs.ca, PRESAGE_TLS_CERT: this.certs.cert, PRESAGE_TLS_KEY: this.certs.key };
       // This test process is a client of the cluster: it trusts the cluster's CA.
       setProcessTls(loadClusterTls({ ca: this.certs.ca }));
@@ -181,7 +189,8 @@ export class TestCluster {
     testAdminKey();
     const c = new TestCluster(opts);
     try {
-      if (opts.meta === 'etcd') c.etcd = await startEtcd();
+      if (opts.meta === 'etcd' && opts.etcdSecure) c.etcd = await c.startSecureEtcd();
+      else if (opts.meta === 'etcd') c.etcd = await startEtcd();
       // Same port race as in startServer(): on EADDRINUSE at the first start, take another port.
       for (let attempt = 0; ; attempt++) {
         c.orchestratorPort = await freePort();
@@ -201,6 +210,26 @@ export class TestCluster {
       throw err;
     }
     return c;
+  }
+
+  /** etcd with TLS, client certificates and RBAC; PRESAGE_ETCD_* of the `presage` user join tlsEnv. */
+  private async startSecureEtcd(): Promise<EtcdProcess> {
+    const certs = this.certs!;
+    const etcd = await startEtcd({ tls: { ca: certs.ca, cert: certs.cert, key: certs.key, clientCertAuth: true } });
+    const credentials = { rootCertificate: fs.readFileSync(certs.ca), certChain: fs.readFileSync(certs.cert), privateKey: fs.readFileSync(certs.key) };
+    const admin = new Etcd3({ hosts: etcd.endpoint, credentials });
+    const password = crypto.randomBytes(18).toString('base64url');
+    const passwordFile = path.join(this.root, 'etcd-password');
+    fs.writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
+    try {
+      await enableEtcdAuth(admin, crypto.randomBytes(18).toString('base64url'), [{ name: 'presage', password, prefix: '/presage' }]);
+    } finally {
+      admin.close();
+    }
+    Object.assign(this.tlsEnv, { PRESAGE_ETCD_CA: certs.ca, PRESAGE_ETCD_CERT: certs.cert, PRESAGE_ETCD_KEY: certs.key, PRESAGE_ETCD_USER: 'presage', PRESAGE_ETCD_PASSWORD_FILE: passwordFile });
+    // This test process reads etcd too (tests inspect the store): as the same user.
+    setProcessEtcdSecurity(loadEtcdSecurity({ ca: certs.ca, cert: certs.cert, key: certs.key, user: 'presage', passwordFile }));
+    return etcd;
   }
 
   get url(): string {

@@ -4,15 +4,17 @@
 // what to run — tests never skip for want of it.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import type { Etcd3 } from 'etcd3';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import https from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export interface EtcdProcess {
-  /** `http://127.0.0.1:<port>`, for an Etcd3 client's `hosts`. */
+  /** `http://127.0.0.1:<port>` (`https://` with TLS), for an Etcd3 client's `hosts`. */
   endpoint: string;
-  /** `etcd://127.0.0.1:<port>`, for `--meta`. */
+  /** `etcd://127.0.0.1:<port>` (`etcds://` with TLS), for `--meta`. */
   url: string;
   pid: number;
   /** SIGTERM, SIGKILL after 5 s, then removes the data directory. */
@@ -29,6 +31,11 @@ export interface StartEtcdOptions {
   progressNotifyMs?: number;
   /** Ops per txn etcd accepts (default 10000; etcd's own default is 128). */
   maxTxnOps?: number;
+  /**
+   * Client TLS (PEM file paths): etcd serves https with `cert`/`key`; with `clientCertAuth` it
+   * also requires clients to present a certificate signed by `ca`. The health probe presents `cert`.
+   */
+  tls?: { ca: string; cert: string; key: string; clientCertAuth?: boolean };
 }
 
 let installTried = false;
@@ -73,7 +80,18 @@ function killAllOnExit(): void {
   });
 }
 
-async function healthy(endpoint: string): Promise<boolean> {
+async function healthy(endpoint: string, tls?: StartEtcdOptions['tls']): Promise<boolean> {
+  if (tls) {
+    return new Promise((resolve) => {
+      const req = https.get(`${endpoint}/health`, { ca: readFileSync(tls.ca), cert: readFileSync(tls.cert), key: readFileSync(tls.key), timeout: 1000 }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve(res.statusCode === 200 && /"health":\s*"true"/.test(body)));
+      });
+      req.on('error', () => resolve(false));
+      req.on('timeout', () => req.destroy());
+    });
+  }
   try {
     const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) });
     const body = (await res.json()) as { health?: string };
@@ -86,7 +104,7 @@ async function healthy(endpoint: string): Promise<boolean> {
 async function startOnce(opts: StartEtcdOptions): Promise<EtcdProcess> {
   const [clientPort, peerPort] = [await freePort(), await freePort()];
   const dir = mkdtempSync(join(tmpdir(), 'presage-etcd-'));
-  const endpoint = `http://127.0.0.1:${clientPort}`;
+  const endpoint = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
   const args = [
     '--name', 'presage-test',
@@ -103,6 +121,7 @@ async function startOnce(opts: StartEtcdOptions): Promise<EtcdProcess> {
     '--experimental-watch-progress-notify-interval', `${opts.progressNotifyMs ?? 100}ms`,
     '--log-level', 'error',
     '--logger', 'zap',
+    ...(opts.tls ? ['--cert-file', opts.tls.cert, '--key-file', opts.tls.key, '--trusted-ca-file', opts.tls.ca, ...(opts.tls.clientCertAuth ? ['--client-cert-auth'] : [])] : []),
   ];
   const child = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   running.add(child);
@@ -133,7 +152,7 @@ async function startOnce(opts: StartEtcdOptions): Promise<EtcdProcess> {
   };
 
   const deadline = Date.now() + 20_000;
-  while (!(await healthy(endpoint))) {
+  while (!(await healthy(endpoint, opts.tls))) {
     if (exited || Date.now() > deadline) {
       await terminate('SIGKILL', 0);
       throw new Error(`etcd did not become healthy on ${endpoint}: ${stderr.trim().slice(-1500) || '(no output)'}`);
@@ -142,7 +161,7 @@ async function startOnce(opts: StartEtcdOptions): Promise<EtcdProcess> {
   }
   return {
     endpoint,
-    url: `etcd://127.0.0.1:${clientPort}`,
+    url: `${opts.tls ? 'etcds' : 'etcd'}://127.0.0.1:${clientPort}`,
     pid: child.pid!,
     stop: () => terminate('SIGTERM', 5000),
     kill: () => terminate('SIGKILL', 0),
@@ -161,4 +180,23 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdProces
     }
   }
   throw last;
+}
+
+/**
+ * Turns on etcd's RBAC as an operator would with etcdctl: a root user (and role) with
+ * `rootPassword`, one user per entry of `users` with a role that may read and write only keys under
+ * its `prefix`, then `auth enable`. `client` must be able to reach etcd (TLS options included).
+ */
+export async function enableEtcdAuth(client: Etcd3, rootPassword: string, users: { name: string; password: string; prefix: string }[]): Promise<void> {
+  await client.role('root').create();
+  await client.user('root').create(rootPassword);
+  await client.user('root').addRole('root');
+  for (const u of users) {
+    const role = client.role(`${u.name}-rw`);
+    await role.create();
+    await role.grant({ permission: 'Readwrite', range: client.range({ prefix: u.prefix }) });
+    await client.user(u.name).create(u.password);
+    await client.user(u.name).addRole(role);
+  }
+  await client.auth.authEnable({});
 }
