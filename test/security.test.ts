@@ -10,6 +10,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { AuthError, bearerToken, loadKeyFile, newSecret, type Credential } from '../src/auth/credentials.ts';
 import { OrchestratorClient } from '../src/api/orchestrator-client.ts';
+import { signJson } from '../src/auth/signed-json.ts';
+import { loadDefaultBundle } from '../src/prediction/model-bundle.ts';
 import { PresageClient } from '../src/client/presage-client.ts';
 import { DataConnection } from '../src/protocol/connection.ts';
 import { Flag, Op, Status } from '../src/protocol/messages.ts';
@@ -197,7 +199,7 @@ describe('security: nobody unauthenticated reads, writes, moves or steers anythi
     await waitFor('moves started by the drain to finish', async () => (await api.status()).operators.length === 0, 60000);
   });
 
-  it('server admin API: model pushes and copy jobs only from an admin; scores only with a token; /healthz open', async () => {
+  it('server admin API: model pushes and copy jobs only from an admin, models only signed by one; scores only with a token; /healthz open', async () => {
     const s = cluster.servers[0];
     const base = `http://127.0.0.1:${s.adminPort}`;
     const post = (p: string, body: unknown, token?: string) => fetch(`${base}${p}`, {
@@ -212,12 +214,32 @@ describe('security: nobody unauthenticated reads, writes, moves or steers anythi
       assert.equal(byOp.status, 403, `${p} as an operator`);
       assert.equal((await post(p, body, bearerToken(loadKeyFile(keyOf('spare'))))).status, 403, `${p} as a server`);
     }
+    // With the admin's token, the bundle itself must still be signed by a live admin, unaltered.
+    const admin = testAdminKey().cred;
+    const adminToken = bearerToken(admin);
+    const real = { ...(await loadDefaultBundle()), version: 'signed-by-admin', createdAt: new Date().toISOString() };
+    const refused = async (body: unknown, code: string, why: RegExp) => {
+      const r = await post('/v1/model', body, adminToken);
+      const j = (await r.json()) as { error: string; code: string };
+      assert.equal(r.status, 403, `${code}: ${j.error}`);
+      assert.equal(j.code, code);
+      assert.match(j.error, why);
+    };
+    await refused(real, 'ERR_PRESAGE_UNSIGNED', /model bundle refused: the document is not signed/);
+    await refused(signJson(real, loadKeyFile(keyOf('op'))), 'ERR_PRESAGE_UNTRUSTED_SIGNER', /signer "op" is not trusted: its role is operator/);
+    await refused(signJson(real, wrongAdmin), 'ERR_PRESAGE_BAD_SIGNATURE', /does not match the document/);
+    const altered = signJson(real, admin);
+    altered.notes = 'changed after signing';
+    await refused(altered, 'ERR_PRESAGE_BAD_SIGNATURE', /does not match the document/);
+    const ok = await post('/v1/model', signJson(real, admin), adminToken);
+    assert.equal(ok.status, 200, await ok.clone().text());
+    assert.equal(((await ok.json()) as { version: string }).version, 'signed-by-admin', 'a bundle signed by the admin installs');
     assert.equal((await fetch(`${base}/v1/failure-score`)).status, 401);
     assert.equal((await fetch(`${base}/metrics`)).status, 401);
     assert.equal((await fetch(`${base}/healthz`)).status, 200);
     const m = await fetch(`${base}/v1/model`, { headers: { authorization: `Bearer ${bearerToken(testAdminKey().cred)}` } });
     assert.equal(m.status, 200);
-    assert.notEqual(((await m.json()) as { version: string }).version, 'evil', 'the model did not change');
+    assert.equal(((await m.json()) as { version: string }).version, 'signed-by-admin', 'no refused bundle was installed');
   });
 
   it('rogue servers: registration needs a server key; a known server cannot be taken over by another key or from another address', async () => {

@@ -68,7 +68,10 @@ export class OrchestratorClient {
   /** Adds an entity with the verifier of a secret made by the caller (the secret stays with it). */
   createEntity(spec: EntitySpec, v: Verifier): Promise<EntityView> {
     const b64 = (x: Buffer) => x.toString('base64');
-    return this.call('POST', '/v1/auth/entities', { ...spec, verifier: { storedKey: b64(v.storedKey), serverKey: b64(v.serverKey), tokenHash: b64(v.tokenHash) } });
+    return this.call('POST', '/v1/auth/entities', {
+      ...spec,
+      verifier: { storedKey: b64(v.storedKey), serverKey: b64(v.serverKey), tokenHash: b64(v.tokenHash), ...(v.signingKey ? { signingKey: b64(v.signingKey) } : {}) },
+    });
   }
 
   /** One entity's role and grants (undefined if there is none by that name). */

@@ -9,7 +9,8 @@ import path from 'node:path';
 import { EmbeddedKvStore } from '../metadata/embedded-kv.ts';
 import { Flag, Op } from '../protocol/messages.ts';
 import { dataRequestRefusal } from '../protocol/data-policy.ts';
-import { AuthError, bearerToken, loadKeyFile, newSecret, parseBearerToken, verifierOf, writeKeyFile } from './credentials.ts';
+import { AuthError, bearerToken, loadKeyFile, newSecret, parseBearerToken, signingKeyOf, verifierOf, writeKeyFile, type Credential } from './credentials.ts';
+import { SignatureError, signJson, verifySignedJson } from './signed-json.ts';
 import { checkServerSignature, clientProof, newNonce, verifyProof } from './handshake.ts';
 import { Keyring, KeyringConflictError, createEntity, entityKey, revokeEntity } from './keyring.ts';
 import { can, httpCapability, type Identity } from './policy.ts';
@@ -94,12 +95,22 @@ test('keyring: entities created through the store authenticate; a name is never 
     assert.ok((await ring.authorize(undefined)) instanceof AuthError);
     assert.ok((await ring.authorize('Bearer garbage')) instanceof AuthError);
 
+    // Only a live admin's key verifies signatures (model bundles).
+    const root = { name: 'root', secret: newSecret() };
+    await createEntity(kv, { name: 'root', role: 'admin' }, verifierOf(root.secret));
+    await ring.replica.refresh();
+    assert.deepEqual(ring.trustedSigner('root'), signingKeyOf(root.secret).publicKey);
+    assert.match(String(ring.trustedSigner('alice')), /its role is client/);
+    assert.match(String(ring.trustedSigner('nobody')), /no such entity/);
+    await revokeEntity(kv, 'root');
+
     let changed = 0;
     ring.on('change', () => changed++);
     await revokeEntity(kv, 'alice');
     await ring.replica.refresh();
     assert.ok(changed > 0);
     assert.equal(ring.isLive('alice'), false);
+    assert.match(String(ring.trustedSigner('root')), /it was revoked/);
     assert.ok((await ring.authorize(`Bearer ${bearerToken(alice)}`)) instanceof AuthError, 'a revoked entity is refused, cached token or not');
     assert.equal(ring.list().find((e) => e.name === 'alice')?.revokedAt !== undefined, true);
     assert.ok(!JSON.stringify(ring.list()).includes('storedKey'), 'listings carry no verifier');
@@ -160,4 +171,28 @@ test('data requests: servers and admins send anything; a client only plain I/O o
   assert.match(dataRequestRefusal(ro, Op.TRIM, 0, 'db/0')!, /read-only/);
   assert.match(dataRequestRefusal({ name: 'r', role: 'reader' }, Op.READ, 0, 'db/0')!, /no data access/);
   assert.match(dataRequestRefusal({ name: 'o', role: 'operator' }, Op.READ, 0, 'db/0')!, /no data access/);
+});
+
+test('signed JSON: a signature survives the wire (stringify, parse), binds every byte, and names the signer', () => {
+  const admin: Credential = { name: 'admin', secret: newSecret() };
+  const key = verifierOf(admin.secret).signingKey!;
+  assert.equal(key.length, 32);
+  assert.deepEqual(signingKeyOf(admin.secret).publicKey, key, 'the signing key is derived from the secret: a standby with the same key file signs the same');
+  const doc = { version: 'v1', modes: { a: [1, 2.5, -0, 1e-300] }, notes: 'ünïcode' };
+  const wire = JSON.parse(JSON.stringify(signJson(doc, admin)));
+  const trusted = (name: string) => (name === 'admin' ? key : 'no such entity');
+  assert.deepEqual(verifySignedJson(wire, trusted), JSON.parse(JSON.stringify(doc)));
+  const code = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (err) {
+      return (err as SignatureError).code;
+    }
+    return 'accepted';
+  };
+  assert.equal(code(() => verifySignedJson({ ...wire, notes: 'x' }, trusted)), 'ERR_PRESAGE_BAD_SIGNATURE');
+  assert.equal(code(() => verifySignedJson({ ...wire, extra: 1 }, trusted)), 'ERR_PRESAGE_BAD_SIGNATURE');
+  assert.equal(code(() => verifySignedJson(doc, trusted)), 'ERR_PRESAGE_UNSIGNED');
+  assert.equal(code(() => verifySignedJson(JSON.parse(JSON.stringify(signJson(doc, { name: 'mallory', secret: newSecret() }))), trusted)), 'ERR_PRESAGE_UNTRUSTED_SIGNER');
+  assert.equal(code(() => verifySignedJson({ ...wire, signature: { signer: 'admin', alg: 'rsa', value: '' } }, trusted)), 'ERR_PRESAGE_BAD_SIGNATURE');
 });

@@ -88,6 +88,8 @@ export interface Verifier {
   serverKey: Buffer;
   /** SHA-256 of the HTTP bearer token. */
   tokenHash: Buffer;
+  /** The entity's Ed25519 public key (32 bytes): checks what it signs (model bundles); absent on records made before signing existed. */
+  signingKey?: Buffer;
 }
 
 const hmac = (key: Buffer, label: string) => crypto.createHmac('sha256', key).update(label).digest();
@@ -107,8 +109,25 @@ function httpTokenOf(secret: Buffer): Buffer {
   return hmac(secret, 'presage http token');
 }
 
+/** PKCS#8 DER prefix of an Ed25519 private key; the 32-byte seed follows (RFC 8410). */
+const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+/** SPKI DER prefix of an Ed25519 public key; the 32 raw bytes follow. */
+export const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
+/**
+ * The entity's Ed25519 signing key, derived from its secret like its other keys, so every holder
+ * of the key file (an orchestrator and its standbys) signs as the entity with nothing more to
+ * distribute, and the keyring holds only the public half.
+ */
+export function signingKeyOf(secret: Buffer): { privateKey: crypto.KeyObject; publicKey: Buffer } {
+  const seed = hmac(secret, 'presage signing key');
+  const privateKey = crypto.createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+  const spki = crypto.createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
+  return { privateKey, publicKey: spki.subarray(ED25519_SPKI_PREFIX.length) };
+}
+
 export function verifierOf(secret: Buffer): Verifier {
-  return { storedKey: sha256(clientKeyOf(secret)), serverKey: serverKeyOf(secret), tokenHash: sha256(httpTokenOf(secret)) };
+  return { storedKey: sha256(clientKeyOf(secret)), serverKey: serverKeyOf(secret), tokenHash: sha256(httpTokenOf(secret)), signingKey: signingKeyOf(secret).publicKey };
 }
 
 const TOKEN_PREFIX = 'presage1.';

@@ -28,12 +28,14 @@ export interface EntityRecord {
   storedKey: string;
   serverKey: string;
   tokenHash: string;
+  /** Ed25519 public key (base64), for what the entity signs. */
+  signingKey?: string;
   createdAt: string;
   revokedAt?: string;
 }
 
 /** What listings show: everything but the verifiers. */
-export type EntityView = Omit<EntityRecord, 'storedKey' | 'serverKey' | 'tokenHash'>;
+export type EntityView = Omit<EntityRecord, 'storedKey' | 'serverKey' | 'tokenHash' | 'signingKey'>;
 
 export interface EntitySpec {
   name: string;
@@ -63,7 +65,7 @@ export function checkSpec(spec: Partial<EntitySpec>): EntitySpec {
 }
 
 export function viewOf(r: EntityRecord): EntityView {
-  const { storedKey: _s, serverKey: _k, tokenHash: _t, ...view } = r;
+  const { storedKey: _s, serverKey: _k, tokenHash: _t, signingKey: _p, ...view } = r;
   return view;
 }
 
@@ -74,6 +76,7 @@ export async function createEntity(kv: KvStore, spec: EntitySpec, v: Verifier): 
     storedKey: v.storedKey.toString('base64'),
     serverKey: v.serverKey.toString('base64'),
     tokenHash: v.tokenHash.toString('base64'),
+    ...(v.signingKey ? { signingKey: v.signingKey.toString('base64') } : {}),
     createdAt: new Date().toISOString(),
   };
   const r = await kv.txn({ compare: [{ key: entityKey(rec.name), modRevision: 0 }], put: [{ key: entityKey(rec.name), value: JSON.stringify(rec) }] });
@@ -143,6 +146,17 @@ export class Keyring extends EventEmitter<KeyringEvents> {
   }
 
   /**
+   * The public signing key of a live admin, or why `name` may not sign (for verifySignedJson):
+   * only admins sign what servers install (model bundles).
+   */
+  trustedSigner(name: string): Buffer | string {
+    const k = this.known.get(name);
+    if (!k) return this.records.has(name) ? 'it was revoked' : 'no such entity';
+    if (k.identity.role !== 'admin') return `its role is ${k.identity.role}, and only an admin signs models`;
+    return k.verifier.signingKey ?? 'it has no signing key in the keyring (an entity created before signing existed: create a new one)';
+  }
+
+  /**
    * `lookup`, catching up with the store first when the name is not known yet: an entity created
    * a moment ago authenticates at once, wherever it connects. (Unknown names cost one refresh of
    * the copy; a flood of them shares the one in flight.)
@@ -204,7 +218,12 @@ export class Keyring extends EventEmitter<KeyringEvents> {
       if (r.revokedAt) continue;
       this.known.set(r.name, {
         identity: { name: r.name, role: r.role, ...(r.role === 'client' ? { volumes: r.volumes ?? [], readOnly: r.readOnly === true } : {}) },
-        verifier: { storedKey: Buffer.from(r.storedKey, 'base64'), serverKey: Buffer.from(r.serverKey, 'base64'), tokenHash: Buffer.from(r.tokenHash, 'base64') },
+        verifier: {
+          storedKey: Buffer.from(r.storedKey, 'base64'),
+          serverKey: Buffer.from(r.serverKey, 'base64'),
+          tokenHash: Buffer.from(r.tokenHash, 'base64'),
+          ...(r.signingKey ? { signingKey: Buffer.from(r.signingKey, 'base64') } : {}),
+        },
       });
     }
     this.emit('change');

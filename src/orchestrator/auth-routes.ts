@@ -54,15 +54,19 @@ export async function bootstrapKeyring(kv: KvStore, keyring: Keyring, dir: strin
 }
 
 interface CreateBody extends Partial<EntitySpec> {
-  verifier?: { storedKey?: string; serverKey?: string; tokenHash?: string };
+  verifier?: { storedKey?: string; serverKey?: string; tokenHash?: string; signingKey?: string };
 }
 
 function verifierFrom(body: CreateBody): Verifier {
   const v = body.verifier ?? {};
   const b = (x: unknown) => (typeof x === 'string' ? Buffer.from(x, 'base64') : Buffer.alloc(0));
-  const out = { storedKey: b(v.storedKey), serverKey: b(v.serverKey), tokenHash: b(v.tokenHash) };
+  const out: Verifier = { storedKey: b(v.storedKey), serverKey: b(v.serverKey), tokenHash: b(v.tokenHash) };
   if (out.storedKey.length !== 32 || out.serverKey.length !== 32 || out.tokenHash.length !== 32) {
     throw new Error('verifier must hold storedKey, serverKey and tokenHash (32 bytes each, base64); presage auth create makes them');
+  }
+  if (v.signingKey !== undefined) {
+    out.signingKey = b(v.signingKey);
+    if (out.signingKey.length !== 32) throw new Error('verifier.signingKey must be an Ed25519 public key (32 bytes, base64)');
   }
   return out;
 }

@@ -6,6 +6,7 @@ import path from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Credential } from '../auth/credentials.ts';
 import { processCredential, setProcessCredential } from '../auth/credentials.ts';
+import { signJson } from '../auth/signed-json.ts';
 import { identityOf, requireAuthentication } from '../auth/http-auth.ts';
 import { AUTH_ROOT, Keyring } from '../auth/keyring.ts';
 import { can } from '../auth/policy.ts';
@@ -116,7 +117,9 @@ export class Orchestrator {
     // First hook: nothing below runs for an unauthenticated or unauthorised request.
     requireAuthentication(this.http, this.keyring);
     // Retraining: labels from mark-downs, weekly retrain, pushes to servers (routes registered in routes()).
-    this.retrain = new RetrainScheduler({ dir: opts.dir, kv, view: this.view, decisions: this.decisions, log: this.log, lastScore: (id) => this.fleet.scores.get(id), config: opts.retrain });
+    this.retrain = new RetrainScheduler({ dir: opts.dir, kv, view: this.view, decisions: this.decisions, log: this.log, lastScore: (id) => this.fleet.scores.get(id),
+      // Signed as the identity the orchestrator acts as (known once the keyring is bootstrapped).
+      sign: (bundle) => signJson(bundle, this.credential!), config: opts.retrain });
     this.routes();
     registerDashboard(this.http);
   }

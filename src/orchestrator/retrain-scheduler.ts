@@ -216,6 +216,8 @@ export interface RetrainSchedulerDeps {
   log: Logger;
   /** The fleet monitor's latest Failure Score per server (for labelling mark-downs). */
   lastScore: (server: string) => FailureScoreReport | undefined;
+  /** Signs a bundle as this orchestrator's identity before it is pushed (servers refuse unsigned ones). */
+  sign: <T extends object>(bundle: T) => T;
   config?: Partial<RetrainConfig>;
 }
 
@@ -477,6 +479,7 @@ export class RetrainScheduler extends EventEmitter {
   private async reconcileOnce(force: boolean, onServer?: (done: number, total: number) => void): Promise<PushOutcome[]> {
     await this.init();
     const ours = this.manager.bundle;
+    let signed: ModelBundle | undefined; // signed once, at the first push it is needed for
     const pushes: PushOutcome[] = [];
     for (const id of [...this.serverModels.keys()]) if (!this.view.servers.has(id)) this.serverModels.delete(id);
     const servers = [...this.view.servers.values()];
@@ -504,7 +507,8 @@ export class RetrainScheduler extends EventEmitter {
         const out: PushOutcome = { server: s.id, version: ours.version, ok: false, at: new Date().toISOString() };
         const failKey = `${s.id} ${ours.version}`;
         try {
-          await httpJson<{ version: string }>(base, 'POST', '/v1/model', ours, this.config.requestTimeoutMs);
+          signed ??= this.deps.sign(ours);
+          await httpJson<{ version: string }>(base, 'POST', '/v1/model', signed, this.config.requestTimeoutMs);
           out.ok = true;
           entry.version = ours.version;
           entry.createdAt = ours.createdAt;

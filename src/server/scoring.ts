@@ -9,6 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import type { OrchestratorClient } from '../api/orchestrator-client.ts';
 import type { FailureScoreReport } from '../api/types.ts';
 import type { Logger } from '../common/log.ts';
+import { SignatureError, verifySignedJson } from '../auth/signed-json.ts';
 import { ModelManager } from '../prediction/lifecycle.ts';
 import { validateBundle, type ModelBundle } from '../prediction/model-bundle.ts';
 import { FAIL_SLOW_WINDOW_MIN, lastPoint, peerSample, storeQuery, type PeerStats, type QueryFn } from '../prediction/online-features.ts';
@@ -35,6 +36,8 @@ export interface ScoringOptions {
    * comparing a drive with the other drives of its host.
    */
   peerGroup?: string;
+  /** A model signer's public key, or why it is not trusted (Keyring.trustedSigner): pushed bundles must be signed. */
+  trustedSigner: (name: string) => Buffer | string;
 }
 
 export class ServerScoring {
@@ -134,11 +137,21 @@ export class ServerScoring {
       const b = this.models.bundle;
       return { version: b.version, createdAt: b.createdAt, trainedOn: b.trainedOn, validation: b.validation };
     });
-    // A new model, pushed by the orchestrator after retraining: validated, installed, swapped in.
+    // A new model, pushed by the orchestrator after retraining: signed by an admin (the
+    // orchestrator's identity), validated, installed, swapped in. The admin token on the request
+    // says who sent it; the signature says who made it, so a bundle cannot be altered on the way.
     app.post('/v1/model', { bodyLimit: 64 * 1024 * 1024 }, async (req, reply) => {
       if (!this.models) return reply.code(503).send({ error: 'models are loading' });
+      let unsigned: Record<string, unknown>;
       try {
-        const bundle = validateBundle(req.body as ModelBundle);
+        unsigned = verifySignedJson(req.body, this.opts.trustedSigner);
+      } catch (err) {
+        if (!(err instanceof SignatureError)) throw err;
+        this.opts.log.warn({ code: err.code, err: err.message }, 'model bundle refused');
+        return reply.code(403).send({ error: `model bundle refused: ${err.message}`, code: err.code });
+      }
+      try {
+        const bundle = validateBundle(unsigned as unknown as ModelBundle);
         await this.models.install(bundle);
         return { version: bundle.version };
       } catch (err) {

@@ -160,6 +160,7 @@ export class StorageServer {
     this.scoring = new ServerScoring({
       serverId: this.id, dir: opts.dir, telemetry: this.telemetry, orch: this.orch, log: this.log,
       intervalMs: opts.scoreIntervalMs, timeScale: opts.scoreTimeScale, modelPath: opts.modelPath, peerGroup: opts.peerGroup,
+      trustedSigner: (name) => this.keyring.trustedSigner(name),
     });
     this.scoring.register(this.admin);
   }
