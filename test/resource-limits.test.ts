@@ -18,7 +18,7 @@ const RSS_BOUND = 128 * MiB;
 let cluster: TestCluster;
 
 before(async () => {
-  cluster = await TestCluster.start({ servers: 1, serverArgs: () => ['--scrub-interval', '0'] });
+  cluster = await TestCluster.start({ servers: 1, serverArgs: () => ['--scrub-interval', '0', '--handshake-timeout', '1000', '--max-connections-per-peer', '100'] });
   await new OrchestratorClient(cluster.url).createVolume({ name: 'v', size: 16 * MiB, segmentSize: 16 * MiB, replicas: 1 });
 });
 
@@ -75,4 +75,23 @@ test('80 connections of partial 7 MiB frames keep the server within +128 MiB, an
     for (const s of flood) s.destroy();
     await client.close();
   }
+});
+
+test('the data port limits come from the command line: --handshake-timeout closes a silent peer, --max-connections-per-peer refuses the extra connection', async () => {
+  const server = cluster.servers[0]!;
+  const open = (): Promise<{ sock: net.Socket; closed: Promise<number> }> => new Promise((resolve, reject) => {
+    const sock = net.connect(server.port, '127.0.0.1');
+    const t0 = Date.now();
+    const closed = new Promise<number>((r) => sock.once('close', () => r(Date.now() - t0)));
+    sock.once('connect', () => resolve({ sock, closed }));
+    sock.once('error', (err) => (sock.connecting ? reject(err) : undefined));
+  });
+  const silent = await open();
+  const held = await Promise.all(Array.from({ length: 99 }, open));
+  const extra = await open();
+  const extraMs = await extra.closed;
+  assert.ok(extraMs < 500, `the 101st connection from one address is closed on arrival (after ${extraMs} ms)`);
+  const silentMs = await silent.closed;
+  assert.ok(silentMs >= 800 && silentMs < 3000, `a peer that never authenticates is closed after --handshake-timeout 1000 (after ${silentMs} ms; the default is 5 s)`);
+  for (const h of held) h.sock.destroy();
 });

@@ -10,6 +10,7 @@ import { parseHostPort } from '../common/address.ts';
 import { createLogger } from '../common/log.ts';
 import { Orchestrator } from '../orchestrator/orchestrator.ts';
 import { PresageClient } from '../client/presage-client.ts';
+import { DEFAULT_IN_FLIGHT_BUDGET, DEFAULT_PARTIAL_FRAME_BUDGET } from '../server/data-server.ts';
 import { StorageServer } from '../server/storage-server.ts';
 import { parseDuration } from '../server/telemetry.ts';
 import { action, connectTarget, intArg, metaOption, orchestratorOption, sizeArg } from './common.ts';
@@ -106,9 +107,14 @@ export function registerProcessCommands(program: Command): void {
     .option('--model <file>', 'start from this model bundle (default: <dir>/models/current, else the bundled default)')
     .option('--peer-group <name>', 'fail-slow: compare this server with the other servers of this group (default: the whole fleet); servers sharing a host, one per drive, name their host')
     .option('--smart <device>', 'SMART device to read (e.g. /dev/sda), "auto" (the data directory\'s disk) or "off"', 'auto')
+    .option('--in-flight-budget <size>', 'data port: bytes all requests being handled may hold; over it, clients wait (backpressure)', sizeArg, DEFAULT_IN_FLIGHT_BUDGET)
+    .option('--partial-frame-budget <size>', 'data port: bytes all incomplete frames may hold; over it, the biggest holder is disconnected', sizeArg, DEFAULT_PARTIAL_FRAME_BUDGET)
+    .option('--max-connections-per-peer <n>', 'data port: connections one remote address may hold', intArg('max connections per peer', 1, 65536), 512)
+    .option('--handshake-timeout <ms>', 'data port: close a connection that has not authenticated within this long', intArg('handshake timeout', 100, 600_000), 5000)
+    .option('--idle-timeout <ms>', 'data port: close a connection idle this long (0 = never)', intArg('idle timeout', 0, 2 ** 31 - 1), 600_000)
     .option('--nbd-listen <host:port>', 'also export every volume over NBD from this process (segments held here are served without a network hop; others go to their servers as with `presage nbd`)');
   addNbdTlsOptions(server, 'nbd-')
-    .action(action(async (opts: { nbdTls?: NbdTlsMode; nbdTlsPskFile?: string; nbdTlsCert?: string; nbdTlsKey?: string; nbdTlsCa?: string; nbdListen?: string; dir: string; orchestrator?: string; meta?: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number; copyBandwidth: number; maxCopies: number; scrubInterval: number; gcGrace: number; allowFaults?: boolean; telemetryInterval: number; telemetryRetention: number; smart: string; scoreInterval: number; scoreTimeScale: number; model?: string; peerGroup?: string }) => {
+    .action(action(async (opts: { nbdTls?: NbdTlsMode; nbdTlsPskFile?: string; nbdTlsCert?: string; nbdTlsKey?: string; nbdTlsCa?: string; nbdListen?: string; dir: string; orchestrator?: string; meta?: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number; copyBandwidth: number; maxCopies: number; scrubInterval: number; gcGrace: number; allowFaults?: boolean; telemetryInterval: number; telemetryRetention: number; smart: string; scoreInterval: number; scoreTimeScale: number; model?: string; peerGroup?: string; inFlightBudget: number; partialFrameBudget: number; maxConnectionsPerPeer: number; handshakeTimeout: number; idleTimeout: number }) => {
       const data = parseHostPort(opts.listen, '--listen');
       const admin = parseHostPort(opts.admin, '--admin');
       const nbdTarget = opts.nbdListen === undefined ? undefined : parseHostPort(opts.nbdListen, '--nbd-listen');
@@ -139,6 +145,13 @@ export function registerProcessCommands(program: Command): void {
         scoreTimeScale: opts.scoreTimeScale,
         modelPath: opts.model,
         peerGroup: opts.peerGroup,
+        dataLimits: {
+          inFlightBudgetBytes: opts.inFlightBudget,
+          partialFrameBudgetBytes: opts.partialFrameBudget,
+          maxConnectionsPerPeer: opts.maxConnectionsPerPeer,
+          handshakeTimeoutMs: opts.handshakeTimeout,
+          idleTimeoutMs: opts.idleTimeout,
+        },
         logger: log,
       });
       process.stdout.write(`server ${s.id} serving data on ${s.dataAddr}, admin on http://${s.adminAddr}\n`);

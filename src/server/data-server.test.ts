@@ -501,3 +501,61 @@ test('a flood of partial frames stays within the server-wide budget; the biggest
     await small.close();
   }
 });
+
+test('requests being handled hold at most the server-wide in-flight budget; over it, connections wait (no error) and every write completes whole', async () => {
+  const KiB = 1024;
+  const budget = 2 * 1024 * KiB;
+  let active = 0;
+  let peak = 0;
+  let peakBytes = 0;
+  const gate: (() => void)[] = [];
+  const small: DataServer = new DataServer(async (r) => {
+    active++;
+    peak = Math.max(peak, active);
+    peakBytes = Math.max(peakBytes, small.inFlightBytes.used);
+    await new Promise<void>((resolve) => gate.push(resolve));
+    active--;
+    return { op: r.op, status: Status.OK, requestId: r.requestId, epoch: r.epoch, payload: echoPayload(r) };
+  }, silentLogger, { inFlightBudgetBytes: budget });
+  const addr = await small.listen('127.0.0.1', 0);
+  try {
+    // 3 connections each pipeline 4 writes of 512 KiB: 6 MiB asked, 2 MiB allowed at once.
+    const conns = await Promise.all([0, 1, 2].map(() => RawClient.connect(addr)));
+    const data = (c: number, i: number) => pattern(512 * KiB, 1000 * c + i + 1);
+    conns.forEach((c, ci) => c.write(Buffer.concat([0, 1, 2, 3].map((i) => encodeRequest(req({ op: Op.WRITE, requestId: i + 1, length: 512 * KiB, payload: data(ci, i) }))))));
+    await sleep(400);
+    assert.ok(small.inFlightBytes.used <= budget, `requests hold ${small.inFlightBytes.used} bytes, over the ${budget} budget`);
+    assert.equal(active, 3, 'as many 512 KiB writes as fit in 2 MiB are being handled; the rest wait');
+    assert.ok(small.inFlightBytes.waits > 0, 'connections waited for room');
+    // Release them as they come: everything completes, in order per connection, byte for byte.
+    const releaser = setInterval(() => gate.splice(0).forEach((g) => g()), 20);
+    try {
+      for (const [ci, c] of conns.entries()) {
+        const res = await c.waitResponses(4, 10000);
+        assert.deepEqual(res.map((r) => r.status), [Status.OK, Status.OK, Status.OK, Status.OK]);
+        res.forEach((r, i) => assert.ok(r.payload.equals(data(ci, r.requestId - 1)), `connection ${ci} write ${i} echoed whole`));
+      }
+    } finally {
+      clearInterval(releaser);
+    }
+    assert.ok(peak <= 3 && peakBytes <= budget, `at most 3 handled at once (peak ${peak}, ${peakBytes} bytes)`);
+    assert.equal(small.inFlightBytes.used, 0, 'every request gave its bytes back');
+    for (const c of conns) c.destroy();
+    // One request bigger than the whole budget still goes through (alone).
+    const tiny = new DataServer(handler.handle, silentLogger, { inFlightBudgetBytes: 1024 });
+    const a2 = await tiny.listen('127.0.0.1', 0);
+    try {
+      const c = await RawClient.connect(a2);
+      const big = pattern(64 * KiB, 9);
+      c.write(encodeRequest(req({ op: Op.WRITE, requestId: 5, length: big.length, payload: big })));
+      const [r] = await c.waitResponses(1);
+      assert.ok(r!.status === Status.OK && r!.payload.equals(big));
+      c.destroy();
+    } finally {
+      await tiny.close();
+    }
+  } finally {
+    gate.splice(0).forEach((g) => g());
+    await small.close();
+  }
+});

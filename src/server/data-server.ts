@@ -5,6 +5,8 @@
 // can be asked for an answer that does not fit in a frame the peer would accept. Incomplete
 // frames of all connections together hold at most a server-wide budget; over it, the connection
 // holding the most is closed (a flood of partial frames cannot grow memory or lock out a client).
+// Requests being handled hold at most a server-wide in-flight budget of bytes (InFlightBudget);
+// over it, connections wait and stop reading (backpressure, never an error).
 
 import net from 'node:net';
 import nodeTls from 'node:tls';
@@ -17,6 +19,7 @@ import type { Logger } from '../common/log.ts';
 import { FrameError, FrameReader, RESPONSE_FIXED, decodeRequest, encodeResponseHead } from '../protocol/codec.ts';
 import { dataRequestRefusal } from '../protocol/data-policy.ts';
 import { PartialFrameBudget } from '../protocol/partial-frame-budget.ts';
+import { InFlightBudget } from './in-flight-budget.ts';
 import { MAX_FRAME_BYTES, MAX_IO_BYTES, OP_NAMES, Op, Status, type Request, type Response } from '../protocol/messages.ts';
 
 /** Per-connection cap on requests being handled; reading pauses above it (backpressure). */
@@ -25,6 +28,10 @@ const MAX_IN_FLIGHT = 256;
 const MAX_UNSENT_BYTES = 16 * 1024 * 1024;
 /** Server-wide memory for incomplete frames (see PartialFrameBudget): 8 maximum-size frames. */
 export const DEFAULT_PARTIAL_FRAME_BUDGET = 8 * MAX_FRAME_BYTES;
+/** Server-wide bytes held by requests being handled (WRITE payloads, READ data): 256 MiB. */
+export const DEFAULT_IN_FLIGHT_BUDGET = 256 * 1024 * 1024;
+/** What a request costs the in-flight budget besides its data (its decoded form, its promise). */
+const REQUEST_OVERHEAD_BYTES = 256;
 /**
  * Largest frame a connection may send before it has authenticated (AUTH frames are under 700
  * bytes; a small request sent too early still gets its UNAUTHENTICATED answer): an anonymous
@@ -34,6 +41,8 @@ const MAX_UNAUTHENTICATED_FRAME = 64 * 1024;
 
 export interface DataServerOptions {
   partialFrameBudgetBytes?: number;
+  /** Bytes all connections' requests being handled may hold (default DEFAULT_IN_FLIGHT_BUDGET). */
+  inFlightBudgetBytes?: number;
   /**
    * Every connection authenticates against this keyring before its first request, and each
    * request is checked against its identity (auth/policy.ts). Without one the port is open:
@@ -56,6 +65,8 @@ export class DataServer {
 
   /** What incomplete frames of all connections hold (exposed for tests and diagnostics). */
   readonly partialFrames: PartialFrameBudget;
+  /** What requests being handled hold, server-wide (exposed for tests and diagnostics). */
+  readonly inFlightBytes: InFlightBudget;
 
   private readonly keyring?: Keyring;
   private readonly handshakeTimeoutMs: number;
@@ -73,6 +84,7 @@ export class DataServer {
     opts: DataServerOptions = {},
   ) {
     this.partialFrames = new PartialFrameBudget(opts.partialFrameBudgetBytes ?? DEFAULT_PARTIAL_FRAME_BUDGET);
+    this.inFlightBytes = new InFlightBudget(opts.inFlightBudgetBytes ?? DEFAULT_IN_FLIGHT_BUDGET);
     this.keyring = opts.keyring;
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 5000;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 600_000;
@@ -158,13 +170,15 @@ export class DataServer {
       }
       out.writeFrame(encodeResponseHead(res), res.payload);
     };
-    const dispatch = (req: Request) => {
+    const costOf = (req: Request) => REQUEST_OVERHEAD_BYTES + req.payload.length + (req.op === Op.READ ? req.length : 0);
+    const dispatch = (req: Request, cost: number) => {
       inFlight++;
       const readBytes = req.op === Op.READ ? req.length : 0;
       readBytesInFlight += readBytes;
       const settle = () => {
         inFlight--;
         readBytesInFlight -= readBytes;
+        this.inFlightBytes.give(cost);
         pump();
       };
       const fail = (err: unknown) => {
@@ -191,7 +205,15 @@ export class DataServer {
       answer.then((res) => { send(res); settle(); }, fail);
     };
     const pump = () => {
-      while (open && backlog.length > 0 && !congested()) dispatch(backlog.shift()!);
+      while (open && backlog.length > 0 && !congested()) {
+        const cost = costOf(backlog[0]!);
+        if (!this.inFlightBytes.tryTake(cost)) {
+          // The server as a whole holds its budget: this connection waits its turn, not reading.
+          this.inFlightBytes.waitForRoom(pump);
+          break;
+        }
+        dispatch(backlog.shift()!, cost);
+      }
       if (!open) return;
       if (backlog.length > 0 || congested()) sock.pause();
       else if (sock.isPaused()) sock.resume();
@@ -291,6 +313,7 @@ export class DataServer {
     }
     sock.on('close', () => {
       open = false;
+      this.inFlightBytes.cancel(pump);
       clearTimeout(handshakeTimer);
       reader.release();
       this.sockets.delete(sock);

@@ -21,7 +21,7 @@ import { ConnectionPool, type LocalEndpoint } from '../protocol/connection.ts';
 import type { Request, Response } from '../protocol/messages.ts';
 import { SegmentStore } from '../segment-store/segment-store.ts';
 import { CopyEngine, type CopyJobSpec } from './copy-engine.ts';
-import { DataServer } from './data-server.ts';
+import { DataServer, type DataServerOptions } from './data-server.ts';
 import { RequestHandler } from './request-handler.ts';
 import { Scrubber } from './scrubber.ts';
 import { ServerScoring } from './scoring.ts';
@@ -29,8 +29,13 @@ import { FaultInjector } from './faults.ts';
 import { ServerTelemetry } from './telemetry.ts';
 import { registerTelemetryRoutes } from './telemetry-routes.ts';
 
+/** The data port's limits against abuse (DataServerOptions; defaults there). */
+export type DataPortLimits = Pick<DataServerOptions, 'inFlightBudgetBytes' | 'partialFrameBudgetBytes' | 'maxConnectionsPerPeer' | 'handshakeTimeoutMs' | 'idleTimeoutMs'>;
+
 export interface StorageServerOptions {
   dir: string;
+  /** Limits of the data port (in-flight and partial-frame budgets, connections per peer, timeouts). */
+  dataLimits?: DataPortLimits;
   /** The orchestrator's URL; with etcd metadata it may be omitted (found by leader election). */
   orchestratorUrl?: string;
   /** "embedded" (default) or etcd://HOST:PORT[,…]: with etcd the server watches the SMT in etcd directly. */
@@ -151,7 +156,7 @@ export class StorageServer {
     const parts = { serverId: this.id, store: this.store, view: this.view, peers: this.peers, handler: this.handler, log: this.log };
     this.copies = new CopyEngine({ ...parts, bandwidthBytesPerSec: opts.copyBandwidth, maxConcurrent: opts.maxConcurrentCopies });
     this.scrubber = new Scrubber(parts);
-    this.data = new DataServer(this.serve, this.log, { keyring: this.keyring });
+    this.data = new DataServer(this.serve, this.log, { ...opts.dataLimits, keyring: this.keyring });
     const tls = serverTls();
     this.admin = Fastify({ logger: false, forceCloseConnections: true, ...(tls ? { https: tls } : {}) }) as unknown as FastifyInstance;
     requireAuthentication(this.admin, this.keyring);
