@@ -11,7 +11,7 @@ import type { Verifier } from '../auth/credentials.ts';
 import type { EntitySpec, EntityView } from '../auth/keyring.ts';
 import type { Identity } from '../auth/policy.ts';
 import { ApiError, httpJson } from './http.ts';
-import type { ClusterStatus, FailureScoreReport, HeartbeatRequest, HeartbeatResponse, RegisterRequest, SegmentView } from './types.ts';
+import type { ClusterStatus, FailureScoreReport, HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse, SegmentView } from './types.ts';
 
 export class OrchestratorClient {
   /** Aborted by close(): ends long-polls at once so a closing process does not linger. */
@@ -93,7 +93,7 @@ export class OrchestratorClient {
     return this.call('DELETE', `/v1/servers/${encodeURIComponent(id)}/binding`);
   }
 
-  register(req: RegisterRequest): Promise<{ id: string; revision: number }> {
+  register(req: RegisterRequest): Promise<RegisterResponse> {
     return this.call('POST', '/v1/servers', req);
   }
 

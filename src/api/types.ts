@@ -10,6 +10,15 @@ export interface RegisterRequest {
   zone?: string;
   rack?: string;
   capacityBytes: number;
+  /** The cluster this server belongs to (its data directory's cluster-id), absent on a new server. */
+  clusterId?: string;
+}
+
+/** What a registration answers: the cluster the server now belongs to. */
+export interface RegisterResponse {
+  id: string;
+  revision: number;
+  clusterId: string;
 }
 
 export interface HeartbeatRequest {

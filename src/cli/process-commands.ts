@@ -100,6 +100,7 @@ export function registerProcessCommands(program: Command): void {
     .option('--scrub-interval <ms>', 'time between background scrub passes (0 = off)', intArg('scrub interval', 0, 2 ** 31 - 1), 3_600_000)
     .option('--gc-grace <ms>', 'keep a copy no longer assigned here this long before deleting it', intArg('gc grace', 0, 2 ** 31 - 1), 30000)
     .option('--allow-faults', 'enable the fault-injection API (/v1/faults, presage fault): for tests and demos only')
+    .option('--join-new-cluster', "register into the orchestrator's cluster even though <dir>/cluster-id names another (its copies that cluster does not know become garbage); without it such a server refuses to start")
     .option('--telemetry-interval <ms>', 'telemetry sampling interval', intArg('telemetry interval', 100, 3_600_000), 5000)
     .option('--telemetry-retention <days>', 'days of per-minute telemetry kept in <dir>/telemetry.sqlite', intArg('telemetry retention', 1, 3650), 35)
     .option('--score-interval <ms>', 'time between Failure Score computations', intArg('score interval', 100, 3_600_000), 10000)
@@ -114,7 +115,7 @@ export function registerProcessCommands(program: Command): void {
     .option('--idle-timeout <ms>', 'data port: close a connection idle this long (0 = never)', intArg('idle timeout', 0, 2 ** 31 - 1), 600_000)
     .option('--nbd-listen <host:port>', 'also export every volume over NBD from this process (segments held here are served without a network hop; others go to their servers as with `presage nbd`)');
   addNbdTlsOptions(server, 'nbd-')
-    .action(action(async (opts: { nbdTls?: NbdTlsMode; nbdTlsPskFile?: string; nbdTlsCert?: string; nbdTlsKey?: string; nbdTlsCa?: string; nbdListen?: string; dir: string; orchestrator?: string; meta?: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number; copyBandwidth: number; maxCopies: number; scrubInterval: number; gcGrace: number; allowFaults?: boolean; telemetryInterval: number; telemetryRetention: number; smart: string; scoreInterval: number; scoreTimeScale: number; model?: string; peerGroup?: string; inFlightBudget: number; partialFrameBudget: number; maxConnectionsPerPeer: number; handshakeTimeout: number; idleTimeout: number }) => {
+    .action(action(async (opts: { nbdTls?: NbdTlsMode; nbdTlsPskFile?: string; nbdTlsCert?: string; nbdTlsKey?: string; nbdTlsCa?: string; nbdListen?: string; dir: string; orchestrator?: string; meta?: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number; copyBandwidth: number; maxCopies: number; scrubInterval: number; gcGrace: number; allowFaults?: boolean; telemetryInterval: number; telemetryRetention: number; smart: string; scoreInterval: number; scoreTimeScale: number; model?: string; peerGroup?: string; inFlightBudget: number; partialFrameBudget: number; maxConnectionsPerPeer: number; handshakeTimeout: number; idleTimeout: number; joinNewCluster?: boolean }) => {
       const data = parseHostPort(opts.listen, '--listen');
       const admin = parseHostPort(opts.admin, '--admin');
       const nbdTarget = opts.nbdListen === undefined ? undefined : parseHostPort(opts.nbdListen, '--nbd-listen');
@@ -145,6 +146,7 @@ export function registerProcessCommands(program: Command): void {
         scoreTimeScale: opts.scoreTimeScale,
         modelPath: opts.model,
         peerGroup: opts.peerGroup,
+        joinNewCluster: opts.joinNewCluster === true,
         dataLimits: {
           inFlightBudgetBytes: opts.inFlightBudget,
           partialFrameBudgetBytes: opts.partialFrameBudget,

@@ -6,14 +6,16 @@ import { EventEmitter } from 'node:events';
 import type { KvEvent } from './kv.ts';
 import type { KvReplica } from './kv-replica.ts';
 import {
-  SERVERS, SMT, VOLUMES,
-  type ServerRecord, type SmtEntry, type VolumeRecord,
+  CLUSTER_KEY, SERVERS, SMT, VOLUMES,
+  type ClusterRecord, type ServerRecord, type SmtEntry, type VolumeRecord,
 } from './model.ts';
 
 export class ClusterView extends EventEmitter {
   readonly volumes = new Map<string, VolumeRecord>();
   readonly servers = new Map<string, ServerRecord>();
   readonly smt = new Map<string, SmtEntry>();
+  /** The identity of the cluster this metadata belongs to (absent on a store not yet initialised). */
+  cluster?: ClusterRecord;
 
   constructor(readonly replica: KvReplica) {
     super();
@@ -46,6 +48,7 @@ export class ClusterView extends EventEmitter {
     this.volumes.clear();
     this.servers.clear();
     this.smt.clear();
+    this.cluster = undefined;
     for (const [key, value] of this.replica.entries()) this.set(key, value);
     this.emit('reload');
   }
@@ -67,6 +70,7 @@ export class ClusterView extends EventEmitter {
       if (key.startsWith(SMT)) this.smt.set(key.slice(SMT.length), JSON.parse(value) as SmtEntry);
       else if (key.startsWith(VOLUMES)) this.volumes.set(key.slice(VOLUMES.length), JSON.parse(value) as VolumeRecord);
       else if (key.startsWith(SERVERS)) this.servers.set(key.slice(SERVERS.length), JSON.parse(value) as ServerRecord);
+      else if (key === CLUSTER_KEY) this.cluster = JSON.parse(value) as ClusterRecord;
     } catch {
       // A value that does not parse is ignored rather than crashing every watcher; the writer validates.
     }
@@ -76,5 +80,6 @@ export class ClusterView extends EventEmitter {
     if (key.startsWith(SMT)) this.smt.delete(key.slice(SMT.length));
     else if (key.startsWith(VOLUMES)) this.volumes.delete(key.slice(VOLUMES.length));
     else if (key.startsWith(SERVERS)) this.servers.delete(key.slice(SERVERS.length));
+    else if (key === CLUSTER_KEY) this.cluster = undefined;
   }
 }

@@ -7,6 +7,17 @@ export const ROOT = '/presage/';
 export const VOLUMES = `${ROOT}volumes/`;
 export const SERVERS = `${ROOT}servers/`;
 export const SMT = `${ROOT}smt/`;
+/**
+ * The cluster's identity, created with the metadata store: servers remember it and refuse (and
+ * never garbage-collect against) a store with another one, so an empty or foreign store cannot
+ * make them delete their data.
+ */
+export const CLUSTER_KEY = `${ROOT}cluster`;
+
+export interface ClusterRecord {
+  id: string;
+  createdAt: string;
+}
 
 export const volumeKey = (name: string) => `${VOLUMES}${name}`;
 export const serverKey = (id: string) => `${SERVERS}${id}`;

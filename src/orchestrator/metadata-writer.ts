@@ -1,10 +1,12 @@
 // The only writer of cluster metadata. Every change is a transaction that compares what it
 // read (compare-and-swap on modRevision), so concurrent writers can never interleave badly.
 
-import type { RegisterRequest } from '../api/types.ts';
+import crypto from 'node:crypto';
+import type { RegisterRequest, RegisterResponse } from '../api/types.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
 import type { KvStore } from '../metadata/kv.ts';
 import {
+  CLUSTER_KEY, type ClusterRecord,
   segmentCountOf, segmentIdOf, segmentLength, serverKey, smtKey, validateVolumeSpec, volumeKey,
   type ServerRecord, type ServerState, type SmtEntry, type VolumeRecord, type VolumeSpec,
 } from '../metadata/model.ts';
@@ -14,6 +16,10 @@ export class ConflictError extends Error {}
 export class NotFoundError extends Error {}
 /** The caller's identity may not do this (a server registering under another's binding). */
 export class ForbiddenError extends Error {}
+/** A server of another cluster reported here (an empty, foreign or misplaced metadata store). */
+export class ForeignClusterError extends ConflictError {
+  readonly code = 'ERR_PRESAGE_FOREIGN_CLUSTER';
+}
 
 const SERVER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
@@ -21,13 +27,39 @@ export class MetadataWriter {
   constructor(private readonly kv: KvStore, private readonly view: ClusterView) {}
 
   /**
+   * The store's cluster identity, created (create-if-absent, so concurrent orchestrators agree)
+   * when the store has none: on a new store, and on one written before identities existed.
+   */
+  async ensureClusterIdentity(): Promise<{ cluster: ClusterRecord; created: boolean }> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const cur = await this.kv.get(CLUSTER_KEY);
+      if (cur) return { cluster: JSON.parse(cur.value) as ClusterRecord, created: false };
+      const rec: ClusterRecord = { id: crypto.randomUUID(), createdAt: new Date().toISOString() };
+      const r = await this.kv.txn({ compare: [{ key: CLUSTER_KEY, modRevision: 0 }], put: [{ key: CLUSTER_KEY, value: JSON.stringify(rec) }] });
+      if (r.succeeded) return { cluster: rec, created: true };
+    }
+    throw new ConflictError('could not create the cluster identity: too much contention');
+  }
+
+  /**
    * Registers (or re-registers) a server as `credential`. A server is bound to the entity that
    * first registered it and to its addresses: a registration of the same id by another entity,
    * or at other addresses, is refused (a rogue taking over a known server's identity would
    * otherwise be handed its segments' traffic). `rebindServer` lifts the binding.
    */
-  async registerServer(req: RegisterRequest, credential: string): Promise<{ id: string; revision: number }> {
+  async registerServer(req: RegisterRequest, credential: string): Promise<RegisterResponse> {
     if (typeof req.id !== 'string' || !SERVER_ID.test(req.id)) throw new Error(`invalid server id ${JSON.stringify(req.id)}`);
+    if (req.clusterId !== undefined && typeof req.clusterId !== 'string') throw new Error('clusterId must be a string');
+    const clusterEntry = await this.kv.get(CLUSTER_KEY);
+    if (!clusterEntry) throw new ConflictError('this metadata store has no cluster identity yet (the orchestrator is starting); retry');
+    const cluster = JSON.parse(clusterEntry.value) as ClusterRecord;
+    if (req.clusterId && req.clusterId !== cluster.id) {
+      throw new ForeignClusterError(
+        `server ${req.id} belongs to cluster ${req.clusterId}, but this metadata store is cluster ${cluster.id} (created ${cluster.createdAt}): ` +
+        'if the metadata was lost or restored to the wrong place, restart the orchestrator on the right store (the server keeps its data and deletes nothing meanwhile); ' +
+        'to make the server part of this cluster, restart it with --join-new-cluster',
+      );
+    }
     if (typeof req.dataAddr !== 'string' || typeof req.adminAddr !== 'string') throw new Error('dataAddr and adminAddr are required');
     if (!Number.isFinite(req.capacityBytes) || req.capacityBytes <= 0) throw new Error('capacityBytes must be positive');
     for (let attempt = 0; attempt < 20; attempt++) {
@@ -51,12 +83,13 @@ export class MetadataWriter {
         registeredAt: prev?.registeredAt ?? new Date().toISOString(),
         credential,
       };
-      if (prev && JSON.stringify(prev) === JSON.stringify(rec)) return { id: req.id, revision: await this.kv.revision() };
+      if (prev && JSON.stringify(prev) === JSON.stringify(rec)) return { id: req.id, revision: await this.kv.revision(), clusterId: cluster.id };
       const r = await this.kv.txn({
-        compare: [{ key: serverKey(req.id), modRevision: cur?.modRevision ?? 0 }],
+        // The identity checked above is still the store's (a restore in between would change it).
+        compare: [{ key: serverKey(req.id), modRevision: cur?.modRevision ?? 0 }, { key: CLUSTER_KEY, modRevision: clusterEntry.modRevision }],
         put: [{ key: serverKey(req.id), value: JSON.stringify(rec) }],
       });
-      if (r.succeeded) return { id: req.id, revision: r.revision };
+      if (r.succeeded) return { id: req.id, revision: r.revision, clusterId: cluster.id };
     }
     throw new ConflictError(`could not register ${req.id}: too much contention`);
   }

@@ -27,7 +27,7 @@ import { DrainPolicy } from './drain-policy.ts';
 import { FailoverController, type Liveness } from './failover.ts';
 import { FleetMonitor } from './fleet-monitor.ts';
 import { PredictiveDrainPolicy, type PredictiveDrainConfig } from './predictive-drain.ts';
-import { ConflictError, ForbiddenError, MetadataWriter, NotFoundError } from './metadata-writer.ts';
+import { ConflictError, ForbiddenError, ForeignClusterError, MetadataWriter, NotFoundError } from './metadata-writer.ts';
 import { OperatorController, type ControllerLimits } from './operator-controller.ts';
 import { PRIORITY } from './operators.ts';
 import { PlacementError, pickReplicas } from './placement.ts';
@@ -80,6 +80,8 @@ export class Orchestrator {
   readonly keyring: Keyring;
   /** The admin credential this orchestrator acts as (set by start()). */
   credential?: Credential;
+  /** The cluster identity of the metadata store (set by start()). */
+  clusterId = '';
   private readonly replica: KvReplica;
   private readonly http: FastifyInstance;
   private readonly log: Logger;
@@ -136,6 +138,9 @@ export class Orchestrator {
     const o = new Orchestrator(opts, kv);
     await o.replica.start();
     await o.keyring.start();
+    const identity = await o.writer.ensureClusterIdentity();
+    o.clusterId = identity.cluster.id;
+    if (identity.created) o.log.info({ cluster: o.clusterId }, 'created a new cluster identity (new metadata store)');
     o.credential = await bootstrapKeyring(kv, o.keyring, opts.dir, o.log, opts.credential);
     // Its calls to servers (scores, copy jobs, model pushes) carry this identity.
     if (!processCredential()) setProcessCredential(o.credential);
@@ -270,7 +275,8 @@ export class Orchestrator {
         : e instanceof ConflictError ? 409
           : e instanceof PlacementError ? 503
             : 400;
-      return reply.code(code).send({ error: e.message });
+      const stable = (e as { code?: unknown }).code;
+      return reply.code(code).send({ error: e.message, ...(typeof stable === 'string' ? { code: stable } : {}) });
     };
     app.get('/healthz', async () => ({ ok: true, leader: this.leading, revision: this.view.revision }));
     // A standby serves only /healthz and /metrics; everything else goes to the leader.
@@ -283,7 +289,10 @@ export class Orchestrator {
 
     app.post('/v1/servers', async (req, reply) => {
       try {
-        const r = await this.writer.registerServer(req.body as RegisterRequest, identityOf(req)!.name);
+        const r = await this.writer.registerServer(req.body as RegisterRequest, identityOf(req)!.name).catch((err: unknown) => {
+          if (err instanceof ForeignClusterError) this.log.error({ server: (req.body as RegisterRequest).id, err: err.message }, 'refused a server of another cluster');
+          throw err;
+        });
         this.liveness.set(r.id, { at: Date.now(), usedBytes: 0, segments: 0 });
         this.log.info({ server: r.id, dataAddr: (req.body as RegisterRequest).dataAddr }, 'server registered');
         return r;

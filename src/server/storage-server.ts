@@ -36,6 +36,11 @@ export interface StorageServerOptions {
   dir: string;
   /** Limits of the data port (in-flight and partial-frame budgets, connections per peer, timeouts). */
   dataLimits?: DataPortLimits;
+  /**
+   * Register into whatever cluster the orchestrator serves, forgetting the one in <dir>/cluster-id
+   * (after which copies that cluster's metadata does not know are garbage). Default: refuse.
+   */
+  joinNewCluster?: boolean;
   /** The orchestrator's URL; with etcd metadata it may be omitted (found by leader election). */
   orchestratorUrl?: string;
   /** "embedded" (default) or etcd://HOST:PORT[,…]: with etcd the server watches the SMT in etcd directly. */
@@ -97,6 +102,11 @@ export class StorageServer {
   readonly faults?: FaultInjector;
   private ready = false;
   private stopped = false;
+  /** The cluster this server belongs to (<dir>/cluster-id; learnt at its first registration). */
+  clusterId?: string;
+  /** Set while the metadata followed is another cluster's (or none): nothing is garbage-collected then. */
+  private foreignMetadataLogged = false;
+  private lastRegisterError?: string;
   private heartbeatTimer?: NodeJS.Timeout;
   private gcTimer?: NodeJS.Timeout;
   /** Set by the orchestrator's heartbeat answers. */
@@ -179,8 +189,34 @@ export class StorageServer {
     return { address: this.dataAddr, handle: this.serve };
   }
 
+  private get clusterIdFile(): string {
+    return path.join(this.opts.dir, 'cluster-id');
+  }
+
+  /**
+   * Whether the metadata this server follows is its own cluster's. Only then may it delete copies
+   * the metadata does not assign here: an empty or foreign store says nothing about our data.
+   */
+  private metadataIsOurs(): boolean {
+    if (this.clusterId && this.view.cluster?.id === this.clusterId) {
+      this.foreignMetadataLogged = false;
+      return true;
+    }
+    if (!this.foreignMetadataLogged) {
+      this.foreignMetadataLogged = true;
+      this.log.error({ cluster: this.clusterId, metadataCluster: this.view.cluster?.id ?? null },
+        'the metadata store is not this server\'s cluster: keeping every local copy and deleting nothing until it is');
+    }
+    return false;
+  }
+
   static async start(opts: StorageServerOptions): Promise<StorageServer> {
     const s = new StorageServer(opts);
+    try {
+      s.clusterId = fs.readFileSync(s.clusterIdFile, 'utf8').trim() || undefined;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
     await s.store.open();
     s.telemetry.start();
     // Before the data port opens: a client reconnecting to a restarted server must not meet an
@@ -194,7 +230,7 @@ export class StorageServer {
     await s.startWithRetry('metadata', () => s.replica.start());
     s.view.on('change', (ev: { type: string; key: string }) => {
       // A deleted volume's segments are garbage: remove the local copies.
-      if (ev.type === 'delete' && ev.key.startsWith(SMT)) {
+      if (ev.type === 'delete' && ev.key.startsWith(SMT) && s.metadataIsOurs()) {
         const segId = ev.key.slice(SMT.length);
         if (s.store.has(segId)) s.store.delete(segId).catch((err) => s.log.warn({ err, segId }, 'could not delete segment'));
       }
@@ -217,16 +253,28 @@ export class StorageServer {
   private async registerWithRetry(): Promise<void> {
     for (let attempt = 0; !this.stopped; attempt++) {
       try {
-        await this.orch.register({
+        const r = await this.orch.register({
           id: this.id,
           dataAddr: this.dataAddr,
           adminAddr: this.adminAddr,
           zone: this.opts.zone,
           rack: this.opts.rack,
           capacityBytes: this.capacity(),
+          ...(this.clusterId && !this.opts.joinNewCluster ? { clusterId: this.clusterId } : {}),
         });
+        if (r.clusterId && r.clusterId !== this.clusterId) {
+          if (this.clusterId && !this.opts.joinNewCluster) throw new Error(`the orchestrator answered for cluster ${r.clusterId}, but this server belongs to cluster ${this.clusterId}`);
+          writeFileDurably(this.clusterIdFile, `${r.clusterId}\n`);
+          this.log.info({ cluster: r.clusterId, previous: this.clusterId ?? null }, 'joined the cluster');
+          this.clusterId = r.clusterId;
+        }
         return;
       } catch (err) {
+        if (err instanceof ApiError && err.code === 'ERR_PRESAGE_FOREIGN_CLUSTER') throw new Error(`refused by the orchestrator: ${err.message}`);
+        if (err instanceof ApiError && err.status === 409 && /no cluster identity yet/.test(err.message)) {
+          await sleep(200);
+          continue;
+        }
         if (err instanceof ApiError && err.status >= 400 && err.status < 500) throw err;
         if (attempt % 10 === 0) this.log.warn({ err: (err as Error).message }, 'cannot register with the orchestrator yet; retrying');
         await sleep(Math.min(200 * 2 ** Math.min(attempt, 4), 2000));
@@ -260,7 +308,12 @@ export class StorageServer {
         if (r.intervalMs > 0) this.heartbeatIntervalMs = r.intervalMs;
       } catch (err) {
         // An orchestrator that lost our registration (fresh metadata) gets it again.
-        if (err instanceof ApiError && err.status === 404) await this.registerWithRetry().catch(() => {});
+        if (err instanceof ApiError && err.status === 404) {
+          await this.registerWithRetry().then(() => { this.lastRegisterError = undefined; }, (e: Error) => {
+            if (e.message !== this.lastRegisterError) this.log.error({ err: e.message }, 'cannot register again with the orchestrator');
+            this.lastRegisterError = e.message;
+          });
+        }
         else this.log.debug({ err: (err as Error).message }, 'heartbeat failed');
       }
       if (!this.stopped) this.heartbeatTimer = setTimeout(beat, this.heartbeatIntervalMs);
@@ -277,6 +330,12 @@ export class StorageServer {
     const tick = async () => {
       if (this.stopped) return;
       const now = Date.now();
+      if (!this.metadataIsOurs()) {
+        // No evidence about our copies: keep them all, and start each grace anew afterwards.
+        this.unassignedSince.clear();
+        if (!this.stopped) this.gcTimer = setTimeout(tick, Math.min(grace / 2, 5000) || 1000);
+        return;
+      }
       for (const id of this.store.list()) {
         const e = this.view.entry(id);
         const mine = e && (e.replicas.includes(this.id) || e.joining?.includes(this.id));
@@ -372,3 +431,16 @@ function loadOrCreateId(dir: string): string {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Writes a small file so that it survives a crash: a temporary file, fsynced, renamed over it. */
+function writeFileDurably(file: string, text: string): void {
+  const tmp = `${file}.tmp`;
+  const fd = fs.openSync(tmp, 'w', 0o644);
+  try {
+    fs.writeSync(fd, text);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+}
