@@ -13,6 +13,7 @@ import { after, before, test } from 'node:test';
 import { OrchestratorClient } from '../src/api/orchestrator-client.ts';
 import { bearerToken, loadKeyFile, verifierOf } from '../src/auth/credentials.ts';
 import { PresageClient } from '../src/client/presage-client.ts';
+import { DirLock, DirectoryLockedError } from '../src/orchestrator/dir-lock.ts';
 import { TestCluster, runPresage } from './helpers/cluster.ts';
 import { sleep, waitFor } from './helpers/settle.ts';
 
@@ -110,4 +111,18 @@ test('an orchestrator on an empty metadata store cannot make servers delete thei
   }
   assert.deepEqual(dirs.map(localSegments), before);
   api.close();
+});
+
+test('one orchestrator per directory: a second is refused naming the holder; a SIGKILLed holder leaves no stale lock', async () => {
+  const orchDir = path.join(cluster.root, 'orchestrator');
+  const pid = cluster.orchestrator!.child.pid!;
+  const r = await runPresage(['orchestrator', '--dir', orchDir, '--listen', '127.0.0.1:0'], {}, 30000);
+  assert.equal(r.code, 1, r.stdout);
+  assert.match(r.stderr, new RegExp(`another orchestrator is running on ${orchDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(pid ${pid} on `));
+  // In-process too (the same kernel lock): a second DirLock on the directory is refused.
+  assert.throws(() => DirLock.acquire(orchDir), (err: Error) => err instanceof DirectoryLockedError && err.code === 'ERR_PRESAGE_DIR_LOCKED');
+  // The holder dies without cleaning up: its lock goes with it.
+  await cluster.killOrchestrator('SIGKILL');
+  await cluster.startOrchestrator();
+  assert.ok((await new OrchestratorClient(cluster.url).status()).servers.length === 2, 'the restarted orchestrator serves the same cluster');
 });

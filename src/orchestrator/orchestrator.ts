@@ -1,7 +1,6 @@
 // The orchestrator process: owns the metadata store, serves the REST API that servers,
 // clients and the CLI use, and tracks server liveness from heartbeats.
 
-import fs from 'node:fs';
 import path from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Credential } from '../auth/credentials.ts';
@@ -28,6 +27,7 @@ import { FailoverController, type Liveness } from './failover.ts';
 import { FleetMonitor } from './fleet-monitor.ts';
 import { PredictiveDrainPolicy, type PredictiveDrainConfig } from './predictive-drain.ts';
 import { ConflictError, ForbiddenError, ForeignClusterError, MetadataWriter, NotFoundError } from './metadata-writer.ts';
+import { DirLock } from './dir-lock.ts';
 import { OperatorController, type ControllerLimits } from './operator-controller.ts';
 import { PRIORITY } from './operators.ts';
 import { PlacementError, pickReplicas } from './placement.ts';
@@ -82,6 +82,7 @@ export class Orchestrator {
   credential?: Credential;
   /** The cluster identity of the metadata store (set by start()). */
   clusterId = '';
+  private dirLock?: DirLock;
   private readonly replica: KvReplica;
   private readonly http: FastifyInstance;
   private readonly log: Logger;
@@ -128,37 +129,51 @@ export class Orchestrator {
 
   static async start(opts: OrchestratorOptions): Promise<Orchestrator> {
     const backend = parseMetaOption(opts.meta);
+    // Before anything is opened: a second orchestrator on this directory stops here.
+    const lock = DirLock.acquire(opts.dir);
     let kv: KvStore;
-    if (backend.kind === 'etcd') {
-      kv = EtcdKvStore.connect(backend.url);
-    } else {
-      fs.mkdirSync(opts.dir, { recursive: true });
-      kv = EmbeddedKvStore.open(path.join(opts.dir, 'metadata.sqlite'));
+    try {
+      kv = backend.kind === 'etcd' ? EtcdKvStore.connect(backend.url) : EmbeddedKvStore.open(path.join(opts.dir, 'metadata.sqlite'));
+    } catch (err) {
+      lock.release();
+      throw err;
     }
     const o = new Orchestrator(opts, kv);
-    await o.replica.start();
-    await o.keyring.start();
-    const identity = await o.writer.ensureClusterIdentity();
-    o.clusterId = identity.cluster.id;
-    if (identity.created) o.log.info({ cluster: o.clusterId }, 'created a new cluster identity (new metadata store)');
-    o.credential = await bootstrapKeyring(kv, o.keyring, opts.dir, o.log, opts.credential);
-    // Its calls to servers (scores, copy jobs, model pushes) carry this identity.
-    if (!processCredential()) setProcessCredential(o.credential);
-    await o.retrain.init();
-    o.address = await o.http.listen({ host: opts.host, port: opts.port });
-    if (kv instanceof EtcdKvStore) {
-      // The candidate id is our API URL, so servers and clients find the leader by reading the election.
-      o.election = new LeaderElection(kv.client, ORCHESTRATOR_ELECTION, o.address, opts.electionTtlSeconds ?? 3);
-      o.election.onLost((reason) => {
-        o.log.error({ reason: reason.message }, 'lost leadership');
-        o.leading = false;
-        o.stopControllers();
-        opts.onLostLeadership?.(reason);
-      });
-      o.log.info({ address: o.address }, 'orchestrator listening as a standby; campaigning for leadership');
-      o.election.campaign().then(() => o.lead(), (err) => o.log.warn({ err: (err as Error).message }, 'campaign ended'));
-    } else {
-      await o.lead();
+    o.dirLock = lock;
+    try {
+      await o.replica.start();
+      await o.keyring.start();
+      const identity = await o.writer.ensureClusterIdentity();
+      o.clusterId = identity.cluster.id;
+      if (identity.created) o.log.info({ cluster: o.clusterId }, 'created a new cluster identity (new metadata store)');
+      o.credential = await bootstrapKeyring(kv, o.keyring, opts.dir, o.log, opts.credential);
+      // Its calls to servers (scores, copy jobs, model pushes) carry this identity.
+      if (!processCredential()) setProcessCredential(o.credential);
+      await o.retrain.init();
+      o.address = await o.http.listen({ host: opts.host, port: opts.port });
+      if (kv instanceof EtcdKvStore) {
+        // The candidate id is our API URL, so servers and clients find the leader by reading the election.
+        o.election = new LeaderElection(kv.client, ORCHESTRATOR_ELECTION, o.address, opts.electionTtlSeconds ?? 3);
+        o.election.onLost((reason) => {
+          o.log.error({ reason: reason.message }, 'lost leadership');
+          o.leading = false;
+          o.stopControllers();
+          opts.onLostLeadership?.(reason);
+        });
+        o.log.info({ address: o.address }, 'orchestrator listening as a standby; campaigning for leadership');
+        o.election.campaign().then(() => o.lead(), (err) => o.log.warn({ err: (err as Error).message }, 'campaign ended'));
+      } else {
+        await o.lead();
+      }
+    } catch (err) {
+      // A start that fails part way leaves nothing held (an in-process retry must not meet its own lock).
+      o.stopControllers();
+      await o.http.close().catch(() => {});
+      await o.replica.stop().catch(() => {});
+      await o.keyring.stop().catch(() => {});
+      await kv.close().catch(() => {});
+      lock.release();
+      throw err;
     }
     o.log.info({ address: o.address, revision: o.view.revision }, 'orchestrator listening');
     return o;
@@ -200,6 +215,7 @@ export class Orchestrator {
     await this.replica.stop();
     await this.keyring.stop();
     await this.kv.close();
+    this.dirLock?.release();
   }
 
   status(): ClusterStatus {
