@@ -24,6 +24,8 @@ export interface RegisterResponse {
 export interface HeartbeatRequest {
   usedBytes: number;
   segments: number;
+  /** Segments whose local copy the server found damaged (the orchestrator replaces those copies). */
+  damaged?: string[];
 }
 
 export interface HeartbeatResponse {

@@ -15,7 +15,7 @@ import type { ClusterView } from '../metadata/cluster-view.ts';
 import type { KvStore } from '../metadata/kv.ts';
 import type { DecisionLog } from './decision-log.ts';
 import { smtKey, type SmtEntry } from '../metadata/model.ts';
-import type { MetadataWriter } from './metadata-writer.ts';
+import { NotFoundError, type MetadataWriter } from './metadata-writer.ts';
 import type { OperatorController } from './operator-controller.ts';
 import { PRIORITY } from './operators.ts';
 import { pickReplicas } from './placement.ts';
@@ -54,6 +54,8 @@ export function probeTcp(addr: string, timeoutMs: number): Promise<'refused' | '
 }
 
 export class FailoverController {
+  /** (server, segment) pairs whose damaged copy is being dropped now (heartbeats repeat the report). */
+  private readonly droppingDamaged = new Set<string>();
   private readonly probes = new Map<string, { at: number; result: Promise<SuspectResult> }>();
   private timer?: NodeJS.Timeout;
   private stopped = false;
@@ -158,6 +160,36 @@ export class FailoverController {
     }
     this.log.error({ server: serverId }, 'could not fail over: too much contention; will retry');
     await this.writer.setServerState(serverId, 'up'); // so the next tick tries again
+  }
+
+  /**
+   * A server reported its copies of `segments` damaged (found so at start-up): each such copy
+   * leaves the replica set (epoch + 1, degraded) so that reads and writes go to the healthy
+   * replicas and repair re-replicates, exactly as for a lost server, but for those segments only.
+   * A copy that is the last one stays named: the data is then unavailable, never silently lost.
+   */
+  async dropDamagedCopies(serverId: string, segments: string[]): Promise<void> {
+    for (const segId of segments) {
+      if (this.droppingDamaged.has(`${serverId} ${segId}`)) continue;
+      this.droppingDamaged.add(`${serverId} ${segId}`);
+      try {
+        const r = await this.writer.updateEntry(segId, (e) => {
+          const others = e.replicas.filter((x) => x !== serverId && this.view.servers.get(x)?.state === 'up');
+          if (!e.replicas.includes(serverId) || others.length === 0) return undefined;
+          const next: SmtEntry = { ...e, replicas: e.replicas.filter((x) => x !== serverId), state: 'degraded' };
+          if (e.joining) next.joining = e.joining.filter((x) => x !== serverId);
+          return next;
+        }).catch((err: unknown) => (err instanceof NotFoundError ? undefined : Promise.reject(err)));
+        if (r?.changed) {
+          this.log.warn({ server: serverId, segment: segId }, 'replaced a damaged copy: dropped from the replica set');
+          this.decisions?.record({ type: 'failover', segmentId: segId, server: serverId, reason: `the copy on ${serverId} is damaged: dropped, to be re-replicated from a healthy replica` });
+        } else if (r && r.entry.replicas.includes(serverId)) {
+          this.log.error({ server: serverId, segment: segId }, 'the only live copy of a segment is damaged: left in place (unavailable until repaired by hand)');
+        }
+      } finally {
+        this.droppingDamaged.delete(`${serverId} ${segId}`);
+      }
+    }
   }
 
   /** A heartbeat from a server marked down brings it back as an empty-handed member. */

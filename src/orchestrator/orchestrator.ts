@@ -325,6 +325,10 @@ export class Orchestrator {
       const b = (req.body ?? {}) as Partial<HeartbeatRequest>;
       this.liveness.set(id, { at: Date.now(), usedBytes: Number(b.usedBytes) || 0, segments: Number(b.segments) || 0 });
       if (this.view.servers.get(id)?.state === 'down') await this.failover.markUp(id);
+      if (Array.isArray(b.damaged) && b.damaged.length > 0 && this.leading) {
+        const ids = b.damaged.filter((x): x is string => typeof x === 'string').slice(0, 10000);
+        this.failover.dropDamagedCopies(id, ids).catch((err) => this.log.warn({ server: id, err: (err as Error).message }, 'could not drop damaged copies; retried at the next heartbeat'));
+      }
       // The lease ends well before the orchestrator would declare the server down, so a
       // partitioned server stops serving before its segments can move elsewhere.
       return { ok: true, leaseMs: Math.floor(this.heartbeatTimeoutMs * 0.8), intervalMs: Math.max(100, Math.min(1000, Math.floor(this.heartbeatTimeoutMs / 5))) };

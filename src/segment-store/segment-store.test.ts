@@ -387,13 +387,31 @@ describe('crash safety and restart', () => {
     assert.equal(side.readUInt32LE(0), blockChecksum(C));
     assert.equal(side.readUInt32LE(4), blockChecksum(A));
     await s2.close();
-    // Crash #2 in the same window: data is still A on disk.
+    // Crash #2 in the same window: data is still A on disk (and, a crash, no clean-shutdown marker).
     await pwrite(datPath(dir, id), BS, A);
+    await unlink(join(dir, 'clean-shutdown'));
     const s3 = new SegmentStore(dir);
     await s3.open();
     assert.ok((await s3.read(id, BS, BS)).equals(A));
     assert.ok((await s3.read(id, 0, BS)).equals(Buffer.alloc(BS)));
     await s3.close();
+  });
+
+  it('after a clean shutdown, a block whose data lost its latest write (a hole) is corrupt, not served as the old data', async () => {
+    const { store, dir } = await freshStore();
+    const id = 'h/0';
+    await store.ensure(id, 4 * BS);
+    const A = Buffer.alloc(BS, 0xaa);
+    await store.write(id, BS, A, { fua: true }); // first write: the sidecar keeps (crc A, 0)
+    await store.close();
+    await pwrite(datPath(dir, id), BS, Buffer.alloc(BS)); // the data becomes a hole behind the store's back
+    const s2 = new SegmentStore(dir);
+    await s2.open();
+    await assert.rejects(s2.read(id, BS, BS), (err: Error) => err instanceof CorruptBlockError && err.blocks.includes(1));
+    const sums = await s2.checksums(id);
+    assert.deepEqual(sums.corrupt, [1], 'scrub sees it as corrupt (to be repaired from a replica)');
+    assert.ok((await s2.read(id, 0, BS)).equals(Buffer.alloc(BS)), 'a never-written block still reads as zeros');
+    await s2.close();
   });
 
   it('survives SIGKILL of the writing process (FUA data persists, no corruption)', async () => {
@@ -436,11 +454,39 @@ describe('crash safety and restart', () => {
     await truncate(join(vol, '0.sum'), 0); // sidecar lost its entries
     const s = new SegmentStore(dir);
     await s.open();
-    assert.deepEqual((await readdir(vol)).sort(), ['0.dat', '0.sum']);
+    assert.deepEqual((await readdir(vol)).sort(), ['0.damaged', '0.dat', '0.sum']);
     assert.equal((await stat(join(vol, '0.sum'))).size, 4 * 8);
+    assert.match(s.damageOf('w/0') ?? '', /checksum file of 0 bytes, expected 32/, 'the copy is marked damaged, with why');
     await assert.rejects(s.read('w/0', 0, BS), CorruptBlockError);
     assert.ok((await s.read('w/0', BS, 3 * BS)).equals(Buffer.alloc(3 * BS)));
     await s.close();
+    // The mark outlives the evidence: the resized files look whole now, the copy stays damaged.
+    const again = new SegmentStore(dir);
+    await again.open();
+    assert.match(again.damageOf('w/0') ?? '', /checksum file of 0 bytes/);
+    await again.delete('w/0');
+    assert.deepEqual(await readdir(vol), [], 'deleting the copy removes the mark');
+    await again.close();
+  });
+
+  it('open() keeps the geometry of a truncated data file and marks the copy damaged', async () => {
+    const { store, dir } = await freshStore();
+    await store.ensure('t/0', 8 * BS);
+    await store.write('t/0', 0, Buffer.alloc(8 * BS, 7));
+    await store.close();
+    await truncate(join(dir, 'segments', 't', '0.dat'), 3 * BS);
+    const s = new SegmentStore(dir);
+    await s.open();
+    assert.ok(s.has('t/0'));
+    assert.match(s.damageOf('t/0') ?? '', /data file of 12288 bytes is shorter than its checksums \(32768 bytes\)/);
+    assert.equal((await s.info('t/0')).size, 8 * BS, 'the segment keeps its size');
+    assert.deepEqual((await s.checksums('t/0')).corrupt, [3, 4, 5, 6, 7], 'the lost blocks are corrupt, never zeros');
+    await s.close();
+    await truncate(join(dir, 'segments', 't', '0.dat'), 0);
+    const s2 = new SegmentStore(dir);
+    await s2.open();
+    assert.ok(s2.has('t/0') && s2.damageOf('t/0'), 'an emptied data file is a damaged copy, not a missing one');
+    await s2.close();
   });
 });
 

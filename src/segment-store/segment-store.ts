@@ -6,6 +6,10 @@
 //   segments/<volume>/<index>.sum   sidecar: 8 bytes per block, two little-endian u32 slots
 //                                   [cur, prev]; 0 means "all-zero block"
 //   segments/<volume>/<index>.meta  small JSON record (replication/fencing), replaced atomically
+//   segments/<volume>/<index>.damaged  present when open() found the files of this copy damaged
+//                                   (a data file shorter than its checksums, a checksum file
+//                                   missing or of the wrong size: ensure() never leaves either), with
+//                                   the reason; such a copy must not be trusted (isDamaged)
 //   clean-shutdown                  present only after a clean close() (see `known` below)
 //
 // Sidecars are also held in memory (the most recently used ones, up to `sidecarCacheBytes`), so a
@@ -24,7 +28,7 @@
 // CorruptBlockError, to be repaired from a replica, and are never returned.
 
 import { constants as fsConstants, read as fsRead, write as fsWrite } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { Xxh64 } from '@node-rs/xxhash';
@@ -92,6 +96,7 @@ interface Segment {
   dataPath: string;
   sumPath: string;
   metaPath: string;
+  damagedPath: string;
   size: number;
   blocks: number;
   lock: RangeLock;
@@ -123,6 +128,8 @@ export class SegmentStore {
   private readonly ioHook?: IoHook;
   private readonly log: Logger;
   private readonly segments = new Map<string, Segment>();
+  /** Copies open() found damaged, with the reason (see the .damaged file in the layout above). */
+  private readonly damage = new Map<string, string>();
   /** Per-id queue serialising ensure/delete/writeMeta of the same segment. */
   private readonly lifecycle = new Map<string, Promise<unknown>>();
   /** Data operations in flight (close waits for them), and who waits for none. */
@@ -201,6 +208,16 @@ export class SegmentStore {
     }
   }
 
+  /** Why open() found this copy's files damaged (undefined when they are whole). */
+  damageOf(segmentId: string): string | undefined {
+    return this.damage.get(segmentId);
+  }
+
+  /** The damaged copies, by segment id, with the reason. */
+  listDamaged(): Map<string, string> {
+    return new Map(this.damage);
+  }
+
   /** False for unknown segments and for strings that are not valid segment ids. */
   has(segmentId: string): boolean {
     return this.segments.has(segmentId);
@@ -229,6 +246,7 @@ export class SegmentStore {
         const newVolume = !(await exists(volDir));
         await mkdir(volDir, { recursive: true });
         await rm(seg.metaPath, { force: true });
+        await rm(seg.damagedPath, { force: true });
         // Sidecar first, then the data file by rename: a .dat on disk always has its full size
         // and a sidecar, so scan() can trust it; a crash leaves at most an orphan it removes.
         await createSized(seg.sumPath, seg.blocks * SUM_ENTRY);
@@ -298,7 +316,7 @@ export class SegmentStore {
     let bad: number[] | undefined;
     for (let i = 0; i < n; i++) {
       const v = verify(data, i, sums);
-      if (!v.ok) (bad ??= []).push(b0 + i);
+      if (!acceptable(seg, b0 + i, v)) (bad ??= []).push(b0 + i);
       else if (v.matchesCur) markKnown(seg, b0 + i, b0 + i + 1);
     }
     if (bad) throw new CorruptBlockError(seg.id, bad);
@@ -435,11 +453,13 @@ export class SegmentStore {
         }
         try {
           const volDir = join(this.segmentsDir, volume);
-          const { dataPath, sumPath, metaPath } = this.makeSegment(segmentId, volDir, index, BLOCK_SIZE, null);
+          const { dataPath, sumPath, metaPath, damagedPath } = this.makeSegment(segmentId, volDir, index, BLOCK_SIZE, null);
           // .dat first: once it is gone the segment is gone, and scan() sweeps the rest.
           await rm(dataPath, { force: true });
           await rm(sumPath, { force: true });
           await rm(metaPath, { force: true });
+          await rm(damagedPath, { force: true });
+          this.damage.delete(segmentId);
           if (await exists(volDir)) await fsyncDir(volDir);
         } finally {
           release?.();
@@ -558,7 +578,7 @@ export class SegmentStore {
       for (const [k, i] of [...edges].entries()) {
         const old = olds[k]!;
         const v = verify(old, 0, sums.subarray(i * SUM_ENTRY, (i + 1) * SUM_ENTRY));
-        if (!v.ok) bad.push(b0 + i);
+        if (!acceptable(seg, b0 + i, v)) bad.push(b0 + i);
         onDisk[i] = v.canonical;
         old.copy(buf, i * BLOCK_SIZE);
       }
@@ -616,6 +636,7 @@ export class SegmentStore {
   private async scanChecksums(seg: Segment, firstBlock: number, count: number): Promise<BlockChecksums> {
     const sums = new Uint32Array(count);
     const corrupt: number[] = [];
+    const stale: { block: number; recorded: number }[] = [];
     // One scratch pair per scan, reused for every chunk: nothing of the data outlives the loop,
     // and a 32 MiB scan no longer allocates 32 fresh MiB for the GC to sweep.
     const dataBuf = Buffer.allocUnsafe(Math.min(CHUNK_BLOCKS, count) * BLOCK_SIZE);
@@ -634,12 +655,16 @@ export class SegmentStore {
         for (let i = 0; i < n; i++) {
           const v = verify(data, i, side);
           sums[done + i] = v.canonical;
-          if (!v.ok) corrupt.push(b0 + i);
+          if (!acceptable(seg, b0 + i, v)) corrupt.push(b0 + i);
+          else if (!v.matchesCur) {
+            const recorded = side.readUInt32LE(i * SUM_ENTRY);
+            stale.push({ block: b0 + i, recorded: recorded === ZERO_CRC ? 0 : recorded });
+          }
         }
       });
       done += n;
     }
-    return { sums, corrupt };
+    return { sums, corrupt, stale };
   }
 
   private async flushSegment(seg: Segment, explicit: boolean): Promise<void> {
@@ -744,6 +769,7 @@ export class SegmentStore {
       dataPath: join(volDir, `${index}.dat`),
       sumPath: join(volDir, `${index}.sum`),
       metaPath: join(volDir, `${index}.meta`),
+      damagedPath: join(volDir, `${index}.damaged`),
       size,
       blocks: size / BLOCK_SIZE,
       lock: new RangeLock(),
@@ -767,7 +793,7 @@ export class SegmentStore {
       const names = new Set(await readdir(volDir));
       for (const name of names) {
         const path = join(volDir, name);
-        const m = /^(0|[1-9][0-9]{0,15})\.(dat|sum|meta)(\.tmp)?$/.exec(name);
+        const m = /^(0|[1-9][0-9]{0,15})\.(dat|sum|meta|damaged)(\.tmp)?$/.exec(name);
         if (!m) {
           this.log.warn({ path }, 'ignoring unexpected file in segment directory');
           continue;
@@ -780,15 +806,37 @@ export class SegmentStore {
         }
         if (kind !== 'dat') continue;
         const id = `${vol.name}/${indexStr}`;
-        const size = (await stat(path)).size;
-        if (size <= 0 || size % BLOCK_SIZE !== 0) {
-          this.log.warn({ path, size }, `ignoring segment ${id}: data file size is not a positive multiple of ${BLOCK_SIZE}`);
+        const sumFile = join(volDir, `${indexStr}.sum`);
+        const sumSize = names.has(`${indexStr}.sum`) ? (await stat(sumFile)).size : -1;
+        let size = (await stat(path)).size;
+        const problems: string[] = [];
+        if (names.has(`${indexStr}.damaged`)) problems.push((await readFile(join(volDir, `${indexStr}.damaged`), 'utf8')).trim() || 'marked damaged');
+        // ensure() leaves a full-size data file beside a sidecar of exactly one entry per block, so
+        // any other shape is damage (a truncated file, a lost sidecar), never a crash of ours.
+        const sumBlocks = sumSize > 0 && sumSize % SUM_ENTRY === 0 ? sumSize / SUM_ENTRY : 0;
+        if (size % BLOCK_SIZE !== 0 || size < sumBlocks * BLOCK_SIZE) {
+          if (sumBlocks === 0) {
+            this.log.warn({ path, size }, `ignoring segment ${id}: data file size is not a positive multiple of ${BLOCK_SIZE} and there is no checksum file to size it by`);
+            continue;
+          }
+          problems.push(`data file of ${size} bytes is shorter than its checksums (${sumBlocks * BLOCK_SIZE} bytes)`);
+          size = sumBlocks * BLOCK_SIZE;
+          const fh = await open(path, fsConstants.O_RDWR);
+          try {
+            await fh.truncate(size); // the segment keeps its geometry; the lost part reads as a hole
+            await fh.sync();
+          } finally {
+            await fh.close();
+          }
+        }
+        if (size <= 0) {
+          this.log.warn({ path, size }, `ignoring segment ${id}: empty data file`);
           continue;
         }
         const blocks = size / BLOCK_SIZE;
         const seg = this.makeSegment(id, volDir, Number(indexStr), size, cleanStart ? null : new Uint8Array(Math.ceil(blocks / 8)));
-        const sumSize = names.has(`${indexStr}.sum`) ? (await stat(seg.sumPath)).size : -1;
         if (sumSize !== blocks * SUM_ENTRY) {
+          problems.push(sumSize < 0 ? 'checksum file missing' : `checksum file of ${sumSize} bytes, expected ${blocks * SUM_ENTRY}`);
           // Missing slots read as "zero block": zero blocks stay readable, anything else reports
           // CorruptBlockError (to be repaired from a replica) rather than being returned unverified.
           this.log.warn({ path: seg.sumPath, sumSize, expected: blocks * SUM_ENTRY }, `segment ${id}: sidecar has the wrong size, resizing`);
@@ -799,6 +847,16 @@ export class SegmentStore {
           } finally {
             await fh.close();
           }
+        }
+        if (problems.length > 0) {
+          const reason = problems.join('; ');
+          // Persisted first: once resized, the files no longer show what happened to them.
+          if (!names.has(`${indexStr}.damaged`)) {
+            await writeFile(seg.damagedPath, `${reason}\n`);
+            await fsyncDir(volDir);
+          }
+          this.damage.set(id, reason);
+          this.log.error({ segment: id, reason }, 'damaged segment copy: it will not be served or used as a source');
         }
         this.segments.set(id, seg);
       }
@@ -825,6 +883,17 @@ function verify(data: Buffer, i: number, sums: Buffer, j = i): Verdict {
   const canonical = c === ZERO_CRC && block.equals(ZERO_BLOCK) ? 0 : c;
   const matchesCur = canonical === cur || c === cur;
   return { ok: matchesCur || canonical === prev || c === prev, canonical, matchesCur };
+}
+
+/**
+ * Whether a block's data may be served. Matching the previous checksum is allowed only while the
+ * block's state is unknown (after a crash: a write interrupted between sidecar and data was never
+ * acknowledged, so the old data is right). A block known to match its latest checksum that now
+ * matches only the previous one changed behind our back (a hole, a file restored from a backup):
+ * that is damage, reported as corruption and repaired from a replica, never served.
+ */
+function acceptable(seg: Segment, b: number, v: Verdict): boolean {
+  return v.ok && (v.matchesCur || !isKnown(seg, b));
 }
 
 function isKnown(seg: Segment, b: number): boolean {

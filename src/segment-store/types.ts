@@ -38,4 +38,12 @@ export interface BlockChecksums {
   sums: Uint32Array;
   /** Block indexes (relative to the segment start) whose stored checksum does not match. */
   corrupt: number[];
+  /**
+   * Blocks whose data verifies only against the sidecar's previous checksum, with the checksum of
+   * the latest write the sidecar recorded: either a write interrupted between sidecar and data (the
+   * write was never acknowledged) or data that lost its latest write (a hole, a restored file).
+   * Scrub repairs such a block from a replica whose data matches `recorded`, and never copies it
+   * over one. Only full scans report it (recorded-checksum answers know every block is current).
+   */
+  stale?: { block: number; recorded: number }[];
 }

@@ -209,6 +209,8 @@ export class CopyEngine {
       this.checkMembership(job);
       // A copy that starts from nothing needs no comparison to know what differs: everything
       // does, except blocks that are zero at the source (the new file is sparse zeros already).
+      // A damaged local copy (found so at start-up) is worth nothing as a base: start from scratch.
+      if (store.has(job.segmentId) && store.damageOf(job.segmentId) !== undefined) await store.delete(job.segmentId);
       const fresh = !store.has(job.segmentId);
       if (fresh) await store.ensure(job.segmentId, size);
       tracker = handler.beginTracking(job.segmentId, blocks);

@@ -147,6 +147,13 @@ export class RequestHandler {
     }
     const vol = view.volumes.get(seg.volume);
     if (!vol) return { error: this.fail(req, Status.NOT_OWNER, entry.epoch, `no volume ${seg.volume}`) };
+    const damage = this.ctx.store.damageOf(req.segmentId);
+    if (damage !== undefined && isReplica) {
+      // Never served, never a source: reads go to another replica at once (CORRUPT), writes wait
+      // (UNAVAILABLE) for the orchestrator to replace this copy, which the heartbeat reported.
+      const readable = req.op === Op.READ || req.op === Op.CHECKSUMS || req.op === Op.STAT;
+      return { error: this.fail(req, readable ? Status.CORRUPT : Status.UNAVAILABLE, entry.epoch, `the copy of ${req.segmentId} on ${me} is damaged (${damage}); it is being replaced`) };
+    }
     return { entry, size: segmentLength(vol, seg.index) };
   }
 

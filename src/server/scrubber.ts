@@ -25,6 +25,11 @@ export interface ScrubStats {
   blocksRepaired: number;
   /** Bad blocks with no healthy copy anywhere. */
   unrepairable: number;
+  /**
+   * Blocks where the replicas differ and nothing says which holds the latest write (the primary's
+   * block lost its latest write and no replica holds it either): reported, never guessed.
+   */
+  conflicts: number;
   lastPassAt?: string;
 }
 
@@ -40,7 +45,7 @@ export interface ScrubberContext {
 }
 
 export class Scrubber {
-  readonly stats: ScrubStats = { passes: 0, segmentsScrubbed: 0, blocksChecked: 0, corruptFound: 0, mismatchesFound: 0, blocksRepaired: 0, unrepairable: 0 };
+  readonly stats: ScrubStats = { passes: 0, segmentsScrubbed: 0, blocksChecked: 0, corruptFound: 0, mismatchesFound: 0, blocksRepaired: 0, unrepairable: 0, conflicts: 0 };
   private timer?: NodeJS.Timeout;
   private readonly urgent = new Set<string>();
   private busy: Promise<void> = Promise.resolve();
@@ -128,6 +133,7 @@ export class Scrubber {
       }
     }));
     const localBad = new Set(local.corrupt);
+    const localStale = new Map((local.stale ?? []).map((s) => [s.block, s.recorded]));
     this.stats.blocksChecked += count;
     for (let i = 0; i < count; i++) {
       const b = first + i;
@@ -153,6 +159,27 @@ export class Scrubber {
       }
       const differing = peers.filter((r) => r.corrupt.includes(b) || r.sums[i] !== local.sums[i]);
       if (differing.length === 0) continue;
+      const recorded = localStale.get(b);
+      if (recorded !== undefined) {
+        // Our block lost its latest write (its data matches only the previous checksum). A replica
+        // whose data is that latest write is the right copy: repair ours from it, never the reverse.
+        const donor = peers.find((r) => !r.corrupt.includes(b) && r.sums[i] === recorded);
+        if (!donor) {
+          this.stats.conflicts++;
+          this.ctx.log.error({ segmentId, block: b, replicas: differing.map((r) => r.sid) }, 'replicas differ and none holds the latest write the primary recorded: left as is (conflict)');
+          continue;
+        }
+        const res = await this.ctx.peers.get(donor.addr).send({ op: Op.READ, flags: Flag.COPY, epoch: entry.epoch, segmentId, offset: b * BLOCK_SIZE, length: BLOCK_SIZE, payload: EMPTY });
+        if (res.status !== Status.OK) {
+          this.stats.unrepairable++;
+          continue;
+        }
+        await this.ctx.store.write(segmentId, b * BLOCK_SIZE, res.payload);
+        this.stats.mismatchesFound++;
+        this.stats.blocksRepaired++;
+        this.ctx.log.warn({ segmentId, block: b, from: donor.sid }, 'repaired a primary block that had lost its latest write, from a replica holding it');
+        continue;
+      }
       this.stats.corruptFound += peerBad.length;
       this.stats.mismatchesFound += differing.length - peerBad.length;
       const good = await this.ctx.store.read(segmentId, b * BLOCK_SIZE, BLOCK_SIZE);

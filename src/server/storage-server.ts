@@ -228,6 +228,17 @@ export class StorageServer {
     await s.registerWithRetry();
     s.leaseFrom = Date.now();
     await s.startWithRetry('metadata', () => s.replica.start());
+    // A damaged copy the metadata no longer names here is worth nothing: removed at once, so that a
+    // repair choosing this server starts from an empty file.
+    const dropDamaged = () => {
+      if (!s.metadataIsOurs()) return;
+      for (const id of s.store.listDamaged().keys()) {
+        const e = s.view.entry(id);
+        if (e && !e.replicas.includes(s.id)) s.store.delete(id).then(() => s.log.info({ segment: id }, 'deleted a damaged copy that was replaced'), (err) => s.log.warn({ err, id }, 'could not delete a damaged copy'));
+      }
+    };
+    s.view.on('change', dropDamaged);
+    s.view.on('reload', dropDamaged);
     s.view.on('change', (ev: { type: string; key: string }) => {
       // A deleted volume's segments are garbage: remove the local copies.
       if (ev.type === 'delete' && ev.key.startsWith(SMT) && s.metadataIsOurs()) {
@@ -302,7 +313,9 @@ export class StorageServer {
       if (this.stopped) return;
       const sentAt = Date.now();
       try {
-        const r = await this.orch.heartbeat(this.id, { usedBytes: 0, segments: this.store.list().length });
+        // Damaged copies the metadata still names here: the orchestrator replaces them.
+        const damaged = [...this.store.listDamaged().keys()].filter((id) => this.view.entry(id)?.replicas.includes(this.id));
+        const r = await this.orch.heartbeat(this.id, { usedBytes: 0, segments: this.store.list().length, ...(damaged.length ? { damaged } : {}) });
         this.leaseFrom = sentAt;
         if (r.leaseMs > 0) this.leaseMs = r.leaseMs;
         if (r.intervalMs > 0) this.heartbeatIntervalMs = r.intervalMs;
