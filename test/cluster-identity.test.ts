@@ -126,3 +126,39 @@ test('one orchestrator per directory: a second is refused naming the holder; a S
   await cluster.startOrchestrator();
   assert.ok((await new OrchestratorClient(cluster.url).status()).servers.length === 2, 'the restarted orchestrator serves the same cluster');
 });
+
+test('a copy the metadata does not know is quarantined, not deleted; it shows in status and the decision log; only an explicit purge deletes it', async () => {
+  const s0 = cluster.servers[0]!;
+  await cluster.killServer(0, 'SIGTERM');
+  // A copy of a volume this cluster does not know (left from a deleted volume, another cluster, a restore).
+  const from = path.join(s0.dir, 'segments', 'keep');
+  const ghost = path.join(s0.dir, 'segments', 'ghost');
+  fs.mkdirSync(ghost);
+  for (const ext of ['dat', 'sum']) fs.copyFileSync(path.join(from, `0.${ext}`), path.join(ghost, `0.${ext}`));
+  const ghostBytes = fs.readFileSync(path.join(ghost, '0.dat'));
+  await cluster.startServer(0);
+  const st = await waitFor('the unknown copy to be quarantined and reported', async () => {
+    const x = await new OrchestratorClient(cluster.url).status();
+    return x.servers.find((s) => s.id === s0.id)?.quarantined === 1 ? x : undefined;
+  }, 30000, 200);
+  assert.ok(st);
+  assert.ok(!fs.existsSync(path.join(ghost, '0.dat')), 'it left the segment store');
+  const kept = path.join(s0.dir, 'quarantine', 'ghost', '0', '0.dat');
+  assert.ok(fs.readFileSync(kept).equals(ghostBytes), 'its data is kept whole in quarantine');
+  const events = await new OrchestratorClient(cluster.url).events(0);
+  assert.ok(events.some((e) => e.type === 'quarantined' && e.server === s0.id), 'the decision log says so');
+  const status = await cluster.cli(['status']);
+  assert.match(status.stdout, new RegExp(`${s0.id} holds 1 copy in quarantine`));
+  const list = await cluster.cli(['quarantine', 'list', '--json']);
+  assert.equal(list.code, 0, list.stderr);
+  assert.deepEqual((JSON.parse(list.stdout) as { server: string; segmentId: string }[]).map((r) => `${r.server} ${r.segmentId}`), [`${s0.id} ghost/0`]);
+  const refused = await cluster.cli(['quarantine', 'purge', s0.id]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /deletes the quarantined data for good.*--yes/);
+  assert.ok(fs.existsSync(kept));
+  const purged = await cluster.cli(['quarantine', 'purge', s0.id, '--yes']);
+  assert.equal(purged.code, 0, purged.stderr);
+  assert.match(purged.stdout, /purged 1 quarantined copy; 0 left/);
+  assert.ok(!fs.existsSync(kept));
+  assert.ok(!localSegments(s0.dir).some((f) => f.startsWith('ghost')), 'and nothing of it is back in the store');
+});

@@ -26,6 +26,8 @@ export interface HeartbeatRequest {
   segments: number;
   /** Segments whose local copy the server found damaged (the orchestrator replaces those copies). */
   damaged?: string[];
+  /** Copies this server holds in quarantine (set aside, never deleted without an admin). */
+  quarantined?: number;
 }
 
 export interface HeartbeatResponse {
@@ -43,6 +45,8 @@ export interface ServerStatus extends ServerRecord {
   primaries: number;
   assignedBytes: number;
   usedBytes?: number;
+  /** Copies the server set aside because the metadata does not know them (presage quarantine). */
+  quarantined?: number;
 }
 
 export interface ClusterStatus {

@@ -78,6 +78,8 @@ const ROUTES: { method: string; path: RegExp; cap: Capability | undefined }[] = 
   // A server's own admin API: what only the orchestrator does to it.
   { method: 'POST', path: /^\/v1\/model$/, cap: 'admin' },
   { method: '*', path: /^\/v1\/copy-jobs/, cap: 'admin' },
+  // Deleting quarantined copies destroys data nobody could vouch for: admins only.
+  { method: 'DELETE', path: /^\/v1\/quarantine/, cap: 'admin' },
   // Every other change is operating the cluster.
   { method: 'POST', path: /./, cap: 'operate' },
   { method: 'PUT', path: /./, cap: 'operate' },

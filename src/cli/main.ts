@@ -14,6 +14,7 @@ import { registerEventsCommand } from './events-command.ts';
 import { registerDemoCommand } from './demo-command.ts';
 import { registerNbdCommand } from './nbd-command.ts';
 import { registerTelemetryCommands } from './telemetry-commands.ts';
+import { registerQuarantineCommand } from './quarantine-command.ts';
 import { registerPredictionCommands } from './prediction-commands.ts';
 
 const program = new Command('presage')
@@ -59,6 +60,7 @@ registerEventsCommand(program);
 registerDemoCommand(program);
 registerNbdCommand(program);
 registerTelemetryCommands(program);
+registerQuarantineCommand(program);
 registerPredictionCommands(program);
 registerAuthCommands(program);
 

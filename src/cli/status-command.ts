@@ -29,6 +29,9 @@ export function registerStatusCommand(program: Command): void {
           s.lastHeartbeatAgoMs === undefined ? '-' : `${(s.lastHeartbeatAgoMs / 1000).toFixed(1)}s ago`,
         ]),
       ));
+      for (const s of st.servers.filter((x) => (x.quarantined ?? 0) > 0)) {
+        out.push(c.yellow(`${s.id} holds ${s.quarantined} cop${s.quarantined === 1 ? 'y' : 'ies'} in quarantine that the metadata does not know (presage quarantine list)`));
+      }
       out.push('');
       out.push(c.bold(`Volumes (${st.volumes.length})`));
       out.push(table(

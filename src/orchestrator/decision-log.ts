@@ -9,7 +9,7 @@ import type { Operator } from './operators.ts';
 export type DecisionType =
   | 'proposed' | 'refused' | 'started' | 'committed' | 'rolled-back' | 'cancelled' | 'replaced'
   | 'drain-started' | 'drain-stopped' | 'score-warning' | 'failover' | 'server-back'
-  | 'retrain' | 'promoted';
+  | 'retrain' | 'promoted' | 'quarantined';
 
 export interface Decision {
   /** Increasing sequence number, for `?since=`. */

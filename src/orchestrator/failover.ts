@@ -24,6 +24,8 @@ export interface Liveness {
   at: number;
   usedBytes: number;
   segments: number;
+  /** Copies the server holds in quarantine (see StorageServer's GC). */
+  quarantined?: number;
 }
 
 export type SuspectResult = 'marked-down' | 'reachable' | 'inconclusive' | 'not-up';

@@ -248,6 +248,7 @@ export class Orchestrator {
           primaries: perServer.get(s.id)?.primaries ?? 0,
           assignedBytes: assigned.get(s.id) ?? 0,
           usedBytes: live?.usedBytes,
+          ...(live?.quarantined ? { quarantined: live.quarantined } : {}),
         };
       });
     const volumes = [...this.view.volumes.values()]
@@ -323,7 +324,12 @@ export class Orchestrator {
       const who = identityOf(req)!;
       if (rec.credential && rec.credential !== who.name && who.role !== 'admin') return reply.code(403).send({ error: `server ${id} is registered by ${rec.credential}, not ${who.name}` });
       const b = (req.body ?? {}) as Partial<HeartbeatRequest>;
-      this.liveness.set(id, { at: Date.now(), usedBytes: Number(b.usedBytes) || 0, segments: Number(b.segments) || 0 });
+      const quarantined = Math.max(0, Math.floor(Number(b.quarantined) || 0));
+      const before = this.liveness.get(id)?.quarantined ?? 0;
+      this.liveness.set(id, { at: Date.now(), usedBytes: Number(b.usedBytes) || 0, segments: Number(b.segments) || 0, quarantined });
+      if (quarantined > before) {
+        this.decisions.record({ type: 'quarantined', segmentId: '', server: id, reason: `${id} set aside ${quarantined - before} cop${quarantined - before === 1 ? 'y' : 'ies'} the metadata does not know (${quarantined} in quarantine; presage quarantine list)` });
+      }
       if (this.view.servers.get(id)?.state === 'down') await this.failover.markUp(id);
       if (Array.isArray(b.damaged) && b.damaged.length > 0 && this.leading) {
         const ids = b.damaged.filter((x): x is string => typeof x === 'string').slice(0, 10000);

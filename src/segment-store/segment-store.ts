@@ -11,6 +11,8 @@
 //                                   missing or of the wrong size: ensure() never leaves either), with
 //                                   the reason; such a copy must not be trusted (isDamaged)
 //   clean-shutdown                  present only after a clean close() (see `known` below)
+//   quarantine/<volume>/<index>[.<n>]/   copies set aside by quarantine(): their files, moved whole,
+//                                   never read or deleted except by purgeQuarantine()
 //
 // Sidecars are also held in memory (the most recently used ones, up to `sidecarCacheBytes`), so a
 // read is one disk operation (the data) and a write two (sidecar, then data), not two and three.
@@ -466,6 +468,69 @@ export class SegmentStore {
         }
       }),
     );
+  }
+
+  /**
+   * Moves a copy's files out of the store into quarantine/ (the segment is then unknown here),
+   * once in-flight I/O on it has finished: for copies nobody can vouch for either way, which an
+   * operator inspects and purges. Returns where the files went.
+   */
+  async quarantine(segmentId: string): Promise<string> {
+    const { volume, index } = parseSegmentId(segmentId);
+    this.checkOpen();
+    return this.track(
+      this.serial(segmentId, async () => {
+        const seg = this.segments.get(segmentId);
+        if (!seg) throw new OutOfRangeError(`unknown segment ${segmentId}`);
+        this.segments.delete(segmentId);
+        const release = await seg.lock.acquire(0, seg.blocks, true);
+        try {
+          seg.deleted = true;
+          await Promise.allSettled([...seg.flushes]);
+          this.dropSidecar(seg);
+          await closeFiles(seg);
+          const parent = join(this.dir, 'quarantine', volume);
+          await mkdir(parent, { recursive: true });
+          let dest = join(parent, String(index));
+          for (let n = 1; await exists(dest); n++) dest = join(parent, `${index}.${n}`);
+          await mkdir(dest);
+          // .dat last: until it has moved, scan() still finds the segment in place.
+          for (const p of [seg.sumPath, seg.metaPath, seg.damagedPath, seg.dataPath]) {
+            if (await exists(p)) await rename(p, join(dest, p.slice(p.lastIndexOf('/') + 1)));
+          }
+          await fsyncDir(dest);
+          await fsyncDir(join(seg.dataPath, '..'));
+          this.damage.delete(segmentId);
+          return dest;
+        } finally {
+          release();
+        }
+      }),
+    );
+  }
+
+  /** Copies in quarantine: segment id, folder, bytes of data. */
+  async listQuarantine(): Promise<{ segmentId: string; path: string; bytes: number }[]> {
+    const root = join(this.dir, 'quarantine');
+    if (!(await exists(root))) return [];
+    const out: { segmentId: string; path: string; bytes: number }[] = [];
+    for (const vol of await readdir(root)) {
+      for (const name of await readdir(join(root, vol))) {
+        const m = /^(0|[1-9][0-9]{0,15})(\.[0-9]+)?$/.exec(name);
+        if (!m) continue;
+        const path = join(root, vol, name);
+        const dat = join(path, `${m[1]}.dat`);
+        out.push({ segmentId: `${vol}/${m[1]}`, path, bytes: (await exists(dat)) ? (await stat(dat)).size : 0 });
+      }
+    }
+    return out.sort((a, b) => a.path.localeCompare(b.path));
+  }
+
+  /** Deletes quarantined copies (of one segment, or all); returns how many. */
+  async purgeQuarantine(segmentId?: string): Promise<number> {
+    const victims = (await this.listQuarantine()).filter((q) => segmentId === undefined || q.segmentId === segmentId);
+    for (const q of victims) await rm(q.path, { recursive: true, force: true });
+    return victims.length;
   }
 
   /** Stores a small JSON record for the segment atomically (tmp file, fsync, rename). */

@@ -107,6 +107,12 @@ export class StorageServer {
   /** Set while the metadata followed is another cluster's (or none): nothing is garbage-collected then. */
   private foreignMetadataLogged = false;
   private lastRegisterError?: string;
+  /** Per local copy, the highest SMT epoch at which this server was named for it (kept in its .meta). */
+  private readonly heldEpoch = new Map<string, number>();
+  /** Copies kept although the metadata no longer names this server, because it is not newer than the copy (logged once each). */
+  private readonly keptNewer = new Set<string>();
+  /** Copies in quarantine (reported in heartbeats). */
+  quarantined = 0;
   private heartbeatTimer?: NodeJS.Timeout;
   private gcTimer?: NodeJS.Timeout;
   /** Set by the orchestrator's heartbeat answers. */
@@ -189,6 +195,13 @@ export class StorageServer {
     return { address: this.dataAddr, handle: this.serve };
   }
 
+  /** Remembers (in the copy's .meta) that the metadata named this server for it at `epoch`. */
+  private recordHeld(id: string, epoch: number): void {
+    if ((this.heldEpoch.get(id) ?? -1) >= epoch) return;
+    this.heldEpoch.set(id, epoch);
+    this.store.writeMeta(id, { heldEpoch: epoch }).catch((err) => this.log.debug({ err, id }, 'could not record the held epoch'));
+  }
+
   private get clusterIdFile(): string {
     return path.join(this.opts.dir, 'cluster-id');
   }
@@ -218,6 +231,11 @@ export class StorageServer {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
     await s.store.open();
+    for (const id of s.store.list()) {
+      const held = (await s.store.readMeta(id).catch(() => undefined))?.heldEpoch;
+      if (typeof held === 'number') s.heldEpoch.set(id, held);
+    }
+    s.quarantined = (await s.store.listQuarantine()).length;
     s.telemetry.start();
     // Before the data port opens: a client reconnecting to a restarted server must not meet an
     // empty keyring (it would be refused for good, not asked to retry).
@@ -315,7 +333,7 @@ export class StorageServer {
       try {
         // Damaged copies the metadata still names here: the orchestrator replaces them.
         const damaged = [...this.store.listDamaged().keys()].filter((id) => this.view.entry(id)?.replicas.includes(this.id));
-        const r = await this.orch.heartbeat(this.id, { usedBytes: 0, segments: this.store.list().length, ...(damaged.length ? { damaged } : {}) });
+        const r = await this.orch.heartbeat(this.id, { usedBytes: 0, segments: this.store.list().length, quarantined: this.quarantined, ...(damaged.length ? { damaged } : {}) });
         this.leaseFrom = sentAt;
         if (r.leaseMs > 0) this.leaseMs = r.leaseMs;
         if (r.intervalMs > 0) this.heartbeatIntervalMs = r.intervalMs;
@@ -352,16 +370,36 @@ export class StorageServer {
       for (const id of this.store.list()) {
         const e = this.view.entry(id);
         const mine = e && (e.replicas.includes(this.id) || e.joining?.includes(this.id));
+        if (mine) this.recordHeld(id, e.epoch);
         if (mine || this.copies.list().some((j) => j.segmentId === id && j.state === 'running')) {
           this.unassignedSince.delete(id);
+          this.keptNewer.delete(id);
+          continue;
+        }
+        // Evidence first: delete only a copy the metadata has moved on from (an entry newer than
+        // the last one that named us); a copy the metadata does not know at all is set aside.
+        const held = this.heldEpoch.get(id) ?? 0;
+        if (e && e.epoch <= held) {
+          if (!this.keptNewer.has(id)) {
+            this.keptNewer.add(id);
+            this.log.error({ segment: id, metadataEpoch: e.epoch, heldEpoch: held }, 'the metadata no longer names this server for a copy, but its entry is not newer than the copy (a restored or rolled-back store?): kept');
+          }
           continue;
         }
         const since = this.unassignedSince.get(id) ?? now;
         this.unassignedSince.set(id, since);
-        if (now - since >= grace) {
-          this.unassignedSince.delete(id);
+        if (now - since < grace) continue;
+        this.unassignedSince.delete(id);
+        this.heldEpoch.delete(id);
+        if (e) {
           await this.store.delete(id).catch((err) => this.log.warn({ err, id }, 'could not delete unassigned segment'));
-          this.log.info({ segment: id }, 'deleted a copy no longer assigned to this server');
+          this.log.info({ segment: id, epoch: e.epoch }, 'deleted a copy no longer assigned to this server');
+        } else {
+          const where = await this.store.quarantine(id).catch((err) => this.log.warn({ err, id }, 'could not quarantine a copy'));
+          if (where) {
+            this.quarantined = (await this.store.listQuarantine()).length;
+            this.log.warn({ segment: id, path: where }, 'the metadata does not know this copy at all: moved to quarantine (an admin purges it: presage quarantine purge)');
+          }
         }
       }
       if (!this.stopped) this.gcTimer = setTimeout(tick, Math.min(grace / 2, 5000) || 1000);
@@ -400,6 +438,13 @@ export class StorageServer {
       return (await this.copies.whenFinished(req.params.id, wait)) ?? reply.code(404).send({ error: `no copy job ${req.params.id}` });
     });
     this.admin.delete<{ Params: { id: string } }>('/v1/copy-jobs/:id', async (req, reply) => (this.copies.cancel(req.params.id) ? { cancelled: req.params.id } : reply.code(404).send({ error: `no running copy job ${req.params.id}` })));
+    this.admin.get('/v1/quarantine', async () => this.store.listQuarantine());
+    this.admin.delete<{ Querystring: { segment?: string } }>('/v1/quarantine', async (req) => {
+      const purged = await this.store.purgeQuarantine(req.query.segment || undefined);
+      this.quarantined = (await this.store.listQuarantine()).length;
+      this.log.warn({ purged, segment: req.query.segment ?? null }, 'purged quarantined copies');
+      return { purged, left: this.quarantined };
+    });
     this.admin.post<{ Body: { segmentId?: string } }>('/v1/scrub', async (req) => {
       if (req.body?.segmentId) await this.scrubber.scrubSegment(req.body.segmentId);
       else await this.scrubber.scrubAll();
