@@ -438,6 +438,8 @@ export class StorageServer {
       return (await this.copies.whenFinished(req.params.id, wait)) ?? reply.code(404).send({ error: `no copy job ${req.params.id}` });
     });
     this.admin.delete<{ Params: { id: string } }>('/v1/copy-jobs/:id', async (req, reply) => (this.copies.cancel(req.params.id) ? { cancelled: req.params.id } : reply.code(404).send({ error: `no running copy job ${req.params.id}` })));
+    // What this server has seen of each copy it holds (for `presage meta restore`'s freshness check).
+    this.admin.get('/v1/held', async () => Object.fromEntries(this.heldEpoch));
     this.admin.get('/v1/quarantine', async () => this.store.listQuarantine());
     this.admin.delete<{ Querystring: { segment?: string } }>('/v1/quarantine', async (req) => {
       const purged = await this.store.purgeQuarantine(req.query.segment || undefined);
