@@ -70,8 +70,10 @@ export interface Proc {
 }
 
 /** Spawns the CLI and resolves once a stdout line matches `ready` (or rejects if it exits first). */
-export function spawnPresage(args: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}, timeoutMs = 30000, nodeArgs: string[] = []): Promise<Proc> {
-  const child = spawn(process.execPath, [...nodeArgs, ...presageArgv(args)], {
+export function spawnPresage(args: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}, timeoutMs = 30000, nodeArgs: string[] = [], prefix: string[] = []): Promise<Proc> {
+  // `prefix` wraps the command (e.g. ip netns exec NS): the wrapper execs node, so signals reach it.
+  const argv = [...prefix.slice(1), ...(prefix.length ? [process.execPath] : []), ...nodeArgs, ...presageArgv(args)];
+  const child = spawn(prefix[0] ?? process.execPath, argv, {
     cwd: REPO,
     env: { ...process.env, PRESAGE_LOG_LEVEL: process.env.PRESAGE_LOG_LEVEL ?? 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
