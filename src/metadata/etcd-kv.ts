@@ -281,8 +281,19 @@ class PrefixWatch {
   }
 }
 
+/** A write refused because the leadership it was made under is over (see EtcdKvStore.fence). */
+export class FencedError extends Error {
+  readonly code = 'ERR_PRESAGE_FENCED';
+}
+
 export class EtcdKvStore implements KvStore {
   readonly nsBytes: Buffer;
+  /**
+   * When set and returning a fence, every transaction also requires that key (raw, outside any
+   * namespace) to still have that create revision: a deposed leader's writes fail (FencedError)
+   * instead of racing its successor's.
+   */
+  fence?: () => { key: Buffer; createRevision: number } | undefined;
   private closed = false;
   private readonly hubs = new Map<string, PrefixWatch>();
   private readonly temps = new Set<PrefixWatch>();
@@ -420,7 +431,15 @@ export class EtcdKvStore implements KvStore {
       ...(txn.put ?? []).map((p): RPC.IRequestOp => ({ request_put: { key: this.k(p.key), value: Buffer.from(p.value, 'utf8') } })),
       ...(txn.delete ?? []).map((d): RPC.IRequestOp => ({ request_delete_range: { key: this.k(d) } })),
     ];
+    const fence = this.fence?.();
+    if (fence) compare.push({ key: fence.key, target: 'Create', result: 'Equal', create_revision: fence.createRevision });
     const res = await this.client.kv.txn({ compare, success, failure: [] }).catch((e) => Promise.reject(this.explain(e)));
+    if (!res.succeeded && fence) {
+      const own = await this.client.kv.range({ key: fence.key }).catch((e) => Promise.reject(this.explain(e)));
+      if (Number(own.kvs[0]?.create_revision ?? 0) !== fence.createRevision) {
+        throw new FencedError('this orchestrator no longer leads (its election key is gone): the write was refused');
+      }
+    }
     return { succeeded: res.succeeded, revision: Number(res.header.revision) };
   }
 

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
 import { LeaderElection } from './leader-election.ts';
+import { EtcdKvStore, FencedError } from './etcd-kv.ts';
 import { startEtcd, type EtcdProcess } from './testing/etcd-process.ts';
 
 let etcd: EtcdProcess;
@@ -139,4 +140,26 @@ test('in-process: one leader at a time, resign hands over at once, a revoked lea
   assert.equal(e2.isLeader, false);
   assert.equal(await e2.leader(), undefined);
   await e2.resign();
+});
+
+test('a deposed leader is fenced: once its election key is gone its transactions fail, its successor writes', { timeout: 30_000 }, async () => {
+  const a = new LeaderElection(client, 'fence', 'a', 5);
+  await a.campaign();
+  const storeA = new EtcdKvStore(client, { namespace: '/fence-test/' });
+  storeA.fence = () => a.fence;
+  assert.equal((await storeA.txn({ put: [{ key: 'k1', value: 'by a' }] })).succeeded, true, 'the leader writes');
+  // Deposed without knowing it yet (a lease that expired during a pause): its key is gone.
+  await client.delete().key(a.fence!.key);
+  await assert.rejects(storeA.txn({ put: [{ key: 'k2', value: 'by a, deposed' }] }), (err: Error) => err instanceof FencedError && err.code === 'ERR_PRESAGE_FENCED');
+  assert.equal(await storeA.get('k2'), undefined, 'nothing of the deposed leader landed');
+  const b = new LeaderElection(client, 'fence', 'b', 5);
+  await b.campaign();
+  const storeB = new EtcdKvStore(client, { namespace: '/fence-test/' });
+  storeB.fence = () => b.fence;
+  assert.equal((await storeB.txn({ put: [{ key: 'k3', value: 'by b' }] })).succeeded, true, 'the successor writes');
+  await assert.rejects(storeA.txn({ put: [{ key: 'k4', value: 'by a' }] }), FencedError, 'and the deposed one still cannot');
+  // A compare that fails for its own reason is still an ordinary "not succeeded", not a fence.
+  assert.equal((await storeB.txn({ compare: [{ key: 'k3', modRevision: 1 }], put: [{ key: 'k3', value: 'x' }] })).succeeded, false);
+  await b.resign();
+  await a.resign().catch(() => {});
 });

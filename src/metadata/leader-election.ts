@@ -45,6 +45,17 @@ export class LeaderElection {
     return this.leading;
   }
 
+  /**
+   * The fence of the last leadership this candidate won: its election key and that key's create
+   * revision. A transaction that compares on it succeeds only while that leadership lasts, so a
+   * leader that was deposed (lease expired while it was paused, key deleted) cannot write even
+   * before it notices. Kept after the loss (that is the point); replaced by the next win.
+   */
+  get fence(): { key: Buffer; createRevision: number } | undefined {
+    return this.lastFence;
+  }
+  private lastFence?: { key: Buffer; createRevision: number };
+
   /** Called once leadership (or the candidacy) is lost without resign(): lease expired or key gone. */
   onLost(cb: (reason: Error) => void): () => void {
     this.lostCbs.add(cb);
@@ -83,6 +94,7 @@ export class LeaderElection {
       if (!before) break;
       await Promise.race([this.waitDeleted(before.key, Number(pred.header.revision)), aborted]);
     }
+    this.lastFence = { key: this.myKey, createRevision: this.myRev };
     this.leading = true;
     this.abortCampaign = undefined;
     // Our own key vanishing (revoked, deleted by an operator) also ends our leadership.

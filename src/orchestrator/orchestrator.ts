@@ -154,6 +154,9 @@ export class Orchestrator {
       if (kv instanceof EtcdKvStore) {
         // The candidate id is our API URL, so servers and clients find the leader by reading the election.
         o.election = new LeaderElection(kv.client, ORCHESTRATOR_ELECTION, o.address, opts.electionTtlSeconds ?? 3);
+      // Every write of ours is fenced by our leadership: once deposed, none lands.
+      const election = o.election;
+      kv.fence = () => election.fence;
         o.election.onLost((reason) => {
           o.log.error({ reason: reason.message }, 'lost leadership');
           o.leading = false;
