@@ -1,5 +1,11 @@
 // One storage server process: a data directory of segments, the data protocol, replication to
 // peers, registration and heartbeats with the orchestrator, and an admin HTTP API.
+//
+// What it deletes, and on what evidence (docs/reliability.md): nothing while the metadata it
+// follows is not its own cluster's (<dir>/cluster-id); a copy only once the metadata names other
+// servers for it at an epoch newer than the last one that named this server (kept in the copy's
+// .meta); a copy the metadata does not know at all goes to quarantine, never to deletion; a copy
+// found damaged at start-up is never served, is reported, and is deleted once it was replaced.
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -248,11 +254,15 @@ export class StorageServer {
     await s.startWithRetry('metadata', () => s.replica.start());
     // A damaged copy the metadata no longer names here is worth nothing: removed at once, so that a
     // repair choosing this server starts from an empty file.
+    const deleting = new Set<string>();
     const dropDamaged = () => {
       if (!s.metadataIsOurs()) return;
       for (const id of s.store.listDamaged().keys()) {
         const e = s.view.entry(id);
-        if (e && !e.replicas.includes(s.id)) s.store.delete(id).then(() => s.log.info({ segment: id }, 'deleted a damaged copy that was replaced'), (err) => s.log.warn({ err, id }, 'could not delete a damaged copy'));
+        if (!e || e.replicas.includes(s.id) || deleting.has(id)) continue;
+        deleting.add(id);
+        s.store.delete(id).then(() => s.log.info({ segment: id }, 'deleted a damaged copy that was replaced'), (err) => s.log.warn({ err, id }, 'could not delete a damaged copy'))
+          .finally(() => deleting.delete(id));
       }
     };
     s.view.on('change', dropDamaged);
