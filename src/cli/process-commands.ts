@@ -41,6 +41,12 @@ function retrainInterval(text: string): number {
   return ms;
 }
 
+function overcommitArg(v: string): number {
+  const n = Number(v);
+  if (!(n > 0 && n <= 1000)) throw new InvalidArgumentError('over-commit ratio must be a number above 0, at most 1000');
+  return n;
+}
+
 export function registerProcessCommands(program: Command): void {
   program
     .command('orchestrator')
@@ -61,8 +67,9 @@ export function registerProcessCommands(program: Command): void {
     .option('--score-poll <ms>', 'how often servers\' Failure Scores and heat are polled', intArg('score poll', 100, 600_000), 5000)
     .addOption(metaOption())
     .option('--election-ttl <seconds>', 'with etcd: a dead leader is replaced after about this long', intArg('election ttl', 1, 600), 3)
+    .option('--overcommit <ratio>', 'volumes may promise (size × replicas) up to this multiple of the up servers\' capacity; above 1 is thin provisioning', overcommitArg, 1)
     .option('--retrain-interval <duration>', 'retrain the failure models from the servers\' history this often (e.g. 7d, 12h; 0 = only on request)', retrainInterval, 7 * 86_400_000)
-    .action(action(async (opts: { retrainInterval: number; dir: string; listen: string; heartbeatTimeout: number; maxCopiesPerServer: number; maxCopiesCluster: number; clusterBandwidth: number; repair: boolean; meta?: string; electionTtl: number; predictive: boolean; drainThreshold: number; warningThreshold: number; drainSustain: number; recoverAfter: number; maxDraining: number; scorePoll: number }) => {
+    .action(action(async (opts: { retrainInterval: number; dir: string; listen: string; heartbeatTimeout: number; maxCopiesPerServer: number; maxCopiesCluster: number; clusterBandwidth: number; repair: boolean; meta?: string; electionTtl: number; predictive: boolean; drainThreshold: number; warningThreshold: number; drainSustain: number; recoverAfter: number; maxDraining: number; scorePoll: number; overcommit: number }) => {
       if (opts.warningThreshold > opts.drainThreshold) throw new Error('--warning-threshold must not be above --drain-threshold');
       const { host, port } = parseHostPort(opts.listen, '--listen');
       const log = createLogger('orchestrator');
@@ -70,6 +77,7 @@ export function registerProcessCommands(program: Command): void {
         dir: opts.dir, host, port, logger: log, heartbeatTimeoutMs: opts.heartbeatTimeout, repair: opts.repair,
         limits: { maxCopiesPerServer: opts.maxCopiesPerServer, maxCopiesCluster: opts.maxCopiesCluster, clusterBandwidth: opts.clusterBandwidth },
         meta: opts.meta,
+        admission: { overcommit: opts.overcommit },
         electionTtlSeconds: opts.electionTtl,
         scorePollMs: opts.scorePoll,
         retrain: { intervalMs: opts.retrainInterval },

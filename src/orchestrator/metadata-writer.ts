@@ -23,8 +23,35 @@ export class ForeignClusterError extends ConflictError {
 
 const SERVER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
+/**
+ * Limits checked before any work (issue #22): one volume creation writes one SMT entry per
+ * segment in one transaction, so a request for 2^30 segments would hold the orchestrator for
+ * minutes and its memory for gigabytes; a volume larger than the cluster can store is accepted
+ * only as far as the over-commit ratio allows (1.0: no thin provisioning unless asked).
+ */
+export interface AdmissionLimits {
+  /** Segments one volume may have (default 65 536: 64 TiB at the default 1 GiB segment). */
+  maxSegmentsPerVolume: number;
+  /** SMT entries the whole cluster may hold (default 1 000 000). */
+  maxSegmentsPerCluster: number;
+  /** Logical bytes × replicas the cluster may promise, as a multiple of the up servers' capacity (default 1.0). */
+  overcommit: number;
+}
+
+export const DEFAULT_ADMISSION: AdmissionLimits = { maxSegmentsPerVolume: 65_536, maxSegmentsPerCluster: 1_000_000, overcommit: 1 };
+
+/** A request refused before any work because it exceeds a limit (stable code for clients). */
+export class LimitError extends Error {
+  readonly code = 'ERR_PRESAGE_LIMIT';
+}
+
 export class MetadataWriter {
-  constructor(private readonly kv: KvStore, private readonly view: ClusterView) {}
+  readonly limits: AdmissionLimits;
+
+  constructor(private readonly kv: KvStore, private readonly view: ClusterView, limits: Partial<AdmissionLimits> = {}) {
+    this.limits = { ...DEFAULT_ADMISSION, ...limits };
+    if (!(this.limits.overcommit > 0)) throw new RangeError(`overcommit must be > 0, got ${this.limits.overcommit}`);
+  }
 
   /**
    * The store's cluster identity, created (create-if-absent, so concurrent orchestrators agree)
@@ -168,10 +195,25 @@ export class MetadataWriter {
 
   async createVolume(input: Partial<VolumeSpec> & { name?: unknown; size?: unknown }): Promise<VolumeRecord> {
     const spec = validateVolumeSpec(input);
+    const count = segmentCountOf(spec);
+    const { maxSegmentsPerVolume, maxSegmentsPerCluster, overcommit } = this.limits;
+    if (count > maxSegmentsPerVolume) {
+      throw new LimitError(`volume ${spec.name} would have ${count} segments; at most ${maxSegmentsPerVolume} per volume (use a larger --segment-size)`);
+    }
     await this.view.refresh();
     if (this.view.volumes.has(spec.name)) throw new ConflictError(`volume ${spec.name} already exists`);
-    const count = segmentCountOf(spec);
-    const placement = placeSegments(this.placementCandidates(), count, spec.replicas, spec.segmentSize, spec.name);
+    if (this.view.smt.size + count > maxSegmentsPerCluster) {
+      throw new LimitError(`the cluster holds ${this.view.smt.size} segments; ${count} more would pass its limit of ${maxSegmentsPerCluster}`);
+    }
+    const candidates = this.placementCandidates();
+    const capacity = candidates.reduce((a, c) => a + c.capacityBytes, 0);
+    const promised = [...this.view.volumes.values()].reduce((a, v) => a + v.size * v.replicas, 0);
+    const asked = spec.size * spec.replicas;
+    if (promised + asked > overcommit * capacity) {
+      throw new LimitError(`volume ${spec.name} needs ${asked} bytes with its ${spec.replicas} replicas; the cluster has promised ${promised} of ${capacity} bytes` +
+        ` on its up servers (over-commit ratio ${overcommit}; start the orchestrator with a larger --overcommit for thin provisioning)`);
+    }
+    const placement = placeSegments(candidates, count, spec.replicas, spec.segmentSize, spec.name);
     const rec: VolumeRecord = { ...spec, segmentCount: count, createdAt: new Date().toISOString() };
     const put = [{ key: volumeKey(spec.name), value: JSON.stringify(rec) }];
     for (let i = 0; i < count; i++) {

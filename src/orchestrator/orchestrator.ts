@@ -26,7 +26,7 @@ import { DrainPolicy } from './drain-policy.ts';
 import { FailoverController, type Liveness } from './failover.ts';
 import { FleetMonitor } from './fleet-monitor.ts';
 import { PredictiveDrainPolicy, type PredictiveDrainConfig } from './predictive-drain.ts';
-import { ConflictError, ForbiddenError, ForeignClusterError, MetadataWriter, NotFoundError } from './metadata-writer.ts';
+import { ConflictError, ForbiddenError, ForeignClusterError, LimitError, MetadataWriter, NotFoundError, type AdmissionLimits } from './metadata-writer.ts';
 import { DirLock } from './dir-lock.ts';
 import { OperatorController, type ControllerLimits } from './operator-controller.ts';
 import { PRIORITY } from './operators.ts';
@@ -38,6 +38,8 @@ import { bootstrapKeyring, registerAuthRoutes } from './auth-routes.ts';
 
 export interface OrchestratorOptions {
   dir: string;
+  /** Limits on volume creation (segments per volume and cluster, over-commit ratio). */
+  admission?: Partial<AdmissionLimits>;
   host: string;
   port: number;
   logger?: Logger;
@@ -98,7 +100,7 @@ export class Orchestrator {
     this.kv = kv;
     this.replica = new KvReplica(kv, ROOT, { pollTimeoutMs: 30000, onError: (err) => this.log.warn({ err }, 'metadata watch error') });
     this.view = new ClusterView(this.replica);
-    this.writer = new MetadataWriter(kv, this.view);
+    this.writer = new MetadataWriter(kv, this.view, opts.admission);
     this.heartbeatTimeoutMs = opts.heartbeatTimeoutMs ?? 10000;
     this.decisions = new DecisionLog(this.log);
     this.operators = new OperatorController(kv, this.view, this.writer, this.log, opts.limits, this.decisions);
@@ -293,6 +295,7 @@ export class Orchestrator {
       const code = e instanceof NotFoundError ? 404
         : e instanceof ForbiddenError ? 403
         : e instanceof ConflictError ? 409
+        : e instanceof LimitError ? 422
           : e instanceof PlacementError ? 503
             : 400;
       const stable = (e as { code?: unknown }).code;
