@@ -95,10 +95,14 @@ async function newerOnServers(b: Backup): Promise<{ newer: string[]; unreachable
   return { newer: newer.sort(), unreachable };
 }
 
-async function writeAll(dst: KvStore, entries: { key: string; value: string }[], force: boolean): Promise<{ removed: number }> {
+/**
+ * Writes `entries` into `dst` in batches, then removes the Presage keys it held that they do not
+ * have (an overwritten older copy). A target holding keys is refused unless `force`.
+ */
+async function writeAll(dst: KvStore, entries: { key: string; value: string }[], force: boolean, target = 'the target', label = 'restoring keys'): Promise<{ removed: number }> {
   const existing = (await dst.range(ALL)).entries;
-  if (existing.length > 0 && !force) throw new Error(`the target already holds ${existing.length} Presage keys; restore goes into an empty store (or --force to replace them)`);
-  const bar = new ByteProgress(entries.length, 'restoring keys', 'items');
+  if (existing.length > 0 && !force) throw new Error(`${target} already holds ${existing.length} Presage keys; write into an empty store, or use --force to replace them`);
+  const bar = new ByteProgress(entries.length, label, 'items');
   for (let i = 0; i < entries.length; i += BATCH) {
     const batch = entries.slice(i, i + BATCH);
     const r = await dst.txn({ put: batch });
@@ -203,24 +207,11 @@ export function registerMetaCommands(program: Command): void {
       const dst = EtcdKvStore.connect(opts.to);
       try {
         const entries = await snapshot(src);
-        const existing = await snapshot(dst);
-        if (existing.length > 0 && !opts.force) throw new Error(`etcd already holds ${existing.length} Presage keys; use --force to overwrite`);
-        const bar = new ByteProgress(entries.length, 'copying keys', 'items');
-        for (let i = 0; i < entries.length; i += BATCH) {
-          const batch = entries.slice(i, i + BATCH);
-          const r = await dst.txn({ put: batch.map((e) => ({ key: e.key, value: e.value })) });
-          if (!r.succeeded) throw new Error('etcd refused a batch');
-          bar.add(batch.length);
-        }
-        bar.stop();
-        // Keys of the target that the source does not have (an overwritten older copy) are removed.
-        const keep = new Set(entries.map((e) => e.key));
-        const stale = existing.filter((e) => !keep.has(e.key)).map((e) => e.key);
-        for (let i = 0; i < stale.length; i += BATCH) await dst.txn({ delete: stale.slice(i, i + BATCH) });
+        const { removed } = await writeAll(dst, entries.map((e) => ({ key: e.key, value: e.value })), opts.force === true, 'etcd', 'copying keys');
         const copied = await snapshot(dst);
         const ok = copied.length === entries.length && digest(copied) === digest(entries);
         if (!ok) throw new Error(`verification failed: ${copied.length} keys in etcd, ${entries.length} in the source`);
-        const summary = { keys: entries.length, removed: stale.length, digest: digest(entries), verified: true };
+        const summary = { keys: entries.length, removed, digest: digest(entries), verified: true };
         if (opts.json) return printJson(summary);
         process.stdout.write(`copied ${entries.length} keys into ${opts.to} and verified them (sha256 ${summary.digest.slice(0, 16)}…)\n`);
         process.stdout.write(`now start the orchestrator(s) and servers with --meta ${opts.to}\n`);

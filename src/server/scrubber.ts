@@ -147,14 +147,7 @@ export class Scrubber {
           this.ctx.log.error({ segmentId, block: b }, 'corrupt block with no healthy replica');
           continue;
         }
-        const res = await this.ctx.peers.get(donor.addr).send({ op: Op.READ, flags: Flag.COPY, epoch: entry.epoch, segmentId, offset: b * BLOCK_SIZE, length: BLOCK_SIZE, payload: EMPTY });
-        if (res.status !== Status.OK) {
-          this.stats.unrepairable++;
-          continue;
-        }
-        await this.ctx.store.write(segmentId, b * BLOCK_SIZE, res.payload);
-        this.stats.blocksRepaired++;
-        this.ctx.log.warn({ segmentId, block: b, from: donor.sid }, 'repaired corrupt block from a replica');
+        await this.repairFrom(donor, entry, segmentId, b, 'repaired corrupt block from a replica');
         continue;
       }
       const differing = peers.filter((r) => r.corrupt.includes(b) || r.sums[i] !== local.sums[i]);
@@ -169,15 +162,7 @@ export class Scrubber {
           this.ctx.log.error({ segmentId, block: b, replicas: differing.map((r) => r.sid) }, 'replicas differ and none holds the latest write the primary recorded: left as is (conflict)');
           continue;
         }
-        const res = await this.ctx.peers.get(donor.addr).send({ op: Op.READ, flags: Flag.COPY, epoch: entry.epoch, segmentId, offset: b * BLOCK_SIZE, length: BLOCK_SIZE, payload: EMPTY });
-        if (res.status !== Status.OK) {
-          this.stats.unrepairable++;
-          continue;
-        }
-        await this.ctx.store.write(segmentId, b * BLOCK_SIZE, res.payload);
-        this.stats.mismatchesFound++;
-        this.stats.blocksRepaired++;
-        this.ctx.log.warn({ segmentId, block: b, from: donor.sid }, 'repaired a primary block that had lost its latest write, from a replica holding it');
+        if (await this.repairFrom(donor, entry, segmentId, b, 'repaired a primary block that had lost its latest write, from a replica holding it')) this.stats.mismatchesFound++;
         continue;
       }
       this.stats.corruptFound += peerBad.length;
@@ -194,6 +179,20 @@ export class Scrubber {
       }
     }
   }
+
+  /** Overwrites our block `b` with the donor replica's; false (counted unrepairable) if it cannot answer. */
+  private async repairFrom(donor: { sid: string; addr: string }, entry: SmtEntry, segmentId: string, b: number, what: string): Promise<boolean> {
+    const res = await this.ctx.peers.get(donor.addr).send({ op: Op.READ, flags: Flag.COPY, epoch: entry.epoch, segmentId, offset: b * BLOCK_SIZE, length: BLOCK_SIZE, payload: EMPTY });
+    if (res.status !== Status.OK) {
+      this.stats.unrepairable++;
+      return false;
+    }
+    await this.ctx.store.write(segmentId, b * BLOCK_SIZE, res.payload);
+    this.stats.blocksRepaired++;
+    this.ctx.log.warn({ segmentId, block: b, from: donor.sid }, what);
+    return true;
+  }
 }
 
 const EMPTY = Buffer.alloc(0);
+
