@@ -30,7 +30,8 @@ test('sector-errors: the degrading server\'s disk score passes 70 before the fau
   // Five healthy drives with a full month and no grown defects: the servers' pasts.
   const healthy = (await loadBackblazeDrives(DATA)).filter((d) => !d.failed && d.days.length >= 35 && d.smart[1].every((v) => v === 0)).slice(0, 5);
   assert.equal(healthy.length, 5);
-  const cluster = await TestCluster.start({ servers: 5, serverArgs: () => ['--allow-faults', '--telemetry-interval', '500', '--score-interval', '1000', '--smart', 'off'] });
+  // The servers read the dataset in place: its folder is their import folder.
+  const cluster = await TestCluster.start({ servers: 5, importDir: path.dirname(DATA), serverArgs: () => ['--allow-faults', '--telemetry-interval', '500', '--score-interval', '1000', '--smart', 'off'] });
   const client = await PresageClient.connect({ orchestratorUrl: cluster.url, logger: createLogger('sector-test', 'error') });
   try {
     const api = new OrchestratorClient(cluster.url);

@@ -70,7 +70,8 @@ export function validateLabel(input: unknown, now = Date.now()): FailureLabel {
   if (typeof b.mode !== 'string' || !(FAILURE_MODES as readonly string[]).includes(b.mode)) throw new Error(`label: "mode" must be one of ${FAILURE_MODES.join(', ')}`);
   const t = b.t === undefined ? now : typeof b.t === 'string' ? Date.parse(b.t) : Number(b.t);
   if (!Number.isFinite(t) || t <= 0 || t > now + 60_000) throw new Error('label: "t" must be a time (ms or ISO) not in the future');
-  if (b.cause !== undefined && typeof b.cause !== 'string') throw new Error('label: "cause" must be a string');
+  // Stored in the metadata and listed to every reader: bounded like the rest of a label.
+  if (b.cause !== undefined && (typeof b.cause !== 'string' || b.cause.length > 1000)) throw new Error('label: "cause" must be a string of at most 1000 characters');
   return { server: b.server, mode: b.mode as FailureMode, t, source: 'operator', cause: (b.cause as string | undefined) ?? 'recorded by an operator' };
 }
 

@@ -3,6 +3,7 @@
 
 import crypto from 'node:crypto';
 import type { RegisterRequest, RegisterResponse } from '../api/types.ts';
+import { parseServerAddress } from '../common/address.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
 import type { KvStore } from '../metadata/kv.ts';
 import {
@@ -72,10 +73,21 @@ export class MetadataWriter {
    * Registers (or re-registers) a server as `credential`. A server is bound to the entity that
    * first registered it and to its addresses: a registration of the same id by another entity,
    * or at other addresses, is refused (a rogue taking over a known server's identity would
-   * otherwise be handed its segments' traffic). `rebindServer` lifts the binding.
+   * otherwise be handed its segments' traffic). `rebindServer` lifts the binding. The addresses
+   * must be exactly HOST:PORT of a usable IP or host name (AddressError otherwise), before any
+   * read: whether they are the sender's own is the API route's check (it knows the sender).
    */
   async registerServer(req: RegisterRequest, credential: string): Promise<RegisterResponse> {
     if (typeof req.id !== 'string' || !SERVER_ID.test(req.id)) throw new Error(`invalid server id ${JSON.stringify(req.id)}`);
+    parseServerAddress(req.dataAddr, 'dataAddr');
+    parseServerAddress(req.adminAddr, 'adminAddr');
+    // Failure-domain labels go into the server record every reader of the metadata loads: bounded.
+    for (const what of ['zone', 'rack'] as const) {
+      const v = req[what];
+      if (v !== undefined && v !== null && (typeof v !== 'string' || v.length > 64 || /[\u0000-\u001f\u007f]/.test(v))) {
+        throw new Error(`${what} must be a label of at most 64 characters without control characters`);
+      }
+    }
     if (req.clusterId !== undefined && typeof req.clusterId !== 'string') throw new Error('clusterId must be a string');
     const clusterEntry = await this.kv.get(CLUSTER_KEY);
     if (!clusterEntry) throw new ConflictError('this metadata store has no cluster identity yet (the orchestrator is starting); retry');
@@ -87,7 +99,6 @@ export class MetadataWriter {
         'to make the server part of this cluster, restart it with --join-new-cluster',
       );
     }
-    if (typeof req.dataAddr !== 'string' || typeof req.adminAddr !== 'string') throw new Error('dataAddr and adminAddr are required');
     if (!Number.isFinite(req.capacityBytes) || req.capacityBytes <= 0) throw new Error('capacityBytes must be positive');
     for (let attempt = 0; attempt < 20; attempt++) {
       const cur = await this.kv.get(serverKey(req.id));

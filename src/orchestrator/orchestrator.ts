@@ -10,6 +10,8 @@ import { identityOf, requireAuthentication } from '../auth/http-auth.ts';
 import { AUTH_ROOT, Keyring } from '../auth/keyring.ts';
 import { can } from '../auth/policy.ts';
 import { serverTls } from '../common/cluster-tls.ts';
+import { AddressError, checkServerAddress } from '../common/address.ts';
+import { CONTROL_BODY_LIMIT, explainBodyLimits } from '../common/http-limits.ts';
 import type { Logger } from '../common/log.ts';
 import { silentLogger } from '../common/log.ts';
 import { ClusterView } from '../metadata/cluster-view.ts';
@@ -68,6 +70,12 @@ export interface OrchestratorOptions {
   credential?: Credential;
 }
 
+  /**
+   * Accept server addresses that are not the registering machine's own (servers behind NAT,
+   * whose announced address differs from the one they connect from). Default false: a server
+   * may announce only the address its registration came from (common/address.ts).
+   */
+  allowAnyServerAddress?: boolean;
 export class Orchestrator {
   readonly kv: KvStore;
   readonly view: ClusterView;
@@ -117,7 +125,10 @@ export class Orchestrator {
     // forceCloseConnections: stop() must not wait out idle keep-alive connections (72 s) of clients and servers.
     // HTTPS when the cluster speaks TLS (common/cluster-tls.ts).
     const tls = serverTls();
-    this.http = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024, forceCloseConnections: true, ...(tls ? { https: tls } : {}) }) as unknown as FastifyInstance;
+    // Every route takes small JSON (the largest, a heartbeat, lists at most 10 000 damaged
+    // segments): 1 MiB, and an over-limit body is a 413 with a stable code (common/http-limits.ts).
+    this.http = Fastify({ logger: false, bodyLimit: CONTROL_BODY_LIMIT, forceCloseConnections: true, ...(tls ? { https: tls } : {}) }) as unknown as FastifyInstance;
+    explainBodyLimits(this.http);
     this.keyring = new Keyring(kv, { pollTimeoutMs: 30000, onError: (err) => this.log.warn({ err }, 'keyring watch error') });
     // First hook: nothing below runs for an unauthenticated or unauthorised request.
     requireAuthentication(this.http, this.keyring);
@@ -319,6 +330,12 @@ export class Orchestrator {
         this.liveness.set(r.id, { at: Date.now(), usedBytes: 0, segments: 0 });
         this.log.info({ server: r.id, dataAddr: (req.body as RegisterRequest).dataAddr }, 'server registered');
         return r;
+        // The orchestrator and clients later fetch from and connect to these addresses: each must
+        // be exactly HOST:PORT and, unless --allow-any-server-address, the sending machine's own
+        // (else any peer with a server key could aim the orchestrator at any URL: SSRF).
+        const b = (req.body ?? {}) as Partial<RegisterRequest>;
+        const source = this.opts.allowAnyServerAddress ? undefined : req.socket.remoteAddress ?? '';
+        for (const what of ['dataAddr', 'adminAddr'] as const) await checkServerAddress(b[what], what, { source });
       } catch (err) {
         return fail(reply, err);
       }
@@ -327,6 +344,10 @@ export class Orchestrator {
       const id = req.params.id;
       const rec = this.view.servers.get(id);
       if (!rec) return reply.code(404).send({ error: `no server ${id}; register first` });
+        if (err instanceof AddressError) {
+          this.log.warn({ server: (req.body as RegisterRequest | undefined)?.id, from: req.socket.remoteAddress, err: err.message }, 'refused a server registration: bad address');
+          return reply.code(err.status).send({ error: err.message, code: err.code });
+        }
       const who = identityOf(req)!;
       if (rec.credential && rec.credential !== who.name && who.role !== 'admin') return reply.code(403).send({ error: `server ${id} is registered by ${rec.credential}, not ${who.name}` });
       const b = (req.body ?? {}) as Partial<HeartbeatRequest>;

@@ -18,6 +18,7 @@ import { AuthError, processCredential } from '../auth/credentials.ts';
 import { requireAuthentication } from '../auth/http-auth.ts';
 import { Keyring } from '../auth/keyring.ts';
 import { serverTls } from '../common/cluster-tls.ts';
+import { CONTROL_BODY_LIMIT, explainBodyLimits } from '../common/http-limits.ts';
 import type { Logger } from '../common/log.ts';
 import { silentLogger } from '../common/log.ts';
 import { ClusterView } from '../metadata/cluster-view.ts';
@@ -86,6 +87,11 @@ export interface StorageServerOptions {
   logger?: Logger;
 }
 
+  /**
+   * The folder POST /v1/metrics/import {"path"} may read history files from (inside it only,
+   * after resolving symlinks). Unset: imports take the data in the request body, never a path.
+   */
+  importDir?: string;
 export class StorageServer {
   readonly id: string;
   readonly store: SegmentStore;
@@ -180,10 +186,12 @@ export class StorageServer {
     this.scrubber = new Scrubber(parts);
     this.data = new DataServer(this.serve, this.log, { ...opts.dataLimits, keyring: this.keyring });
     const tls = serverTls();
-    this.admin = Fastify({ logger: false, forceCloseConnections: true, ...(tls ? { https: tls } : {}) }) as unknown as FastifyInstance;
+    // Small JSON by default; a model bundle and a history import set their own, larger limits.
+    this.admin = Fastify({ logger: false, bodyLimit: CONTROL_BODY_LIMIT, forceCloseConnections: true, ...(tls ? { https: tls } : {}) }) as unknown as FastifyInstance;
+    explainBodyLimits(this.admin);
     requireAuthentication(this.admin, this.keyring);
     this.adminRoutes();
-    registerTelemetryRoutes(this.admin, { telemetry: this.telemetry, faults: this.faults });
+    registerTelemetryRoutes(this.admin, { telemetry: this.telemetry, faults: this.faults, importDir: opts.importDir });
     this.scoring = new ServerScoring({
       serverId: this.id, dir: opts.dir, telemetry: this.telemetry, orch: this.orch, log: this.log,
       intervalMs: opts.scoreIntervalMs, timeScale: opts.scoreTimeScale, modelPath: opts.modelPath, peerGroup: opts.peerGroup,
@@ -342,7 +350,9 @@ export class StorageServer {
       const sentAt = Date.now();
       try {
         // Damaged copies the metadata still names here: the orchestrator replaces them.
-        const damaged = [...this.store.listDamaged().keys()].filter((id) => this.view.entry(id)?.replicas.includes(this.id));
+        // At most 10 000 a beat (what the orchestrator takes from one; the rest go in later beats),
+        // which keeps the heartbeat well inside the orchestrator's 1 MiB body limit.
+        const damaged = [...this.store.listDamaged().keys()].filter((id) => this.view.entry(id)?.replicas.includes(this.id)).slice(0, 10_000);
         const r = await this.orch.heartbeat(this.id, { usedBytes: 0, segments: this.store.list().length, quarantined: this.quarantined, ...(damaged.length ? { damaged } : {}) });
         this.leaseFrom = sentAt;
         if (r.leaseMs > 0) this.leaseMs = r.leaseMs;

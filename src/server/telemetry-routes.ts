@@ -6,10 +6,17 @@
 //   GET    /v1/metrics/history      ?metric=&from=&to=[&step=] per-minute roll-ups
 //   GET    /v1/metrics/storage      bytes used, bytes per day, projected size at retention
 //   POST   /v1/metrics/import       CSV body in our export format, or JSON {path, format, ...}
+//                                   for a file in the --import-dir folder (see importFilePath)
 //   GET    /v1/segments/heat        per-segment access rates, hottest first
 //   POST   /v1/faults               {profile, rampSeconds?, intensity?}     (--allow-faults only)
 //   GET    /v1/faults                                                      (--allow-faults only)
 //   DELETE /v1/faults[?profile=]                                           (--allow-faults only)
+//
+// A history import reads a file on this machine only from the folder the operator named
+// (--import-dir), never from a path of the caller's choosing: the caller holds an operator key
+// for the cluster, not a login on this machine. A path leading out of the folder (`..`, an
+// absolute path elsewhere, a symlink inside pointing out) is refused before anything is opened,
+// and errors about a file's content name the file and line, never quote it (history-import.ts).
 
 import path from 'node:path';
 import fs from 'node:fs';
@@ -26,10 +33,64 @@ export interface TelemetryRoutesContext {
   telemetry: ServerTelemetry;
   /** Present only when the server runs with --allow-faults. */
   faults?: FaultInjector;
+  /** The folder path imports may read (--import-dir); unset: body imports only. */
+  importDir?: string;
+}
+
+/** A path import refused (stable code): 403 outside the folder or without one, 404 no such file, 400 not a file. */
+export class ImportPathError extends Error {
+  readonly code = 'ERR_PRESAGE_IMPORT_PATH';
+  constructor(message: string, readonly status: 400 | 403 | 404) {
+    super(message);
+  }
+}
+
+const inside = (root: string, p: string) => {
+  const rel = path.relative(root, p);
+  return rel !== '' && rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
+};
+
+/**
+ * The real path of `given` (relative to the import folder, or absolute within it), or an
+ * ImportPathError. A path that does not lexically lie in the folder is refused before the file
+ * system is asked anything (so refusals say nothing about what exists elsewhere); then symlinks
+ * are resolved and the real path must still lie in the folder's real path. The caller opens the
+ * real path, so a symlink of the given path swapped after the check cannot lead out (only
+ * replacing a directory on the real path could, which takes write access to the folder).
+ */
+export function importFilePath(importDir: string | undefined, given: string): string {
+  if (!importDir) {
+    throw new ImportPathError('this server imports history from a file only with --import-dir: send the data in the request body instead (content-type text/csv, our export format), or start the server with --import-dir DIR and put the file there', 403);
+  }
+  if (given.includes('\0')) throw new ImportPathError('path must not contain NUL characters', 400);
+  const outside = () => new ImportPathError(`path ${JSON.stringify(given)} is outside the import folder ${importDir}: give a path relative to it (or absolute inside it) that does not lead out of it, symlinks included`, 403);
+  const root = fs.realpathSync(importDir);
+  const lexical = path.resolve(root, given);
+  if (!inside(root, lexical) && !inside(path.resolve(importDir), path.resolve(importDir, given))) throw outside();
+  let real: string;
+  try {
+    real = fs.realpathSync(lexical);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ImportPathError(`no such file in the import folder: ${given}`, 404);
+    throw new ImportPathError(`cannot open ${given} in the import folder (${(err as NodeJS.ErrnoException).code ?? 'error'})`, 400);
+  }
+  if (!inside(root, real)) throw outside();
+  if (!fs.statSync(real).isFile()) throw new ImportPathError(`${given} in the import folder is not a regular file`, 400);
+  return real;
 }
 
 export function registerTelemetryRoutes(app: FastifyInstance, ctx: TelemetryRoutesContext): void {
   const t = ctx.telemetry;
+  if (ctx.importDir !== undefined) {
+    // At start, so a mistyped --import-dir stops the server instead of failing every import.
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.statSync(ctx.importDir);
+    } catch {
+      // reported below
+    }
+    if (!st?.isDirectory()) throw new Error(`--import-dir ${ctx.importDir} is not a directory`);
+  }
   const bad = (reply: FastifyReply, err: unknown) => reply.code(400).send({ error: (err as Error).message ?? String(err) });
 
   app.get('/metrics', async (_req, reply) => {
@@ -72,12 +133,11 @@ export function registerTelemetryRoutes(app: FastifyInstance, ctx: TelemetryRout
         return t.importCsv(req.body, shiftMs);
       }
       const b = (req.body ?? {}) as Record<string, unknown>;
-      if (typeof b.path !== 'string' || !b.path) throw new Error('body must be CSV text (content-type text/csv) in our export format, or JSON {"path": FILE, "format": "own"|"perseus"|"backblaze", ...} (perseus: "host", optional "cluster" and "disk"; backblaze: "serial")');
-      if (!path.isAbsolute(b.path)) throw new Error(`path must be absolute (a file on the server's machine), got ${JSON.stringify(b.path)}`);
-      if (!fs.existsSync(b.path)) throw new Error(`no such file on the server: ${b.path}`);
+      if (typeof b.path !== 'string' || !b.path) throw new Error('body must be CSV text (content-type text/csv) in our export format, or JSON {"path": FILE, "format": "own"|"perseus"|"backblaze", ...} for a file in the server\'s --import-dir (perseus: "host", optional "cluster" and "disk"; backblaze: "serial")');
+      const file = importFilePath(ctx.importDir, b.path);
       const format = (b.format ?? 'own') as string;
       let spec: HistorySpec;
-      if (format === 'own') spec = { format: 'own', file: b.path };
+      if (format === 'own') spec = { format: 'own', file };
       else if (format === 'perseus') {
         if (b.host === undefined) throw new Error('format perseus needs "host" (which host of the file is this server)');
         // "disk": which drive of the host this server is (its rows feed the fail-slow mode); default the host's lowest drive.
@@ -85,13 +145,13 @@ export function registerTelemetryRoutes(app: FastifyInstance, ctx: TelemetryRout
           throw new Error(`format perseus: "disk" must be a drive id of digits (as in the file), got ${JSON.stringify(b.disk)}`);
         }
         spec = {
-          format: 'perseus', file: b.path, host: b.host as string,
+          format: 'perseus', file, host: b.host as string,
           ...(typeof b.cluster === 'string' ? { cluster: b.cluster } : {}),
           ...(b.disk !== undefined ? { disk: String(b.disk) } : {}),
         };
       } else if (format === 'backblaze') {
         if (typeof b.serial !== 'string') throw new Error('format backblaze needs "serial" (which drive of the file is this server)');
-        spec = { format: 'backblaze', file: b.path, serial: b.serial };
+        spec = { format: 'backblaze', file, serial: b.serial };
       } else throw new Error(`format must be own, perseus or backblaze (got ${JSON.stringify(format)})`);
       const shiftEndTo = b.shiftEndTo === undefined ? undefined : b.shiftEndTo === 'now' ? Date.now() : Number(b.shiftEndTo);
       if (shiftEndTo !== undefined && !Number.isFinite(shiftEndTo)) throw new Error('shiftEndTo must be "now" or ms since the epoch');
@@ -108,6 +168,7 @@ export function registerTelemetryRoutes(app: FastifyInstance, ctx: TelemetryRout
       }
       return await t.importFile(spec);
     } catch (err) {
+      if (err instanceof ImportPathError) return reply.code(err.status).send({ error: err.message, code: err.code });
       return bad(reply, err);
     }
   });

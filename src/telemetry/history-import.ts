@@ -22,6 +22,10 @@
 //
 // Nothing is synthesised: empty cells give no point, and backfill() reports how much of the
 // requested span the data actually covers.
+//
+// Errors name the file, the line number and what was wrong, never the line's content: the file
+// may be one the caller could not otherwise read (the server's import folder, issue #22), and a
+// quoted line of the wrong file is a leak (it once printed a line of /etc/shadow).
 
 import { createReadStream, promises as fsp } from 'node:fs';
 import { createGunzip } from 'node:zlib';
@@ -208,11 +212,25 @@ function headerIndex(header: string, required: string[], file: string): Map<stri
   const cols = splitCsv(header).map((c) => c.trim());
   const idx = new Map(cols.map((c, i) => [c, i]));
   const missing = required.filter((c) => !idx.has(c));
-  if (missing.length) throw new Error(`${file}: not the expected schema, missing column(s) ${missing.join(', ')} (header: ${header.slice(0, 200)})`);
+  if (missing.length) throw new Error(`${file}:1: not the expected schema, missing column(s) ${missing.join(', ')} in the header line`);
   return idx;
 }
 
-/** Imports our own export format. Throws on the first malformed line, naming it. */
+/** validateRow's verdict without the values it quotes: which field is wrong, not what it holds. */
+function rowProblem(row: RollupRow): string | undefined {
+  const err = validateRow(row);
+  if (!err) return undefined;
+  if (!Number.isFinite(row.ts)) return 'ts (field 1) is not a finite number';
+  if (err.startsWith('invalid metric name')) return 'invalid metric name (field 2)';
+  for (const [i, k] of (['min', 'max', 'mean', 'last'] as const).entries()) {
+    if (!Number.isFinite(row[k])) return `${k} (field ${i + 3}) is not a finite number`;
+  }
+  if (!(Number.isInteger(row.count) && row.count >= 1)) return 'count (field 7) is not a positive integer';
+  if (row.min > row.max) return 'min (field 3) is above max (field 4)';
+  return 'not a valid row';
+}
+
+/** Imports our own export format. Throws on the first malformed line, naming it (never quoting it). */
 export async function importOwnCsv(store: TimeSeriesStore | undefined, file: string, opts: ImportWindow = {}): Promise<ImportReport> {
   const w = new Writer(store, opts);
   let lineNo = 0;
@@ -221,7 +239,7 @@ export async function importOwnCsv(store: TimeSeriesStore | undefined, file: str
   for await (const line of readLines(file)) {
     lineNo++;
     if (lineNo === 1) {
-      if (line.trim() !== CSV_HEADER) throw new Error(`${file}: expected header "${CSV_HEADER}", got "${line.slice(0, 100)}"`);
+      if (line.trim() !== CSV_HEADER) throw new Error(`${file}:1: expected header "${CSV_HEADER}" (not our export format)`);
       continue;
     }
     if (line === '') continue;
@@ -231,7 +249,7 @@ export async function importOwnCsv(store: TimeSeriesStore | undefined, file: str
     const row: RollupRow = {
       ts: Number(f[0]), metric: f[1]!, min: Number(f[2]), max: Number(f[3]), mean: Number(f[4]), last: Number(f[5]), count: Number(f[6]),
     };
-    const err = validateRow(row);
+    const err = rowProblem(row);
     if (err) throw new Error(`${file}:${lineNo}: ${err}`);
     if (!w.inWindow(row.ts)) continue;
     selected++;
@@ -398,7 +416,7 @@ export async function importBackblaze(store: TimeSeriesStore | undefined, file: 
     seen = true;
     const date = f[idx.get('date')!] ?? '';
     const ts = Date.parse(`${date}T00:00:00Z`);
-    if (!/^\d{4}-\d{2}-\d{2}$/.test(date) || !Number.isFinite(ts)) throw new Error(`${file}:${lineNo}: bad date ${JSON.stringify(date)}`);
+    if (!/^\d{4}-\d{2}-\d{2}$/.test(date) || !Number.isFinite(ts)) throw new Error(`${file}:${lineNo}: the date column is not a date (YYYY-MM-DD)`);
     if (!w.inWindow(ts)) continue;
     selected++;
     const one = (metric: string, v: number) => w.add({ ts, metric, min: v, max: v, mean: v, last: v, count: 1 });

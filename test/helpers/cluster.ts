@@ -145,6 +145,8 @@ export interface ClusterOptions {
   orchestratorEnv?: NodeJS.ProcessEnv;
   serverEnv?: NodeJS.ProcessEnv;
   /** Extra node flags for servers (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+  /** Every server's --import-dir: the folder history imports by path may read (none by default). */
+  importDir?: string;
   serverNodeArgs?: string[];
   /** Metadata backend: the orchestrator's embedded store, or a real etcd started for the cluster. */
   meta?: MetaKind;
@@ -304,7 +306,8 @@ export class TestCluster {
     s.proc = await spawnPresage([
       // With etcd a server finds the active orchestrator through the leader election, so it follows a failover.
       'server', '--dir', s.dir, ...(this.etcd ? this.metaArgs : ['--orchestrator', this.url]),
-      '--listen', `127.0.0.1:${s.port}`, '--admin', `127.0.0.1:${s.adminPort}`, ...s.extraArgs,
+      '--listen', `127.0.0.1:${s.port}`, '--admin', `127.0.0.1:${s.adminPort}`,
+      ...(this.opts.importDir ? ['--import-dir', this.opts.importDir] : []), ...s.extraArgs,
       // Not the test's admin key: the server's own, from its directory.
     ], /serving data on/, { PRESAGE_KEY_FILE: '', ...this.tlsEnv, ...this.opts.serverEnv }, 30000, this.opts.serverNodeArgs);
     s.id = /server (\S+) serving/.exec(s.proc.stdout)![1];
