@@ -1,6 +1,15 @@
 // How a storage server answers one data-protocol request: check the sender's epoch against
 // this server's SMT copy, check ownership, apply it to the local segment store, and (as the
 // primary) forward writes to the other replicas before acknowledging.
+//
+// Membership (docs/reliability.md): with a valid lease (a heartbeat acknowledged within the
+// lease) the SMT copy is current enough to serve on its own. Once the lease lapses the server
+// cannot tell an orchestrator that is paused from one that has marked it down and moved its
+// segments on, so for the grace that follows it serves a client request only when the segment's
+// other replicas confirm the request's epoch is still theirs: a write is forwarded to all of them
+// at that epoch (as always), a read first asks each of them (STAT, forwarded). Any newer epoch
+// that could have moved the segment names at least one of them, which then answers STALE and the
+// request is refused. A single-copy segment has nobody to ask and waits for the orchestrator.
 
 import type { Logger } from '../common/log.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
@@ -19,8 +28,11 @@ export interface HandlerContext {
   peers: ConnectionPool;
   log: Logger;
   isReady(): boolean;
-  /** False when the server cannot confirm it is still a cluster member (its lease ran out): it must not serve. */
-  leaseValid(): boolean;
+  /**
+   * 'valid' while a heartbeat was acknowledged within the lease; 'grace' for a while after it
+   * lapsed (serve only what the other replicas confirm); 'expired' after that: serve nothing.
+   */
+  lease(): LeaseState;
   /** A read found a corrupt block here (scrub repairs it from a replica). */
   onCorrupt?(segmentId: string): void;
   /** Called with each completed request, for telemetry (flags tell forwarded and copy traffic apart). */
@@ -34,6 +46,8 @@ export interface HandlerContext {
   /** A forward to a peer replica failed to connect (not a timeout): the orchestrator may fail it over early. */
   onPeerUnreachable?(serverId: string): void;
 }
+
+export type LeaseState = 'valid' | 'grace' | 'expired';
 
 type Checked = { entry: SmtEntry; size: number } | { error: Response };
 
@@ -206,7 +220,11 @@ export class RequestHandler {
    */
   private dispatch(req: Request): Response | Promise<Response> {
     if (!this.ctx.isReady()) return this.fail(req, Status.UNAVAILABLE, 0, 'server is starting');
-    if (!this.ctx.leaseValid()) return this.fail(req, Status.UNAVAILABLE, 0, 'server lease expired: cannot confirm membership with the orchestrator');
+    const lease = this.ctx.lease();
+    if (lease !== 'valid') {
+      if (lease === 'expired') return this.fail(req, Status.UNAVAILABLE, 0, 'server lease expired: cannot confirm membership with the orchestrator');
+      return this.dispatchInGrace(req);
+    }
     if (req.op !== Op.READ || req.length === 0 || req.length > MAX_IO_BYTES || (req.flags & Flag.COPY) !== 0) return this.dispatchChecked(req);
     const checked = this.checkNow(req);
     if (!checked) return this.dispatchChecked(req);
@@ -234,6 +252,28 @@ export class RequestHandler {
         throw err;
       },
     );
+  }
+
+  /**
+   * The lease lapsed (the orchestrator is silent): serve a request only at an epoch the other
+   * replicas confirm (see the file comment). Requests from peers — a primary's forwarded writes,
+   * a replica's confirmations, the copy engine — are answered as usual: the epoch check against
+   * this server's own copy is the confirmation they ask for.
+   */
+  private async dispatchInGrace(req: Request): Promise<Response> {
+    const checked = await this.check(req);
+    if ('error' in checked) return checked.error;
+    const fromPeer = (req.flags & (Flag.FORWARDED | Flag.COPY)) !== 0 || req.op === Op.PAUSE || req.op === Op.RESUME;
+    if (fromPeer) return this.dispatchChecked(req, checked);
+    const others = checked.entry.replicas.filter((s) => s !== this.ctx.serverId);
+    if (others.length === 0) {
+      return this.fail(req, Status.UNAVAILABLE, checked.entry.epoch, `server lease expired and ${req.segmentId} has no other replica to confirm its epoch: waiting for the orchestrator`);
+    }
+    // Writes, trims and flushes are forwarded to every replica at this epoch anyway.
+    if (req.op === Op.WRITE || req.op === Op.TRIM || req.op === Op.FLUSH) return this.dispatchChecked(req, checked);
+    const problem = await applyEverywhere(Promise.resolve(), this.forward({ ...req, op: Op.STAT, offset: 0, length: 0, payload: EMPTY }, { ...checked.entry, joining: undefined }));
+    if (problem) return this.fail(req, Status.UNAVAILABLE, checked.entry.epoch, `server lease expired and a replica did not confirm epoch ${checked.entry.epoch}: ${problem}`);
+    return this.dispatchChecked(req, checked);
   }
 
   /** The general path; `known` is a check already passed against the current SMT copy. */

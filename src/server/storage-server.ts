@@ -29,7 +29,7 @@ import type { Request, Response } from '../protocol/messages.ts';
 import { SegmentStore } from '../segment-store/segment-store.ts';
 import { CopyEngine, type CopyJobSpec } from './copy-engine.ts';
 import { DataServer, type DataServerOptions } from './data-server.ts';
-import { RequestHandler } from './request-handler.ts';
+import { RequestHandler, type LeaseState } from './request-handler.ts';
 import { Scrubber } from './scrubber.ts';
 import { ServerScoring } from './scoring.ts';
 import { FaultInjector } from './faults.ts';
@@ -38,6 +38,9 @@ import { registerTelemetryRoutes } from './telemetry-routes.ts';
 
 /** The data port's limits against abuse (DataServerOptions; defaults there). */
 export type DataPortLimits = Pick<DataServerOptions, 'inFlightBudgetBytes' | 'partialFrameBudgetBytes' | 'maxConnectionsPerPeer' | 'handshakeTimeoutMs' | 'idleTimeoutMs'>;
+
+/** StorageServerOptions.orchestratorGraceMs's default: well past an orchestrator restart or election. */
+export const DEFAULT_ORCHESTRATOR_GRACE_MS = 120_000;
 
 export interface StorageServerOptions {
   dir: string;
@@ -76,8 +79,19 @@ export interface StorageServerOptions {
   peerGroup?: string;
   /** How long a copy of a segment no longer assigned here is kept before deletion. */
   gcGraceMs?: number;
+  /**
+   * After its lease lapses (the orchestrator silent: paused, restarting, or cut off from this
+   * server), how long the server keeps serving segments whose other replicas confirm each
+   * request's epoch (RequestHandler). Default 120 s; 0 = stop serving when the lease lapses.
+   */
+  orchestratorGraceMs?: number;
   /** Enables the fault-injection API (/v1/faults); off by default. */
   allowFaults?: boolean;
+  /**
+   * The folder POST /v1/metrics/import {"path"} may read history files from (inside it only,
+   * after resolving symlinks). Unset: imports take the data in the request body, never a path.
+   */
+  importDir?: string;
   /** Telemetry sampling interval (default 5000 ms). */
   telemetryIntervalMs?: number;
   /** Days of per-minute telemetry kept (default 35). */
@@ -87,11 +101,6 @@ export interface StorageServerOptions {
   logger?: Logger;
 }
 
-  /**
-   * The folder POST /v1/metrics/import {"path"} may read history files from (inside it only,
-   * after resolving symlinks). Unset: imports take the data in the request body, never a path.
-   */
-  importDir?: string;
 export class StorageServer {
   readonly id: string;
   readonly store: SegmentStore;
@@ -175,7 +184,7 @@ export class StorageServer {
       peers: this.peers,
       log: this.log,
       isReady: () => this.ready,
-      leaseValid: () => Date.now() - this.leaseFrom < this.leaseMs,
+      lease: () => this.leaseState(),
       onCorrupt: (segmentId) => this.scrubber.repairSoon(segmentId),
       onComplete: (op, status, bytes, ms, segmentId, flags) => this.telemetry.onComplete(op, status, bytes, ms, segmentId, flags),
       onReplicated: (segmentId, lagMs, forwardMs) => this.telemetry.onReplicated(segmentId, lagMs, forwardMs),
@@ -344,6 +353,14 @@ export class StorageServer {
     }
   }
 
+  /** See HandlerContext.lease: valid, then (after the lease) a grace with confirmed epochs, then expired. */
+  leaseState(now = Date.now()): LeaseState {
+    const age = now - this.leaseFrom;
+    if (age < this.leaseMs) return 'valid';
+    if (this.leaseFrom > 0 && age < this.leaseMs + (this.opts.orchestratorGraceMs ?? DEFAULT_ORCHESTRATOR_GRACE_MS)) return 'grace';
+    return 'expired';
+  }
+
   private heartbeatLoop(): void {
     const beat = async () => {
       if (this.stopped) return;
@@ -436,7 +453,7 @@ export class StorageServer {
       id: this.id,
       dataAddr: this.dataAddr,
       ready: this.ready,
-      leaseValid: Date.now() - this.leaseFrom < this.leaseMs,
+      lease: this.leaseState(),
       revision: this.view.revision,
       segments: this.store.list(),
       scrub: this.scrubber.stats,
