@@ -31,7 +31,7 @@ describe('orchestrator high availability on etcd', () => {
     const port = await freePort();
     standbyUrl = `http://127.0.0.1:${port}`;
     standby = await spawnPresage(
-      ['orchestrator', '--dir', path.join(cluster.root, 'orchestrator-2'), '--listen', `127.0.0.1:${port}`, '--heartbeat-timeout', '3000', ...cluster.metaArgs],
+      ['orchestrator', '--dir', path.join(cluster.root, 'orchestrator-2'), '--listen', `127.0.0.1:${port}`, '--heartbeat-timeout', '3000', '--down-out-delay', '0', ...cluster.metaArgs],
       /orchestrator listening/,
     );
     meta = connectMeta({ meta: cluster.etcd!.url });

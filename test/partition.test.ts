@@ -1,7 +1,8 @@
 // Network partitions (issue #17), with each host in its own network namespace: the orchestrator
 // and three storage servers, the test process as the client on the bridge. Under a verifying
-// workload, a primary is cut off from the orchestrator (its lease runs out, it stops acknowledging,
-// another replica takes over), then from its clients, then from the orchestrator again; each cut
+// workload, a primary is cut off from the orchestrator (its lease runs out; in the grace after it,
+// it serves only what its replicas confirm, and once the orchestrator has marked it down and another
+// replica has taken over, they confirm nothing), then from its clients, then from the orchestrator again; each cut
 // heals and the cluster returns to full replication. The history check: every read returned the
 // last acknowledged write of each byte (or a write still in doubt), and after the last heal every
 // acknowledged write reads back. The test creates and removes its own namespaces; where the kernel
@@ -39,7 +40,7 @@ describe('network partitions between a primary, the orchestrator and the clients
     const admin = testAdminKey();
     const orch = lab.host('orch');
     url = `http://${orch.ip}:7400`;
-    procs.push(await spawnPresage(['orchestrator', '--dir', path.join(root, 'orchestrator'), '--listen', `${orch.ip}:7400`, '--heartbeat-timeout', String(HEARTBEAT_TIMEOUT)],
+    procs.push(await spawnPresage(['orchestrator', '--dir', path.join(root, 'orchestrator'), '--listen', `${orch.ip}:7400`, '--heartbeat-timeout', String(HEARTBEAT_TIMEOUT), '--down-out-delay', '0'],
       /orchestrator listening/, { PRESAGE_KEY_FILE: admin.file }, 30000, [], lab.prefix('orch')));
     api = new OrchestratorClient(url);
     for (const [i, name] of ['s0', 's1', 's2'].entries()) {

@@ -205,6 +205,11 @@ export class OrchestratorClient {
     return this.call('GET', '/v1/status');
   }
 
+  /** Sets or clears the cluster's noout switch (re-replication of down servers held back). */
+  setFlags(flags: { noout: boolean }): Promise<ClusterStatus['flags']> {
+    return this.call('PUT', '/v1/flags', flags);
+  }
+
   /** The metadata store as a watch source for KvReplica: range + long-polled changes. */
   kvSource(): Pick<KvStore, 'range' | 'changesSince'> {
     return {

@@ -56,6 +56,10 @@ export interface ClusterStatus {
   segments: { total: number; degraded: number };
   /** Data movement in progress (repairs, migrations) with progress. */
   operators: OperatorView[];
+  /** Operator switches (noout) as stored. */
+  flags: { noout: boolean; setBy?: string; setAt?: string };
+  /** Segments that lost a replica to a mark-down and wait for the down → out delay (or noout) before re-replication. */
+  waitingOut: number;
 }
 
 export interface SegmentView extends SmtEntry {

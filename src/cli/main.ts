@@ -15,6 +15,7 @@ import { registerDemoCommand } from './demo-command.ts';
 import { registerNbdCommand } from './nbd-command.ts';
 import { registerTelemetryCommands } from './telemetry-commands.ts';
 import { registerQuarantineCommand } from './quarantine-command.ts';
+import { registerClusterCommand } from './cluster-command.ts';
 import { registerPredictionCommands } from './prediction-commands.ts';
 
 const program = new Command('presage')
@@ -61,6 +62,7 @@ registerDemoCommand(program);
 registerNbdCommand(program);
 registerTelemetryCommands(program);
 registerQuarantineCommand(program);
+registerClusterCommand(program);
 registerPredictionCommands(program);
 registerAuthCommands(program);
 

@@ -11,7 +11,7 @@ import { createLogger } from '../common/log.ts';
 import { Orchestrator } from '../orchestrator/orchestrator.ts';
 import { PresageClient } from '../client/presage-client.ts';
 import { DEFAULT_IN_FLIGHT_BUDGET, DEFAULT_PARTIAL_FRAME_BUDGET } from '../server/data-server.ts';
-import { StorageServer } from '../server/storage-server.ts';
+import { DEFAULT_ORCHESTRATOR_GRACE_MS, StorageServer } from '../server/storage-server.ts';
 import { parseDuration } from '../server/telemetry.ts';
 import { action, connectTarget, intArg, metaOption, orchestratorOption, sizeArg } from './common.ts';
 import { DEFAULT_NBD_MAX_IN_FLIGHT, addNbdTlsOptions, nbdTlsFrom, startNbdExports, type NbdExports } from './nbd-command.ts';
@@ -47,6 +47,12 @@ function overcommitArg(v: string): number {
   return n;
 }
 
+function ratioArg(v: string): number {
+  const n = Number(v);
+  if (!(n >= 0 && n < 1)) throw new InvalidArgumentError('must be a share from 0 (no limit) up to, but not including, 1, e.g. 0.3');
+  return n;
+}
+
 export function registerProcessCommands(program: Command): void {
   program
     .command('orchestrator')
@@ -54,6 +60,8 @@ export function registerProcessCommands(program: Command): void {
     .option('-d, --dir <dir>', 'directory for the metadata store', './presage-orchestrator')
     .option('-l, --listen <host:port>', 'REST API address', '127.0.0.1:7400')
     .option('--heartbeat-timeout <ms>', 'mark a server down (and fail over) after this long without a heartbeat', intArg('heartbeat timeout', 100, 3_600_000), 10000)
+    .option('--min-up-ratio <share>', 'never mark a server down if fewer than this share of the servers would stay up (many silent at once is a network fault)', ratioArg, 0.3)
+    .option('--down-out-delay <ms>', 'a server marked down has this long to come back before its segments are re-replicated (presage cluster set noout holds it indefinitely)', intArg('down-out delay', 0, 86_400_000), 30000)
     .option('--max-copies-per-server <n>', 'concurrent copies one server may take part in', intArg('max copies per server', 1, 64), 2)
     .option('--max-copies-cluster <n>', 'concurrent copies in the whole cluster', intArg('max copies in the cluster', 1, 10000), 16)
     .option('--cluster-bandwidth <size>', 'cap on all re-replication/migration copies together, per second (0 = none)', sizeArg, 0)
@@ -69,7 +77,8 @@ export function registerProcessCommands(program: Command): void {
     .option('--election-ttl <seconds>', 'with etcd: a dead leader is replaced after about this long', intArg('election ttl', 1, 600), 3)
     .option('--overcommit <ratio>', 'volumes may promise (size × replicas) up to this multiple of the up servers\' capacity; above 1 is thin provisioning', overcommitArg, 1)
     .option('--retrain-interval <duration>', 'retrain the failure models from the servers\' history this often (e.g. 7d, 12h; 0 = only on request)', retrainInterval, 7 * 86_400_000)
-    .action(action(async (opts: { retrainInterval: number; dir: string; listen: string; heartbeatTimeout: number; maxCopiesPerServer: number; maxCopiesCluster: number; clusterBandwidth: number; repair: boolean; meta?: string; electionTtl: number; predictive: boolean; drainThreshold: number; warningThreshold: number; drainSustain: number; recoverAfter: number; maxDraining: number; scorePoll: number; overcommit: number }) => {
+    .option('--allow-any-server-address', 'accept server addresses other than the one a server registers from (servers behind NAT); by default a server may announce only its own machine\'s address, so that no server can aim the orchestrator\'s requests at another machine')
+    .action(action(async (opts: { allowAnyServerAddress?: boolean; retrainInterval: number; dir: string; listen: string; heartbeatTimeout: number; maxCopiesPerServer: number; maxCopiesCluster: number; clusterBandwidth: number; repair: boolean; meta?: string; electionTtl: number; predictive: boolean; drainThreshold: number; warningThreshold: number; drainSustain: number; recoverAfter: number; maxDraining: number; scorePoll: number; overcommit: number; minUpRatio: number; downOutDelay: number }) => {
       if (opts.warningThreshold > opts.drainThreshold) throw new Error('--warning-threshold must not be above --drain-threshold');
       const { host, port } = parseHostPort(opts.listen, '--listen');
       const log = createLogger('orchestrator');
@@ -78,9 +87,11 @@ export function registerProcessCommands(program: Command): void {
         limits: { maxCopiesPerServer: opts.maxCopiesPerServer, maxCopiesCluster: opts.maxCopiesCluster, clusterBandwidth: opts.clusterBandwidth },
         meta: opts.meta,
         admission: { overcommit: opts.overcommit },
+        markDown: { minUpRatio: opts.minUpRatio, downOutDelayMs: opts.downOutDelay },
         electionTtlSeconds: opts.electionTtl,
         scorePollMs: opts.scorePoll,
         retrain: { intervalMs: opts.retrainInterval },
+        allowAnyServerAddress: opts.allowAnyServerAddress === true,
         predictive: {
           enabled: opts.predictive, threshold: opts.drainThreshold, warning: opts.warningThreshold,
           sustainMs: opts.drainSustain, recoverMs: opts.recoverAfter, maxDrainingFraction: opts.maxDraining / 100,
@@ -108,6 +119,7 @@ export function registerProcessCommands(program: Command): void {
     .option('--scrub-interval <ms>', 'time between background scrub passes (0 = off)', intArg('scrub interval', 0, 2 ** 31 - 1), 3_600_000)
     .option('--gc-grace <ms>', 'keep a copy no longer assigned here this long before deleting it', intArg('gc grace', 0, 2 ** 31 - 1), 30000)
     .option('--allow-faults', 'enable the fault-injection API (/v1/faults, presage fault): for tests and demos only')
+    .option('--import-dir <dir>', 'the folder whose files POST /v1/metrics/import {"path": …} may read (a path relative to it, or absolute inside it; nothing that leads out of it, symlinks included); without it only history sent in the request body is imported')
     .option('--join-new-cluster', "register into the orchestrator's cluster even though <dir>/cluster-id names another (its copies that cluster does not know become garbage); without it such a server refuses to start")
     .option('--telemetry-interval <ms>', 'telemetry sampling interval', intArg('telemetry interval', 100, 3_600_000), 5000)
     .option('--telemetry-retention <days>', 'days of per-minute telemetry kept in <dir>/telemetry.sqlite', intArg('telemetry retention', 1, 3650), 35)
@@ -121,9 +133,10 @@ export function registerProcessCommands(program: Command): void {
     .option('--max-connections-per-peer <n>', 'data port: connections one remote address may hold', intArg('max connections per peer', 1, 65536), 512)
     .option('--handshake-timeout <ms>', 'data port: close a connection that has not authenticated within this long', intArg('handshake timeout', 100, 600_000), 5000)
     .option('--idle-timeout <ms>', 'data port: close a connection idle this long (0 = never)', intArg('idle timeout', 0, 2 ** 31 - 1), 600_000)
+    .option('--orchestrator-grace <ms>', 'after the lease lapses (orchestrator silent), keep serving segments whose other replicas confirm each request\'s epoch for this long (0 = stop at once)', intArg('orchestrator grace', 0, 86_400_000), DEFAULT_ORCHESTRATOR_GRACE_MS)
     .option('--nbd-listen <host:port>', 'also export every volume over NBD from this process (segments held here are served without a network hop; others go to their servers as with `presage nbd`)');
   addNbdTlsOptions(server, 'nbd-')
-    .action(action(async (opts: { nbdTls?: NbdTlsMode; nbdTlsPskFile?: string; nbdTlsCert?: string; nbdTlsKey?: string; nbdTlsCa?: string; nbdListen?: string; dir: string; orchestrator?: string; meta?: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number; copyBandwidth: number; maxCopies: number; scrubInterval: number; gcGrace: number; allowFaults?: boolean; telemetryInterval: number; telemetryRetention: number; smart: string; scoreInterval: number; scoreTimeScale: number; model?: string; peerGroup?: string; inFlightBudget: number; partialFrameBudget: number; maxConnectionsPerPeer: number; handshakeTimeout: number; idleTimeout: number; joinNewCluster?: boolean }) => {
+    .action(action(async (opts: { importDir?: string; nbdTls?: NbdTlsMode; nbdTlsPskFile?: string; nbdTlsCert?: string; nbdTlsKey?: string; nbdTlsCa?: string; nbdListen?: string; dir: string; orchestrator?: string; meta?: string; listen: string; admin: string; zone?: string; rack?: string; capacity?: number; copyBandwidth: number; maxCopies: number; scrubInterval: number; gcGrace: number; allowFaults?: boolean; telemetryInterval: number; telemetryRetention: number; smart: string; scoreInterval: number; scoreTimeScale: number; model?: string; peerGroup?: string; inFlightBudget: number; partialFrameBudget: number; maxConnectionsPerPeer: number; handshakeTimeout: number; idleTimeout: number; orchestratorGrace: number; joinNewCluster?: boolean }) => {
       const data = parseHostPort(opts.listen, '--listen');
       const admin = parseHostPort(opts.admin, '--admin');
       const nbdTarget = opts.nbdListen === undefined ? undefined : parseHostPort(opts.nbdListen, '--nbd-listen');
@@ -147,6 +160,7 @@ export function registerProcessCommands(program: Command): void {
         scrubIntervalMs: opts.scrubInterval,
         gcGraceMs: opts.gcGrace,
         allowFaults: opts.allowFaults === true,
+        importDir: opts.importDir,
         telemetryIntervalMs: opts.telemetryInterval,
         telemetryRetentionDays: opts.telemetryRetention,
         smartDevice: opts.smart === 'off' ? false : opts.smart,
@@ -155,6 +169,7 @@ export function registerProcessCommands(program: Command): void {
         modelPath: opts.model,
         peerGroup: opts.peerGroup,
         joinNewCluster: opts.joinNewCluster === true,
+        orchestratorGraceMs: opts.orchestratorGrace,
         dataLimits: {
           inFlightBudgetBytes: opts.inFlightBudget,
           partialFrameBudgetBytes: opts.partialFrameBudget,

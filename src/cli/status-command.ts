@@ -40,6 +40,8 @@ export function registerStatusCommand(program: Command): void {
       ));
       out.push('');
       out.push(`Segments: ${st.segments.total} total, ${st.segments.degraded ? c.yellow(`${st.segments.degraded} degraded`) : '0 degraded'}; metadata revision ${st.revision}`);
+      if (st.flags?.noout) out.push(c.yellow(`noout is set (by ${st.flags.setBy ?? '?'} at ${st.flags.setAt ?? '?'}): servers marked down are not re-replicated (presage cluster unset noout)`));
+      if (st.waitingOut) out.push(c.yellow(`${st.waitingOut} segment(s) lost a replica to a mark-down and wait for the down → out delay${st.flags?.noout ? ' (held by noout)' : ''} before re-replication`));
       if (st.operators.length) {
         out.push('');
         out.push(c.bold(`Data movement (${st.operators.length})`));

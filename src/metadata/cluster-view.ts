@@ -6,8 +6,8 @@ import { EventEmitter } from 'node:events';
 import type { KvEvent } from './kv.ts';
 import type { KvReplica } from './kv-replica.ts';
 import {
-  CLUSTER_KEY, SERVERS, SMT, VOLUMES,
-  type ClusterRecord, type ServerRecord, type SmtEntry, type VolumeRecord,
+  CLUSTER_KEY, FLAGS_KEY, SERVERS, SMT, VOLUMES,
+  type ClusterFlags, type ClusterRecord, type ServerRecord, type SmtEntry, type VolumeRecord,
 } from './model.ts';
 
 export class ClusterView extends EventEmitter {
@@ -16,6 +16,8 @@ export class ClusterView extends EventEmitter {
   readonly smt = new Map<string, SmtEntry>();
   /** The identity of the cluster this metadata belongs to (absent on a store not yet initialised). */
   cluster?: ClusterRecord;
+  /** Operator switches (noout); empty when none was ever set. */
+  flags: ClusterFlags = {};
 
   constructor(readonly replica: KvReplica) {
     super();
@@ -49,6 +51,7 @@ export class ClusterView extends EventEmitter {
     this.servers.clear();
     this.smt.clear();
     this.cluster = undefined;
+    this.flags = {};
     for (const [key, value] of this.replica.entries()) this.set(key, value);
     this.emit('reload');
   }
@@ -71,6 +74,7 @@ export class ClusterView extends EventEmitter {
       else if (key.startsWith(VOLUMES)) this.volumes.set(key.slice(VOLUMES.length), JSON.parse(value) as VolumeRecord);
       else if (key.startsWith(SERVERS)) this.servers.set(key.slice(SERVERS.length), JSON.parse(value) as ServerRecord);
       else if (key === CLUSTER_KEY) this.cluster = JSON.parse(value) as ClusterRecord;
+      else if (key === FLAGS_KEY) this.flags = JSON.parse(value) as ClusterFlags;
     } catch {
       // A value that does not parse is ignored rather than crashing every watcher; the writer validates.
     }
@@ -81,5 +85,6 @@ export class ClusterView extends EventEmitter {
     else if (key.startsWith(VOLUMES)) this.volumes.delete(key.slice(VOLUMES.length));
     else if (key.startsWith(SERVERS)) this.servers.delete(key.slice(SERVERS.length));
     else if (key === CLUSTER_KEY) this.cluster = undefined;
+    else if (key === FLAGS_KEY) this.flags = {};
   }
 }

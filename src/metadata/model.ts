@@ -19,6 +19,21 @@ export interface ClusterRecord {
   createdAt: string;
 }
 
+/**
+ * Operator switches that hold automatic actions back cluster-wide, kept in the store so that a
+ * restarted or newly elected orchestrator obeys them too. `noout`: servers marked down are never
+ * taken "out" (their segments are not re-replicated) while it is set, as Ceph's flag of that name
+ * does during planned maintenance.
+ */
+export const FLAGS_KEY = `${ROOT}flags`;
+
+export interface ClusterFlags {
+  noout?: boolean;
+  /** Who set the flags last, and when (shown in status). */
+  setBy?: string;
+  setAt?: string;
+}
+
 export const volumeKey = (name: string) => `${VOLUMES}${name}`;
 export const serverKey = (id: string) => `${SERVERS}${id}`;
 export const smtKey = (segmentId: string) => `${SMT}${segmentId}`;

@@ -9,7 +9,8 @@ import type { Operator } from './operators.ts';
 export type DecisionType =
   | 'proposed' | 'refused' | 'started' | 'committed' | 'rolled-back' | 'cancelled' | 'replaced'
   | 'drain-started' | 'drain-stopped' | 'score-warning' | 'failover' | 'server-back'
-  | 'retrain' | 'promoted' | 'quarantined';
+  | 'retrain' | 'promoted' | 'quarantined'
+  | 'stall' | 'mark-down-held' | 'no-space' | 'flags';
 
 export interface Decision {
   /** Increasing sequence number, for `?since=`. */

@@ -1,12 +1,19 @@
 // Reactive failover: the baseline every storage system has. A server that misses heartbeats for
 // the timeout is marked down; every SMT entry that names it drops it in one transaction (a
 // surviving replica becomes primary where needed; epochs bump, so the dead server is fenced);
-// then the repair policy proposes, at the highest priority, a new replica for every segment
-// below its replication factor. Clients and servers that cannot reach a server report it
-// (suspect()); the orchestrator then probes it itself, and a refused connection — nothing listens
-// on its data port, the process is gone — marks it down at once instead of after the heartbeat
-// timeout (as Ceph does on connection refused). Anything less certain (a timeout, a reset) waits
-// for the heartbeats: a slow or partitioned server is not a dead one.
+// then, once the server has been down for the down → out delay (and unless the cluster's
+// `noout` flag is set), the repair policy proposes, at the highest priority, a new replica for
+// every segment below its replication factor. Clients and servers that cannot reach a server
+// report it (suspect()); the orchestrator then probes it itself, and a refused connection —
+// nothing listens on its data port, the process is gone — marks it down at once instead of after
+// the heartbeat timeout (as Ceph does on connection refused). Anything less certain (a timeout, a
+// reset) waits for the heartbeats: a slow or partitioned server is not a dead one.
+//
+// Against mass mark-down (docs/reliability.md): the orchestrator never marks a server down when
+// that would leave fewer than `minUpRatio` of the servers up (Ceph's mon_osd_min_up_ratio), and
+// a tick that runs late by more than the stall limit — the orchestrator itself was paused,
+// swapped out or SIGSTOPped, so the silence it sees is its own — gives every server a full
+// heartbeat timeout again instead of condemning them all.
 
 import net from 'node:net';
 import { parseHostPort } from '../common/address.ts';
@@ -28,7 +35,22 @@ export interface Liveness {
   quarantined?: number;
 }
 
-export type SuspectResult = 'marked-down' | 'reachable' | 'inconclusive' | 'not-up';
+export type SuspectResult = 'marked-down' | 'reachable' | 'inconclusive' | 'not-up' | 'held';
+
+/** What limits mark-downs and re-replication (OrchestratorOptions.markDown; defaults below). */
+export interface MarkDownPolicy {
+  /** Never mark a server down if fewer than this share of the registered servers would stay up. */
+  minUpRatio: number;
+  /** How long a server stays down before its segments are re-replicated elsewhere ("out"). */
+  downOutDelayMs: number;
+  /**
+   * A failover tick later than this (the orchestrator did not run) restarts every server's
+   * heartbeat timeout: what it missed while stopped is not the servers' silence.
+   */
+  stallMs: number;
+}
+
+export const DEFAULT_MARK_DOWN: MarkDownPolicy = { minUpRatio: 0.3, downOutDelayMs: 30_000, stallMs: 2_000 };
 
 /** How long one probe result answers further reports about the same server. */
 const PROBE_REUSE_MS = 500;
@@ -64,6 +86,12 @@ export class FailoverController {
   private startedAt = Date.now();
   /** Segments whose repair found no target yet (logged once, retried every tick). */
   private readonly stuck = new Set<string>();
+  /** Per segment that lost a replica to a mark-down: when it may be re-replicated (down → out). */
+  private readonly outAt = new Map<string, number>();
+  /** Servers whose mark-down the up-ratio holds back (logged and recorded once per episode). */
+  private readonly held = new Set<string>();
+  private lastTickAt = 0;
+  readonly policy: MarkDownPolicy;
 
   constructor(
     private readonly kv: KvStore,
@@ -75,11 +103,15 @@ export class FailoverController {
     private readonly log: Logger,
     private readonly repairEnabled = true,
     private readonly decisions?: DecisionLog,
-  ) {}
+    policy: Partial<MarkDownPolicy> = {},
+  ) {
+    this.policy = { ...DEFAULT_MARK_DOWN, ...policy };
+  }
 
   start(intervalMs = 200): void {
     // Servers get a full timeout to reach a newly started (or newly elected) orchestrator.
     this.startedAt = Date.now();
+    this.lastTickAt = 0;
     this.stopped = false;
     const loop = async () => {
       if (this.stopped) return;
@@ -96,13 +128,43 @@ export class FailoverController {
 
   async tick(): Promise<void> {
     const now = Date.now();
+    if (this.lastTickAt > 0 && now - this.lastTickAt > this.policy.stallMs) {
+      // We did not run (paused, swapped, SIGSTOPped): heartbeats that arrived meanwhile wait
+      // unread in socket buffers, so every server looks silent. Start their timeouts again.
+      this.log.warn({ stalledMs: now - this.lastTickAt }, 'the orchestrator itself was stalled: every server gets a full heartbeat timeout again');
+      this.decisions?.record({ type: 'stall', segmentId: '', server: '', reason: `the orchestrator did not run for ${Math.round((now - this.lastTickAt) / 1000)} s: no server is marked down for the silence of that time` });
+      this.startedAt = now;
+    }
+    this.lastTickAt = now;
     for (const s of [...this.view.servers.values()]) {
       if (s.state !== 'up') continue;
-      // After an orchestrator restart every server gets a full timeout to check in.
-      const last = this.liveness.get(s.id)?.at ?? this.startedAt;
+      // After an orchestrator restart (or stall) every server gets a full timeout to check in.
+      const last = Math.max(this.liveness.get(s.id)?.at ?? 0, this.startedAt);
       if (now - last > this.timeoutMs) await this.markDown(s.id, now - last);
+      else this.held.delete(s.id);
     }
     if (this.repairEnabled) await this.proposeRepairs();
+  }
+
+  /**
+   * Whether marking `serverId` down keeps at least minUpRatio of the registered servers up; when
+   * not, the refusal is logged and recorded once until it changes.
+   */
+  private mayMarkDown(serverId: string, why: string): boolean {
+    const all = [...this.view.servers.values()];
+    const up = all.filter((x) => x.state === 'up').length;
+    if (all.length === 0 || (up - 1) / all.length >= this.policy.minUpRatio) {
+      this.held.delete(serverId);
+      return true;
+    }
+    if (!this.held.has(serverId)) {
+      this.held.add(serverId);
+      const reason = `not marked down (${why}): only ${up - 1} of ${all.length} servers would stay up, under the minimum up ratio ${this.policy.minUpRatio}; ` +
+        'so many silent servers at once is more likely a network or orchestrator fault than so many failures';
+      this.log.error({ server: serverId, up, total: all.length, minUpRatio: this.policy.minUpRatio }, 'mark-down held back by the minimum up ratio');
+      this.decisions?.record({ type: 'mark-down-held', segmentId: '', server: serverId, reason });
+    }
+    return false;
   }
 
   /**
@@ -121,15 +183,19 @@ export class FailoverController {
       const cur = this.view.servers.get(serverId);
       if (!cur || cur.state !== 'up') return 'not-up';
       const silentMs = Date.now() - (this.liveness.get(serverId)?.at ?? this.startedAt);
-      await this.markDown(serverId, silentMs, `connection refused on ${s.dataAddr} (unreachable for ${reportedBy}; last heartbeat ${Math.round(silentMs)} ms ago)`);
-      return 'marked-down';
+      const done = await this.markDown(serverId, silentMs, `connection refused on ${s.dataAddr} (unreachable for ${reportedBy}; last heartbeat ${Math.round(silentMs)} ms ago)`);
+      return done ? 'marked-down' : 'held';
     })();
     this.probes.set(serverId, { at: Date.now(), result });
     return result;
   }
 
-  /** Marks a server down and removes it from every entry in one transaction per batch. */
-  async markDown(serverId: string, silentMs: number, why = `no heartbeat for ${Math.round(silentMs)} ms`): Promise<void> {
+  /**
+   * Marks a server down and removes it from every entry in one transaction per batch; false when
+   * the minimum up ratio holds it back (it stays up and named; the next tick asks again).
+   */
+  async markDown(serverId: string, silentMs: number, why = `no heartbeat for ${Math.round(silentMs)} ms`): Promise<boolean> {
+    if (!this.mayMarkDown(serverId, why)) return false;
     this.log.warn({ server: serverId, silentMs, why }, 'marking server down');
     await this.writer.setServerState(serverId, 'down');
     for (let attempt = 0; attempt < 20; attempt++) {
@@ -151,17 +217,21 @@ export class FailoverController {
         compare.push({ key: e.key, modRevision: e.modRevision });
         put.push({ key: e.key, value: JSON.stringify(next) });
       }
-      if (put.length === 0) return;
+      if (put.length === 0) return true;
       const res = await this.kv.txn({ compare, put });
       if (res.succeeded) {
+        const out = Date.now() + this.policy.downOutDelayMs;
+        for (const p of put) this.outAt.set(p.key.slice(smtKey('').length), out);
         await this.view.replica.waitForRevision(res.revision, 5000);
         this.log.warn({ server: serverId, segments: put.length, revision: res.revision }, 'failed over: entries updated');
-        this.decisions?.record({ type: 'failover', segmentId: '', server: serverId, reason: `${why}: ${put.length} segment(s) failed over` });
-        return;
+        const later = this.policy.downOutDelayMs > 0 ? `; re-replicated after ${Math.round(this.policy.downOutDelayMs / 1000)} s down unless it returns or noout is set` : '';
+        this.decisions?.record({ type: 'failover', segmentId: '', server: serverId, reason: `${why}: ${put.length} segment(s) failed over${later}` });
+        return true;
       }
     }
     this.log.error({ server: serverId }, 'could not fail over: too much contention; will retry');
     await this.writer.setServerState(serverId, 'up'); // so the next tick tries again
+    return false;
   }
 
   /**
@@ -204,8 +274,17 @@ export class FailoverController {
     }
   }
 
+  /** Segments that lost a replica to a mark-down and wait out the down → out delay (or noout). */
+  waitingOut(now = Date.now()): number {
+    let n = 0;
+    for (const [seg, at] of this.outAt) if (this.view.flags.noout || at > now) n += this.view.smt.has(seg) ? 1 : 0;
+    return n;
+  }
+
   private async proposeRepairs(): Promise<void> {
     let pool: ReturnType<MetadataWriter['placementCandidates']> | undefined;
+    const now = Date.now();
+    const noout = !!this.view.flags.noout;
     for (const [segId, e] of this.view.smt) {
       const vol = this.view.volumes.get(segId.slice(0, segId.lastIndexOf('/')));
       if (!vol) continue;
@@ -213,12 +292,18 @@ export class FailoverController {
       if (live.length === 0) continue; // nothing to copy from
       const missing = vol.replicas - e.replicas.length;
       if (missing <= 0) {
+        this.outAt.delete(segId);
         if (e.state === 'degraded' && !this.controller.get(segId) && live.length === e.replicas.length) {
           await this.writer.updateEntry(segId, (x) => (x.state === 'degraded' && x.replicas.length >= vol.replicas ? { ...x, state: 'ok' } : undefined));
         }
         continue;
       }
       if (this.controller.get(segId)) continue;
+      // Down, not yet out: a server that was marked down gets the delay to come back before its
+      // share is copied elsewhere (a reboot or a switch flap must not start a copy storm).
+      const out = this.outAt.get(segId);
+      if (out !== undefined && (noout || out > now)) continue;
+      this.outAt.delete(segId);
       const holders = new Set([...e.replicas, ...(e.joining ?? [])]);
       // One pool per tick, so the repairs of one failure spread over the survivors.
       pool ??= this.writer.placementCandidates(new Set(), this.controller.pendingTargets());

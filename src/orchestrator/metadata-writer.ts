@@ -7,7 +7,7 @@ import { parseServerAddress } from '../common/address.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
 import type { KvStore } from '../metadata/kv.ts';
 import {
-  CLUSTER_KEY, type ClusterRecord,
+  CLUSTER_KEY, FLAGS_KEY, type ClusterFlags, type ClusterRecord,
   segmentCountOf, segmentIdOf, segmentLength, serverKey, smtKey, validateVolumeSpec, volumeKey,
   type ServerRecord, type ServerState, type SmtEntry, type VolumeRecord, type VolumeSpec,
 } from '../metadata/model.ts';
@@ -139,6 +139,15 @@ export class MetadataWriter {
       const { credential: _c, ...rest } = rec;
       return rest;
     });
+  }
+
+  /** Sets or clears the cluster's operator switches (FLAGS_KEY); returns them as now stored. */
+  async setFlags(change: Pick<ClusterFlags, 'noout'>, by: string): Promise<ClusterFlags> {
+    if (typeof change.noout !== 'boolean') throw new Error('noout must be true or false');
+    const next: ClusterFlags = { ...this.view.flags, noout: change.noout, setBy: by, setAt: new Date().toISOString() };
+    const r = await this.kv.txn({ put: [{ key: FLAGS_KEY, value: JSON.stringify(next) }] });
+    await this.view.replica.waitForRevision(r.revision, 5000);
+    return next;
   }
 
   async setServerState(id: string, state: ServerState): Promise<void> {

@@ -25,7 +25,7 @@ import { ROOT, segmentIdOf, type SmtEntry } from '../metadata/model.ts';
 import type { ClusterStatus, HeartbeatRequest, RegisterRequest, SegmentView, ServerStatus } from '../api/types.ts';
 import { DecisionLog } from './decision-log.ts';
 import { DrainPolicy } from './drain-policy.ts';
-import { FailoverController, type Liveness } from './failover.ts';
+import { FailoverController, type Liveness, type MarkDownPolicy } from './failover.ts';
 import { FleetMonitor } from './fleet-monitor.ts';
 import { PredictiveDrainPolicy, type PredictiveDrainConfig } from './predictive-drain.ts';
 import { ConflictError, ForbiddenError, ForeignClusterError, LimitError, MetadataWriter, NotFoundError, type AdmissionLimits } from './metadata-writer.ts';
@@ -51,6 +51,8 @@ export interface OrchestratorOptions {
   limits?: Partial<ControllerLimits>;
   /** Re-replicate segments that lost a replica (default true). */
   repair?: boolean;
+  /** Mark-down limits: minimum up ratio, down → out delay, stall detection (DEFAULT_MARK_DOWN). */
+  markDown?: Partial<MarkDownPolicy>;
   /** "embedded" (default: a file in `dir`) or etcd://HOST:PORT[,…] (several orchestrators, one leads). */
   meta?: string;
   /** Predictive drain settings (threshold, hysteresis, cap); `enabled: false` leaves only reactive failover. */
@@ -68,14 +70,14 @@ export interface OrchestratorOptions {
    * keyring bootstrap made (`<dir>/admin.key`); a process without one then acts as that admin.
    */
   credential?: Credential;
-}
-
   /**
    * Accept server addresses that are not the registering machine's own (servers behind NAT,
    * whose announced address differs from the one they connect from). Default false: a server
    * may announce only the address its registration came from (common/address.ts).
    */
   allowAnyServerAddress?: boolean;
+}
+
 export class Orchestrator {
   readonly kv: KvStore;
   readonly view: ClusterView;
@@ -112,7 +114,7 @@ export class Orchestrator {
     this.heartbeatTimeoutMs = opts.heartbeatTimeoutMs ?? 10000;
     this.decisions = new DecisionLog(this.log);
     this.operators = new OperatorController(kv, this.view, this.writer, this.log, opts.limits, this.decisions);
-    this.failover = new FailoverController(kv, this.view, this.writer, this.operators, this.liveness, this.heartbeatTimeoutMs, this.log, opts.repair ?? true, this.decisions);
+    this.failover = new FailoverController(kv, this.view, this.writer, this.operators, this.liveness, this.heartbeatTimeoutMs, this.log, opts.repair ?? true, this.decisions, opts.markDown);
     this.fleet = new FleetMonitor(this.view, this.log, opts.scorePollMs ?? 5000);
     this.predictive = new PredictiveDrainPolicy(this.view, () => this.fleet.scores, this.writer, this.decisions, this.log, opts.predictive);
     // Destinations: away from servers at the warning level, towards the less loaded.
@@ -270,7 +272,12 @@ export class Orchestrator {
     const volumes = [...this.view.volumes.values()]
       .sort((a, b) => a.name.localeCompare(b.name))
       .map((v) => ({ ...v, degradedSegments: degradedPerVolume.get(v.name) ?? 0 }));
-    return { revision: this.view.revision, servers, volumes, segments: { total: this.view.smt.size, degraded }, operators: this.operators.list() };
+    const flags = this.view.flags;
+    return {
+      revision: this.view.revision, servers, volumes, segments: { total: this.view.smt.size, degraded }, operators: this.operators.list(),
+      flags: { noout: !!flags.noout, ...(flags.setBy ? { setBy: flags.setBy, setAt: flags.setAt } : {}) },
+      waitingOut: this.failover.waitingOut(now),
+    };
   }
 
   /** A manual migration: moves `from` (default: the primary) of a segment to `to` (default: chosen by placement). */
@@ -323,6 +330,12 @@ export class Orchestrator {
 
     app.post('/v1/servers', async (req, reply) => {
       try {
+        // The orchestrator and clients later fetch from and connect to these addresses: each must
+        // be exactly HOST:PORT and, unless --allow-any-server-address, the sending machine's own
+        // (else any peer with a server key could aim the orchestrator at any URL: SSRF).
+        const b = (req.body ?? {}) as Partial<RegisterRequest>;
+        const source = this.opts.allowAnyServerAddress ? undefined : req.socket.remoteAddress ?? '';
+        for (const what of ['dataAddr', 'adminAddr'] as const) await checkServerAddress(b[what], what, { source });
         const r = await this.writer.registerServer(req.body as RegisterRequest, identityOf(req)!.name).catch((err: unknown) => {
           if (err instanceof ForeignClusterError) this.log.error({ server: (req.body as RegisterRequest).id, err: err.message }, 'refused a server of another cluster');
           throw err;
@@ -330,13 +343,11 @@ export class Orchestrator {
         this.liveness.set(r.id, { at: Date.now(), usedBytes: 0, segments: 0 });
         this.log.info({ server: r.id, dataAddr: (req.body as RegisterRequest).dataAddr }, 'server registered');
         return r;
-        // The orchestrator and clients later fetch from and connect to these addresses: each must
-        // be exactly HOST:PORT and, unless --allow-any-server-address, the sending machine's own
-        // (else any peer with a server key could aim the orchestrator at any URL: SSRF).
-        const b = (req.body ?? {}) as Partial<RegisterRequest>;
-        const source = this.opts.allowAnyServerAddress ? undefined : req.socket.remoteAddress ?? '';
-        for (const what of ['dataAddr', 'adminAddr'] as const) await checkServerAddress(b[what], what, { source });
       } catch (err) {
+        if (err instanceof AddressError) {
+          this.log.warn({ server: (req.body as RegisterRequest | undefined)?.id, from: req.socket.remoteAddress, err: err.message }, 'refused a server registration: bad address');
+          return reply.code(err.status).send({ error: err.message, code: err.code });
+        }
         return fail(reply, err);
       }
     });
@@ -344,10 +355,6 @@ export class Orchestrator {
       const id = req.params.id;
       const rec = this.view.servers.get(id);
       if (!rec) return reply.code(404).send({ error: `no server ${id}; register first` });
-        if (err instanceof AddressError) {
-          this.log.warn({ server: (req.body as RegisterRequest | undefined)?.id, from: req.socket.remoteAddress, err: err.message }, 'refused a server registration: bad address');
-          return reply.code(err.status).send({ error: err.message, code: err.code });
-        }
       const who = identityOf(req)!;
       if (rec.credential && rec.credential !== who.name && who.role !== 'admin') return reply.code(403).send({ error: `server ${id} is registered by ${rec.credential}, not ${who.name}` });
       const b = (req.body ?? {}) as Partial<HeartbeatRequest>;
@@ -367,6 +374,18 @@ export class Orchestrator {
       return { ok: true, leaseMs: Math.floor(this.heartbeatTimeoutMs * 0.8), intervalMs: Math.max(100, Math.min(1000, Math.floor(this.heartbeatTimeoutMs / 5))) };
     });
     app.get('/v1/servers', async () => this.status().servers);
+    // Operator switches (noout: hold re-replication back during planned maintenance).
+    app.get('/v1/flags', async () => this.status().flags);
+    app.put('/v1/flags', async (req, reply) => {
+      try {
+        const b = (req.body ?? {}) as { noout?: unknown };
+        const flags = await this.writer.setFlags({ noout: b.noout as boolean }, identityOf(req)?.name ?? 'anonymous');
+        this.decisions.record({ type: 'flags', segmentId: '', server: '', reason: `noout ${flags.noout ? 'set' : 'cleared'} by ${flags.setBy}${flags.noout ? ': servers marked down are not re-replicated until it is cleared' : ''}` });
+        return this.status().flags;
+      } catch (err) {
+        return fail(reply, err);
+      }
+    });
 
     app.post('/v1/volumes', async (req, reply) => {
       try {

@@ -138,15 +138,20 @@ export interface ServerHandle {
 export interface ClusterOptions {
   servers: number;
   heartbeatTimeoutMs?: number;
+  /**
+   * The orchestrator's --down-out-delay. Default 0 here (repair at once, as the failover tests
+   * expect); the product default (30 s) is tested where the delay itself is the subject.
+   */
+  downOutDelayMs?: number;
   /** Extra CLI arguments per server (e.g. --zone). */
   serverArgs?: (index: number) => string[];
+  /** Every server's --import-dir: the folder history imports by path may read (none by default). */
+  importDir?: string;
   orchestratorArgs?: string[];
   /** Extra environment (e.g. PRESAGE_FAILPOINTS) for the orchestrator and for servers. */
   orchestratorEnv?: NodeJS.ProcessEnv;
   serverEnv?: NodeJS.ProcessEnv;
   /** Extra node flags for servers (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
-  /** Every server's --import-dir: the folder history imports by path may read (none by default). */
-  importDir?: string;
   serverNodeArgs?: string[];
   /** Metadata backend: the orchestrator's embedded store, or a real etcd started for the cluster. */
   meta?: MetaKind;
@@ -257,6 +262,7 @@ export class TestCluster {
   async startOrchestrator(): Promise<void> {
     const args = ['orchestrator', '--dir', path.join(this.root, 'orchestrator'), '--listen', `127.0.0.1:${this.orchestratorPort}`, ...this.metaArgs];
     if (this.opts.heartbeatTimeoutMs) args.push('--heartbeat-timeout', String(this.opts.heartbeatTimeoutMs));
+    args.push('--down-out-delay', String(this.opts.downOutDelayMs ?? 0));
     this.orchestrator = await spawnPresage([...args, ...(this.opts.orchestratorArgs ?? [])], /orchestrator listening/, { ...this.tlsEnv, ...this.opts.orchestratorEnv });
     // With etcd it listens first as a standby and leads once elected (after a dead leader's lease expires).
     const until = Date.now() + 30000;
