@@ -272,12 +272,16 @@ export class Orchestrator {
     const volumes = [...this.view.volumes.values()]
       .sort((a, b) => a.name.localeCompare(b.name))
       .map((v) => ({ ...v, degradedSegments: degradedPerVolume.get(v.name) ?? 0 }));
-    const flags = this.view.flags;
     return {
       revision: this.view.revision, servers, volumes, segments: { total: this.view.smt.size, degraded }, operators: this.operators.list(),
-      flags: { noout: !!flags.noout, ...(flags.setBy ? { setBy: flags.setBy, setAt: flags.setAt } : {}) },
-      waitingOut: this.failover.waitingOut(now),
+      flags: this.flagsView(), waitingOut: this.failover.waitingOut(now),
     };
+  }
+
+  /** The operator switches as status and /v1/flags show them (without walking the whole SMT). */
+  private flagsView(): ClusterStatus['flags'] {
+    const f = this.view.flags;
+    return { noout: !!f.noout, ...(f.setBy ? { setBy: f.setBy, setAt: f.setAt } : {}) };
   }
 
   /** A manual migration: moves `from` (default: the primary) of a segment to `to` (default: chosen by placement). */
@@ -375,13 +379,13 @@ export class Orchestrator {
     });
     app.get('/v1/servers', async () => this.status().servers);
     // Operator switches (noout: hold re-replication back during planned maintenance).
-    app.get('/v1/flags', async () => this.status().flags);
+    app.get('/v1/flags', async () => this.flagsView());
     app.put('/v1/flags', async (req, reply) => {
       try {
         const b = (req.body ?? {}) as { noout?: unknown };
         const flags = await this.writer.setFlags({ noout: b.noout as boolean }, identityOf(req)?.name ?? 'anonymous');
         this.decisions.record({ type: 'flags', segmentId: '', server: '', reason: `noout ${flags.noout ? 'set' : 'cleared'} by ${flags.setBy}${flags.noout ? ': servers marked down are not re-replicated until it is cleared' : ''}` });
-        return this.status().flags;
+        return this.flagsView();
       } catch (err) {
         return fail(reply, err);
       }
