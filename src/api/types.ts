@@ -28,6 +28,10 @@ export interface HeartbeatRequest {
   damaged?: string[];
   /** Copies this server holds in quarantine (set aside, never deleted without an admin). */
   quarantined?: number;
+  /** Segments whose writes found this server's disk full (the orchestrator moves those copies' write sets). */
+  noSpace?: string[];
+  /** Writes found the disk full lately: place no new data here. */
+  full?: boolean;
 }
 
 export interface HeartbeatResponse {

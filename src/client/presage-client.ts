@@ -117,6 +117,7 @@ export class PresageClient {
     const readable = op === Op.READ || op === Op.CHECKSUMS || op === Op.STAT;
     const avoid = new Set<string>(); // replicas that failed this read (unreachable or corrupt)
     let lastError = '';
+    let noSpaceUntil = 0; // set by the first NO_SPACE: how long to wait for the orchestrator to move the write set
     for (let attempt = 0; ; attempt++) {
       if (Date.now() > deadline) {
         throw new ProtocolError(Status.UNAVAILABLE, `${OP_NAMES[op]} ${segmentId}: gave up after ${this.opTimeoutMs} ms (${lastError})`);
@@ -179,6 +180,19 @@ export class PresageClient {
           await this.view.refresh().catch(() => {});
           await this.backoff(attempt, segmentId);
           continue;
+        case Status.NO_SPACE:
+          // A full replica: with others in the set the orchestrator takes the full copy out within
+          // a heartbeat or so, and the write then succeeds on the new set. Waited for only briefly,
+          // so that a cluster with no room anywhere answers ENOSPC within about a second.
+          if (noSpaceUntil === 0) noSpaceUntil = Date.now() + NO_SPACE_WAIT_MS;
+          if (entry.replicas.length + (entry.joining?.length ?? 0) > 1 && Date.now() < noSpaceUntil) {
+            this.stats.retries++;
+            lastError = res.payload.toString('utf8');
+            await this.view.refresh().catch(() => {});
+            await this.backoff(attempt, segmentId);
+            continue;
+          }
+          throw new ProtocolError(res.status, res.payload.toString('utf8'), res.epoch);
         case Status.CORRUPT:
         case Status.IO_ERROR:
           // A bad block or a failing disk on one replica: another replica can still serve the read.
@@ -346,4 +360,9 @@ export class Volume implements BlockDevice {
 const EMPTY = Buffer.alloc(0);
 /** How long a server that failed to answer stays second choice for reads. */
 const SUSPECT_MS = 5000;
+/**
+ * How long a write that met a full replica waits for the orchestrator to take that copy out of the
+ * write set before ENOSPC is final (the server reports at once; the move takes a few hundred ms).
+ */
+const NO_SPACE_WAIT_MS = 1000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

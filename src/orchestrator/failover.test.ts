@@ -49,7 +49,7 @@ async function cluster(servers: number, policy: Partial<MarkDownPolicy>) {
   const failover = new FailoverController(kv, view, writer, controller, liveness, TIMEOUT, silentLogger, true, decisions, policy);
   beat(...ids);
   const state = (s: string) => view.servers.get(s)?.state;
-  return { kv, view, writer, failover, beat, ids, state, proposals, decisions, close: async () => { await replica.stop(); await kv.close(); } };
+  return { kv, view, writer, failover, beat, ids, state, proposals, decisions, liveness, close: async () => { await replica.stop(); await kv.close(); } };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -117,6 +117,45 @@ test('down → out: a failed-over segment is re-replicated only after the delay,
     assert.deepEqual(c.proposals.map((p) => p.segmentId).sort(), lost, 'after the delay, without noout, every segment that lost a replica is repaired');
     assert.ok(c.proposals.every((p) => p.target !== victim));
     assert.equal(c.failover.waitingOut(), 0);
+  } finally {
+    await c.close();
+  }
+});
+
+test('a full copy leaves the write set where a replica with room remains; the last or all-full copies stay, logged once', async () => {
+  const c = await cluster(3, { minUpRatio: 0, downOutDelayMs: 0, stallMs: 60_000 });
+  try {
+    c.writer.setHealthSource((id) => ({ risky: false, load: 0, full: c.liveness.get(id)?.full === true }));
+    await c.writer.createVolume({ name: 'v', size: 4 * MiB, segmentSize: MiB, replicas: 2 });
+    const [id, entry] = [...c.view.smt.entries()][0]!;
+    const [full, other] = entry.replicas as [string, string];
+    c.liveness.set(full, { at: Date.now(), usedBytes: 0, segments: 0, full: true });
+    assert.ok(!c.writer.placementCandidates().some((p) => p.id === full), 'placement passes a full server over');
+
+    // Both replicas full: nothing can take the writes, so the copy stays (ENOSPC to clients).
+    c.liveness.set(other, { at: Date.now(), usedBytes: 0, segments: 0, full: true });
+    await c.failover.dropFullCopies(full, [id]);
+    await c.failover.dropFullCopies(full, [id]);
+    await c.view.refresh();
+    assert.deepEqual(c.view.entry(id)!.replicas, entry.replicas, 'no replica with room: the entry is unchanged');
+    const held = c.decisions.list().filter((d) => d.type === 'no-space' && d.segmentId === id);
+    assert.equal(held.length, 1, 'recorded once, not at every heartbeat');
+    assert.match(held[0]!.reason, /no replica on a server with room remains: writes fail with ENOSPC/);
+
+    // The other has room again: the full copy leaves, the segment is degraded (repair adds one).
+    c.beat(other);
+    await c.failover.dropFullCopies(full, [id]);
+    await c.view.refresh();
+    const after = c.view.entry(id)!;
+    assert.deepEqual(after.replicas, [other]);
+    assert.equal(after.state, 'degraded');
+    assert.equal(after.epoch, entry.epoch + 1);
+    assert.ok(c.decisions.list().some((d) => d.type === 'no-space' && d.segmentId === id && /leaves the write set/.test(d.reason)));
+    // The last copy never leaves, full or not.
+    c.liveness.set(other, { at: Date.now(), usedBytes: 0, segments: 0, full: true });
+    await c.failover.dropFullCopies(other, [id]);
+    await c.view.refresh();
+    assert.deepEqual(c.view.entry(id)!.replicas, [other]);
   } finally {
     await c.close();
   }

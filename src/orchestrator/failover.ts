@@ -33,6 +33,8 @@ export interface Liveness {
   segments: number;
   /** Copies the server holds in quarantine (see StorageServer's GC). */
   quarantined?: number;
+  /** The server's writes found its disk full lately: placement passes it over. */
+  full?: boolean;
 }
 
 export type SuspectResult = 'marked-down' | 'reachable' | 'inconclusive' | 'not-up' | 'held';
@@ -78,6 +80,8 @@ export function probeTcp(addr: string, timeoutMs: number): Promise<'refused' | '
 }
 
 export class FailoverController {
+  /** Segments left with full copies only, logged once each (heartbeats repeat the report). */
+  private readonly noSpaceHeld = new Set<string>();
   /** (server, segment) pairs whose damaged copy is being dropped now (heartbeats repeat the report). */
   private readonly droppingDamaged = new Set<string>();
   private readonly probes = new Map<string, { at: number; result: Promise<SuspectResult> }>();
@@ -241,22 +245,47 @@ export class FailoverController {
    * A copy that is the last one stays named: the data is then unavailable, never silently lost.
    */
   async dropDamagedCopies(serverId: string, segments: string[]): Promise<void> {
+    return this.dropCopies(serverId, segments, 'damaged');
+  }
+
+  /**
+   * A server reported that writes to its copies of `segments` found its disk full: like a damaged
+   * copy, each leaves the write set where a replica on a server with room remains (so writes go on
+   * there and repair re-replicates onto a server with space). Where every replica is full or the
+   * copy is the last one, it stays: writes fail with ENOSPC, the data is intact and readable.
+   */
+  async dropFullCopies(serverId: string, segments: string[]): Promise<void> {
+    return this.dropCopies(serverId, segments, 'no-space');
+  }
+
+  private async dropCopies(serverId: string, segments: string[], why: 'damaged' | 'no-space'): Promise<void> {
     for (const segId of segments) {
       if (this.droppingDamaged.has(`${serverId} ${segId}`)) continue;
       this.droppingDamaged.add(`${serverId} ${segId}`);
       try {
         const r = await this.writer.updateEntry(segId, (e) => {
-          const others = e.replicas.filter((x) => x !== serverId && this.view.servers.get(x)?.state === 'up');
+          const others = e.replicas.filter((x) => x !== serverId && this.view.servers.get(x)?.state === 'up' && (why === 'damaged' || !this.liveness.get(x)?.full));
           if (!e.replicas.includes(serverId) || others.length === 0) return undefined;
           const next: SmtEntry = { ...e, replicas: e.replicas.filter((x) => x !== serverId), state: 'degraded' };
           if (e.joining) next.joining = e.joining.filter((x) => x !== serverId);
           return next;
         }).catch((err: unknown) => (err instanceof NotFoundError ? undefined : Promise.reject(err)));
         if (r?.changed) {
-          this.log.warn({ server: serverId, segment: segId }, 'replaced a damaged copy: dropped from the replica set');
-          this.decisions?.record({ type: 'failover', segmentId: segId, server: serverId, reason: `the copy on ${serverId} is damaged: dropped, to be re-replicated from a healthy replica` });
+          if (why === 'damaged') {
+            this.log.warn({ server: serverId, segment: segId }, 'replaced a damaged copy: dropped from the replica set');
+            this.decisions?.record({ type: 'failover', segmentId: segId, server: serverId, reason: `the copy on ${serverId} is damaged: dropped, to be re-replicated from a healthy replica` });
+          } else {
+            this.noSpaceHeld.delete(segId);
+            this.log.warn({ server: serverId, segment: segId }, 'a copy on a full disk: dropped from the write set');
+            this.decisions?.record({ type: 'no-space', segmentId: segId, server: serverId, reason: `${serverId} has no space for writes to ${segId}: its copy leaves the write set, to be re-replicated onto a server with room` });
+          }
         } else if (r && r.entry.replicas.includes(serverId)) {
-          this.log.error({ server: serverId, segment: segId }, 'the only live copy of a segment is damaged: left in place (unavailable until repaired by hand)');
+          if (why === 'damaged') this.log.error({ server: serverId, segment: segId }, 'the only live copy of a segment is damaged: left in place (unavailable until repaired by hand)');
+          else if (!this.noSpaceHeld.has(segId)) {
+            this.noSpaceHeld.add(segId);
+            this.log.error({ server: serverId, segment: segId }, 'no replica of a segment has room: writes to it fail with ENOSPC until space is freed');
+            this.decisions?.record({ type: 'no-space', segmentId: segId, server: serverId, reason: `${serverId} has no space for writes to ${segId} and no replica on a server with room remains: writes fail with ENOSPC (the data is intact and readable)` });
+          }
         }
       } finally {
         this.droppingDamaged.delete(`${serverId} ${segId}`);

@@ -46,6 +46,14 @@ export class LimitError extends Error {
   readonly code = 'ERR_PRESAGE_LIMIT';
 }
 
+/** What placement learns about a server beyond its record. */
+export interface ServerHealth {
+  risky: boolean;
+  load: number;
+  /** Its writes found the disk full lately: never a target. */
+  full?: boolean;
+}
+
 export class MetadataWriter {
   readonly limits: AdmissionLimits;
 
@@ -195,21 +203,27 @@ export class MetadataWriter {
   }
 
   /**
-   * Up, non-draining servers with the bytes already assigned to them, plus `extra` (bytes that
-   * admitted operators will soon add, before they show in the SMT).
+   * Up, non-draining servers with room (none that reports its disk full) with the bytes already
+   * assigned to them, plus `extra` (bytes that admitted operators will soon add, before they show
+   * in the SMT).
    */
   placementCandidates(exclude: Set<string> = new Set(), extra?: Map<string, number>): PlacementCandidate[] {
     const assigned = this.assignedBytes();
     for (const [id, b] of extra ?? []) assigned.set(id, (assigned.get(id) ?? 0) + b);
-    return [...this.view.servers.values()]
-      .filter((s) => s.state === 'up' && !s.draining && !exclude.has(s.id))
-      .map((s) => ({ id: s.id, zone: s.zone, rack: s.rack, capacityBytes: s.capacityBytes, assignedBytes: assigned.get(s.id) ?? 0, ...this.health?.(s.id) }));
+    const out: PlacementCandidate[] = [];
+    for (const s of this.view.servers.values()) {
+      if (s.state !== 'up' || s.draining || exclude.has(s.id)) continue;
+      const h = this.health?.(s.id);
+      if (h?.full) continue;
+      out.push({ id: s.id, zone: s.zone, rack: s.rack, capacityBytes: s.capacityBytes, assignedBytes: assigned.get(s.id) ?? 0, ...(h ? { risky: h.risky, load: h.load } : {}) });
+    }
+    return out;
   }
 
-  private health?: (serverId: string) => { risky: boolean; load: number } | undefined;
+  private health?: (serverId: string) => ServerHealth | undefined;
 
-  /** Where placement learns each server's risk and load (the orchestrator's fleet monitor). */
-  setHealthSource(fn: (serverId: string) => { risky: boolean; load: number } | undefined): void {
+  /** Where placement learns each server's risk, load and whether its disk is full (the orchestrator's fleet monitor and heartbeats). */
+  setHealthSource(fn: (serverId: string) => ServerHealth | undefined): void {
     this.health = fn;
   }
 

@@ -118,7 +118,7 @@ export class Orchestrator {
     this.fleet = new FleetMonitor(this.view, this.log, opts.scorePollMs ?? 5000);
     this.predictive = new PredictiveDrainPolicy(this.view, () => this.fleet.scores, this.writer, this.decisions, this.log, opts.predictive);
     // Destinations: away from servers at the warning level, towards the less loaded.
-    this.writer.setHealthSource((id) => ({ risky: (this.fleet.scores.get(id)?.score ?? 0) >= this.predictive.config.warning, load: this.fleet.serverLoad(id) }));
+    this.writer.setHealthSource((id) => ({ risky: (this.fleet.scores.get(id)?.score ?? 0) >= this.predictive.config.warning, load: this.fleet.serverLoad(id), full: this.liveness.get(id)?.full === true }));
     this.fleet.onPoll(() => {
       this.predictive.tick().catch((err) => this.log.error({ err }, 'predictive drain tick failed'));
     });
@@ -364,7 +364,13 @@ export class Orchestrator {
       const b = (req.body ?? {}) as Partial<HeartbeatRequest>;
       const quarantined = Math.max(0, Math.floor(Number(b.quarantined) || 0));
       const before = this.liveness.get(id)?.quarantined ?? 0;
-      this.liveness.set(id, { at: Date.now(), usedBytes: Number(b.usedBytes) || 0, segments: Number(b.segments) || 0, quarantined });
+      const wasFull = this.liveness.get(id)?.full === true;
+      const full = b.full === true;
+      this.liveness.set(id, { at: Date.now(), usedBytes: Number(b.usedBytes) || 0, segments: Number(b.segments) || 0, quarantined, ...(full ? { full } : {}) });
+      if (full !== wasFull) {
+        this.log[full ? 'warn' : 'info']({ server: id }, full ? 'server reports its disk full: no new data is placed there' : 'server has room again');
+        this.decisions.record({ type: 'no-space', segmentId: '', server: id, reason: full ? `${id} reports writes failing for lack of space: placement passes it over, and copies with a replica elsewhere leave its write sets` : `${id} has had no write fail for lack of space lately: placement may use it again` });
+      }
       if (quarantined > before) {
         this.decisions.record({ type: 'quarantined', segmentId: '', server: id, reason: `${id} set aside ${quarantined - before} cop${quarantined - before === 1 ? 'y' : 'ies'} the metadata does not know (${quarantined} in quarantine; presage quarantine list)` });
       }
@@ -372,6 +378,10 @@ export class Orchestrator {
       if (Array.isArray(b.damaged) && b.damaged.length > 0 && this.leading) {
         const ids = b.damaged.filter((x): x is string => typeof x === 'string').slice(0, 10000);
         this.failover.dropDamagedCopies(id, ids).catch((err) => this.log.warn({ server: id, err: (err as Error).message }, 'could not drop damaged copies; retried at the next heartbeat'));
+      }
+      if (Array.isArray(b.noSpace) && b.noSpace.length > 0 && this.leading) {
+        const ids = b.noSpace.filter((x): x is string => typeof x === 'string').slice(0, 10000);
+        this.failover.dropFullCopies(id, ids).catch((err) => this.log.warn({ server: id, err: (err as Error).message }, 'could not move full copies out of write sets; retried at the next heartbeat'));
       }
       // The lease ends well before the orchestrator would declare the server down, so a
       // partitioned server stops serving before its segments can move elsewhere.

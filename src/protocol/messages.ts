@@ -93,6 +93,11 @@ export enum Status {
   UNAUTHENTICATED = 8,
   /** The connection's identity may not make this request (role or volume grant). */
   FORBIDDEN = 9,
+  /**
+   * No replica of the segment has room for the write (ENOSPC). Final for this request: retrying
+   * cannot help until space is freed or the orchestrator moves the segment.
+   */
+  NO_SPACE = 10,
 }
 
 export const STATUS_NAMES: Record<number, string> = {
@@ -100,6 +105,7 @@ export const STATUS_NAMES: Record<number, string> = {
   [Status.CORRUPT]: 'CORRUPT', [Status.OUT_OF_RANGE]: 'OUT_OF_RANGE',
   [Status.BAD_REQUEST]: 'BAD_REQUEST', [Status.UNAVAILABLE]: 'UNAVAILABLE',
   [Status.IO_ERROR]: 'IO_ERROR', [Status.UNAUTHENTICATED]: 'UNAUTHENTICATED', [Status.FORBIDDEN]: 'FORBIDDEN',
+  [Status.NO_SPACE]: 'NO_SPACE',
 };
 
 export interface Request {
@@ -123,6 +129,12 @@ export interface Response {
 
 /** A typed protocol error, as raised by the client library for a non-OK response. */
 export class ProtocolError extends Error {
+  /**
+   * Stable code to match on (never the message): 'ENOSPC' for NO_SPACE, so errno-mapping layers
+   * (NBD) report a full disk as such; ERR_PRESAGE_<STATUS> otherwise.
+   */
+  readonly code: string;
+
   constructor(
     readonly status: Status,
     message: string,
@@ -130,5 +142,6 @@ export class ProtocolError extends Error {
   ) {
     super(`${STATUS_NAMES[status] ?? `status ${status}`}: ${message}`);
     this.name = 'ProtocolError';
+    this.code = status === Status.NO_SPACE ? 'ENOSPC' : `ERR_PRESAGE_${STATUS_NAMES[status] ?? 'STATUS'}`;
   }
 }

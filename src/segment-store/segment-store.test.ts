@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { crc32c } from '@node-rs/crc32';
 import { SegmentStore, blockChecksum, parseSegmentId, type IoOp } from './segment-store.ts';
-import { BLOCK_SIZE, CorruptBlockError, OutOfRangeError } from './types.ts';
+import { asNoSpace, BLOCK_SIZE, CorruptBlockError, NoSpaceError, OutOfRangeError } from './types.ts';
 // Seeded so failures reproduce.
 import { mulberry32 as prng } from '../common/prng.ts';
 
@@ -651,4 +651,19 @@ describe('io hook, flush, info, meta', () => {
     assert.deepEqual(await readdir(join(dir, 'segments', 'm')), []);
     await store.close();
   });
+});
+
+it('a full filesystem (ENOSPC, EDQUOT) becomes a NoSpaceError with code ENOSPC; other errors pass unchanged', () => {
+  const enospc = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+  const edquot = Object.assign(new Error('EDQUOT: disk quota exceeded, write'), { code: 'EDQUOT' });
+  for (const err of [enospc, edquot]) {
+    const e = asNoSpace(err, 'v/3');
+    assert.ok(e instanceof NoSpaceError);
+    assert.equal(e.code, 'ENOSPC');
+    assert.equal(e.segmentId, 'v/3');
+    assert.match(e.message, /^segment v\/3: no space left/);
+    assert.equal(asNoSpace(e, 'v/3'), e, 'converted once');
+  }
+  const eio = Object.assign(new Error('EIO'), { code: 'EIO' });
+  assert.equal(asNoSpace(eio, 'v/3'), eio);
 });

@@ -37,7 +37,7 @@ import { Xxh64 } from '@node-rs/xxhash';
 import type { Logger } from '../common/log.ts';
 import { silentLogger } from '../common/log.ts';
 import { RangeLock, type Release } from './range-lock.ts';
-import { BLOCK_SIZE, CorruptBlockError, OutOfRangeError, type BlockChecksums, type SegmentInfo } from './types.ts';
+import { asNoSpace, BLOCK_SIZE, CorruptBlockError, OutOfRangeError, type BlockChecksums, type SegmentInfo } from './types.ts';
 
 export type IoOp = 'read' | 'write' | 'flush' | 'trim';
 export type IoHook = (op: IoOp, segmentId: string, bytes: number) => void | Promise<void>;
@@ -258,7 +258,7 @@ export class SegmentStore {
         await fsyncDir(volDir);
         if (newVolume) await fsyncDir(this.segmentsDir);
         this.segments.set(segmentId, seg);
-      }),
+      }).catch((err: unknown) => Promise.reject(asNoSpace(err, segmentId))),
     );
   }
 
@@ -691,7 +691,7 @@ export class SegmentStore {
     } catch (err) {
       // Sidecar and data may now disagree on `cur`: re-learn these blocks before trusting it.
       forget(seg, b0, b1);
-      throw err;
+      throw asNoSpace(err, seg.id);
     }
     // Again after the data landed: a flush that ran meanwhile may have cleared it too early.
     seg.dirty = true;
@@ -746,7 +746,7 @@ export class SegmentStore {
         await Promise.all([files.data.sync(), files.sum.sync()]);
       } catch (err) {
         seg.dirty ||= wasDirty;
-        throw err;
+        throw asNoSpace(err, seg.id);
       }
     })();
     seg.flushes.add(p);

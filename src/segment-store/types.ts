@@ -19,6 +19,26 @@ export class OutOfRangeError extends Error {
   }
 }
 
+/**
+ * The filesystem under the store has no room for the operation (ENOSPC, or EDQUOT for a quota).
+ * What was acknowledged before is intact; this operation's blocks may be half written, and the
+ * store re-learns their checksums before trusting them (the caller must not acknowledge it).
+ * `code` is 'ENOSPC' so layers that map errno codes (NBD) report it as such.
+ */
+export class NoSpaceError extends Error {
+  readonly code = 'ENOSPC';
+  constructor(readonly segmentId: string, cause: unknown) {
+    super(`segment ${segmentId}: no space left on the server's disk (${(cause as Error)?.message ?? String(cause)})`);
+    this.name = 'NoSpaceError';
+  }
+}
+
+/** `err` as a NoSpaceError when it is the filesystem saying it is full; unchanged otherwise. */
+export function asNoSpace(err: unknown, segmentId: string): unknown {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return (code === 'ENOSPC' || code === 'EDQUOT') && !(err instanceof NoSpaceError) ? new NoSpaceError(segmentId, err) : err;
+}
+
 export interface SegmentInfo {
   segmentId: string;
   /** Logical size in bytes (a multiple of BLOCK_SIZE). */

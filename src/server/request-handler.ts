@@ -19,7 +19,7 @@ import { isUnreachable, type ConnectionPool } from '../protocol/connection.ts';
 import { Flag, MAX_IO_BYTES, Op, OP_NAMES, Status, type Request, type Response } from '../protocol/messages.ts';
 import { RangeLock, type Release } from '../segment-store/range-lock.ts';
 import type { SegmentStore } from '../segment-store/segment-store.ts';
-import { BLOCK_SIZE, CorruptBlockError, OutOfRangeError } from '../segment-store/types.ts';
+import { BLOCK_SIZE, CorruptBlockError, NoSpaceError, OutOfRangeError } from '../segment-store/types.ts';
 
 export interface HandlerContext {
   serverId: string;
@@ -45,6 +45,8 @@ export interface HandlerContext {
   onReplicated?(segmentId: string, lagMs: number, forwardMs: number): void;
   /** A forward to a peer replica failed to connect (not a timeout): the orchestrator may fail it over early. */
   onPeerUnreachable?(serverId: string): void;
+  /** The local disk had no room for a write to this segment (the server reports it, and the orchestrator takes the copy out of the write set). */
+  onNoSpace?(segmentId: string): void;
 }
 
 export type LeaseState = 'valid' | 'grace' | 'expired';
@@ -118,6 +120,10 @@ export class RequestHandler {
       return this.fail(req, Status.CORRUPT, 0, err.message);
     }
     if (err instanceof OutOfRangeError) return this.fail(req, Status.OUT_OF_RANGE, 0, err.message);
+    if (err instanceof NoSpaceError) {
+      this.ctx.onNoSpace?.(req.segmentId);
+      return this.fail(req, Status.NO_SPACE, 0, `${this.ctx.serverId}: ${err.message}`);
+    }
     this.ctx.log.error({ err, op: OP_NAMES[req.op], segment: req.segmentId }, 'request failed');
     return this.fail(req, Status.IO_ERROR, 0, (err as Error).message ?? String(err));
   }
@@ -272,7 +278,7 @@ export class RequestHandler {
     // Writes, trims and flushes are forwarded to every replica at this epoch anyway.
     if (req.op === Op.WRITE || req.op === Op.TRIM || req.op === Op.FLUSH) return this.dispatchChecked(req, checked);
     const problem = await applyEverywhere(Promise.resolve(), this.forward({ ...req, op: Op.STAT, offset: 0, length: 0, payload: EMPTY }, { ...checked.entry, joining: undefined }));
-    if (problem) return this.fail(req, Status.UNAVAILABLE, checked.entry.epoch, `server lease expired and a replica did not confirm epoch ${checked.entry.epoch}: ${problem}`);
+    if (problem) return this.fail(req, Status.UNAVAILABLE, checked.entry.epoch, `server lease expired and a replica did not confirm epoch ${checked.entry.epoch}: ${problem.message}`);
     return this.dispatchChecked(req, checked);
   }
 
@@ -319,7 +325,9 @@ export class RequestHandler {
           if (remote.length > 0 && this.ctx.onReplicated) observeReplication(req.segmentId, local, remote, this.ctx.onReplicated);
           const problem = await applyEverywhere(local, remote);
           if ((req.flags & Flag.COPY) === 0) this.markDirty(id, blockOf(req.offset), blockEnd(req.offset + len));
-          if (problem) return this.fail(req, Status.UNAVAILABLE, epoch, `replica did not acknowledge: ${problem}`);
+          // A full replica is final for this write (the client decides whether to wait for a new
+          // write set); any other replica failure is worth a retry.
+          if (problem) return this.fail(req, problem.status === Status.NO_SPACE ? Status.NO_SPACE : Status.UNAVAILABLE, epoch, `replica did not acknowledge: ${problem.message}`);
           return this.reply(req, Status.OK, epoch);
         } finally {
           release();
@@ -329,7 +337,7 @@ export class RequestHandler {
         const forwarded = (req.flags & (Flag.FORWARDED | Flag.COPY)) !== 0;
         const local = store.has(id) ? store.flush(id) : Promise.resolve();
         const problem = await applyEverywhere(local, forwarded ? [] : this.forward(req, entry));
-        if (problem) return this.fail(req, Status.UNAVAILABLE, epoch, `replica did not flush: ${problem}`);
+        if (problem) return this.fail(req, problem.status === Status.NO_SPACE ? Status.NO_SPACE : Status.UNAVAILABLE, epoch, `replica did not flush: ${problem.message}`);
         return this.reply(req, Status.OK, epoch);
       }
       case Op.CHECKSUMS: {
@@ -416,15 +424,26 @@ function observeReplication(segmentId: string, local: Promise<void>, remote: Pro
  * Waits for the local operation and every forwarded copy. A local failure is thrown (it maps to
  * the request's error); a replica that failed or refused is returned as a description.
  */
-async function applyEverywhere(local: Promise<void>, remote: Promise<Response>[]): Promise<string | undefined> {
+async function applyEverywhere(local: Promise<void>, remote: Promise<Response>[]): Promise<ReplicaProblem | undefined> {
   const [localResult, remoteResults] = await Promise.all([
     local.then(() => undefined, (err: unknown) => ({ err })),
     Promise.allSettled(remote),
   ]);
   if (localResult) throw localResult.err;
+  let problem: ReplicaProblem | undefined;
   for (const r of remoteResults) {
-    if (r.status === 'rejected') return (r.reason as Error).message;
-    if (r.value.status !== Status.OK) return r.value.payload.toString('utf8') || `status ${r.value.status}`;
+    if (r.status === 'rejected') problem ??= { status: Status.UNAVAILABLE, message: (r.reason as Error).message };
+    else if (r.value.status !== Status.OK) {
+      const p = { status: r.value.status, message: r.value.payload.toString('utf8') || `status ${r.value.status}` };
+      // A full replica is reported over any other failure: it is the one the client can act on.
+      if (!problem || p.status === Status.NO_SPACE) problem = p;
+    }
   }
-  return undefined;
+  return problem;
+}
+
+/** Why a forwarded copy failed: the replica's status (UNAVAILABLE when it did not answer) and words. */
+interface ReplicaProblem {
+  status: Status;
+  message: string;
 }

@@ -41,6 +41,11 @@ export type DataPortLimits = Pick<DataServerOptions, 'inFlightBudgetBytes' | 'pa
 
 /** StorageServerOptions.orchestratorGraceMs's default: well past an orchestrator restart or election. */
 export const DEFAULT_ORCHESTRATOR_GRACE_MS = 120_000;
+/**
+ * A server reports itself full for this long after its last write that found no space: long enough
+ * that placement does not send the next copy straight back, short enough that freed space is used.
+ */
+const NO_SPACE_FULL_MS = 30_000;
 
 export interface StorageServerOptions {
   dir: string;
@@ -135,6 +140,10 @@ export class StorageServer {
   /** Copies in quarantine (reported in heartbeats). */
   quarantined = 0;
   private heartbeatTimer?: NodeJS.Timeout;
+  /** Sends the next heartbeat now (set by the heartbeat loop; a beat in flight is not doubled). */
+  private beatNow?: () => void;
+  /** Segments whose writes found the disk full here, with when; reported until the orchestrator moved them. */
+  private readonly noSpace = new Map<string, number>();
   private gcTimer?: NodeJS.Timeout;
   /** Set by the orchestrator's heartbeat answers. */
   private heartbeatIntervalMs = 1000;
@@ -189,6 +198,7 @@ export class StorageServer {
       onComplete: (op, status, bytes, ms, segmentId, flags) => this.telemetry.onComplete(op, status, bytes, ms, segmentId, flags),
       onReplicated: (segmentId, lagMs, forwardMs) => this.telemetry.onReplicated(segmentId, lagMs, forwardMs),
       onPeerUnreachable: (peer) => unreachable.report(peer),
+      onNoSpace: (segmentId) => this.reportNoSpace(segmentId),
     });
     const parts = { serverId: this.id, store: this.store, view: this.view, peers: this.peers, handler: this.handler, log: this.log };
     this.copies = new CopyEngine({ ...parts, bandwidthBytesPerSec: opts.copyBandwidth, maxConcurrent: opts.maxConcurrentCopies });
@@ -361,16 +371,64 @@ export class StorageServer {
     return 'expired';
   }
 
+  /**
+   * A write found the disk full. The next heartbeat (sent at once) names the segment, and the
+   * orchestrator takes this copy out of its write set where another replica has room, and stops
+   * placing data here while the server reports itself full.
+   */
+  private reportNoSpace(segmentId: string): void {
+    const now = Date.now();
+    const fresh = !this.noSpace.has(segmentId);
+    if (this.noSpace.size === 0 || !this.isFull(now)) this.log.warn({ segment: segmentId, dir: this.opts.dir }, 'the disk is full: writes to this server fail with ENOSPC until space is freed or its copies move');
+    this.noSpace.set(segmentId, now);
+    if (fresh) this.beatNow?.();
+  }
+
+  /** Reported full for as long as writes kept failing for lack of space within the last NO_SPACE_FULL_MS. */
+  private isFull(now = Date.now()): boolean {
+    let last = 0;
+    for (const at of this.noSpace.values()) last = Math.max(last, at);
+    return last > 0 && now - last < NO_SPACE_FULL_MS;
+  }
+
+  /** The segments to report as full here: those the metadata still names this server for (at most 10 000). */
+  private noSpaceReport(): string[] {
+    const now = Date.now();
+    const out: string[] = [];
+    for (const [id, at] of this.noSpace) {
+      const named = this.view.entry(id)?.replicas.includes(this.id) || this.view.entry(id)?.joining?.includes(this.id);
+      if (!named || now - at > NO_SPACE_FULL_MS) this.noSpace.delete(id);
+      else if (out.length < 10_000) out.push(id);
+    }
+    return out;
+  }
+
   private heartbeatLoop(): void {
+    let inFlight = false;
+    let again = false; // asked for while a beat was in flight: the next one goes out at once
+    this.beatNow = () => {
+      if (this.stopped) return;
+      if (inFlight) {
+        again = true;
+        return;
+      }
+      if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
+      void beat();
+    };
     const beat = async () => {
       if (this.stopped) return;
+      inFlight = true;
       const sentAt = Date.now();
       try {
         // Damaged copies the metadata still names here: the orchestrator replaces them.
         // At most 10 000 a beat (what the orchestrator takes from one; the rest go in later beats),
         // which keeps the heartbeat well inside the orchestrator's 1 MiB body limit.
         const damaged = [...this.store.listDamaged().keys()].filter((id) => this.view.entry(id)?.replicas.includes(this.id)).slice(0, 10_000);
-        const r = await this.orch.heartbeat(this.id, { usedBytes: 0, segments: this.store.list().length, quarantined: this.quarantined, ...(damaged.length ? { damaged } : {}) });
+        const noSpace = this.noSpaceReport();
+        const r = await this.orch.heartbeat(this.id, {
+          usedBytes: 0, segments: this.store.list().length, quarantined: this.quarantined,
+          ...(damaged.length ? { damaged } : {}), ...(noSpace.length ? { noSpace } : {}), ...(this.isFull() ? { full: true } : {}),
+        });
         this.leaseFrom = sentAt;
         if (r.leaseMs > 0) this.leaseMs = r.leaseMs;
         if (r.intervalMs > 0) this.heartbeatIntervalMs = r.intervalMs;
@@ -384,7 +442,9 @@ export class StorageServer {
         }
         else this.log.debug({ err: (err as Error).message }, 'heartbeat failed');
       }
-      if (!this.stopped) this.heartbeatTimer = setTimeout(beat, this.heartbeatIntervalMs);
+      inFlight = false;
+      if (!this.stopped) this.heartbeatTimer = setTimeout(beat, again ? 0 : this.heartbeatIntervalMs);
+      again = false;
     };
     this.heartbeatTimer = setTimeout(beat, 0);
   }

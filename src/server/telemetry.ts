@@ -352,11 +352,12 @@ export class ServerTelemetry {
     v.io_replica_write_bytes_per_s = w.replicaBytes / dt;
     v.io_copy_bytes_per_s = w.copyBytes / dt;
     let errors = 0;
-    for (const s of [Status.IO_ERROR, Status.CORRUPT, Status.UNAVAILABLE, Status.OUT_OF_RANGE, Status.BAD_REQUEST]) {
+    for (const s of [Status.IO_ERROR, Status.CORRUPT, Status.UNAVAILABLE, Status.OUT_OF_RANGE, Status.BAD_REQUEST, Status.NO_SPACE]) {
       const n = w.errors.get(s) ?? 0;
       // Only failures of this server's own storage count as its errors: UNAVAILABLE is the cluster's
       // state (a peer replica died, a lease lapsed) and the others are the client's mistakes. Counting
-      // them made every survivor of a peer's death look like it was failing itself.
+      // them made every survivor of a peer's death look like it was failing itself. A full disk
+      // (NO_SPACE) is a capacity state, not a failing drive: shown, never fed to the failure models.
       if (s === Status.IO_ERROR || s === Status.CORRUPT) errors += n;
       v[`io_errors_${STATUS_NAMES[s]!.toLowerCase()}_per_s`] = n / dt;
     }

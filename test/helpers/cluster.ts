@@ -145,6 +145,8 @@ export interface ClusterOptions {
   downOutDelayMs?: number;
   /** Extra CLI arguments per server (e.g. --zone). */
   serverArgs?: (index: number) => string[];
+  /** A server's --dir where it must be somewhere else (a small tmpfs); under the cluster's root otherwise. */
+  serverDir?: (index: number, root: string) => string | undefined;
   /** Every server's --import-dir: the folder history imports by path may read (none by default). */
   importDir?: string;
   orchestratorArgs?: string[];
@@ -211,7 +213,7 @@ export class TestCluster {
         }
       }
       for (let i = 0; i < opts.servers; i++) {
-        c.servers.push({ index: i, dir: path.join(c.root, `server-${i}`), port: await freePort(), adminPort: await freePort(), id: '', extraArgs: opts.serverArgs?.(i) ?? [] });
+        c.servers.push({ index: i, dir: opts.serverDir?.(i, c.root) ?? path.join(c.root, `server-${i}`), port: await freePort(), adminPort: await freePort(), id: '', extraArgs: opts.serverArgs?.(i) ?? [] });
       }
       await Promise.all(c.servers.map((s) => c.startServer(s.index)));
     } catch (err) {
