@@ -2,16 +2,11 @@
 
 import { CompactedError, type KvEvent, type KvRange, type KvStore } from '../metadata/kv.ts';
 import type { VolumeRecord, VolumeSpec } from '../metadata/model.ts';
-import type { Decision } from '../orchestrator/decision-log.ts';
-import type { Operator, OperatorView } from '../orchestrator/operators.ts';
-import type { SuspectResult } from '../orchestrator/failover.ts';
-import type { ModelsStatus, RetrainProgress, RetrainRun } from '../orchestrator/retrain-scheduler.ts';
-import type { FailureLabel } from '../orchestrator/failure-labels.ts';
 import type { Verifier } from '../auth/credentials.ts';
 import type { EntitySpec, EntityView } from '../auth/keyring.ts';
 import type { Identity } from '../auth/policy.ts';
 import { ApiError, httpJson } from './http.ts';
-import type { ClusterStatus, FailureScoreReport, HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse, SegmentView } from './types.ts';
+import type { ClusterStatus, Decision, FailureLabel, FailureScoreReport, HeartbeatRequest, HeartbeatResponse, ModelsStatus, Operator, OperatorView, RegisterRequest, RegisterResponse, RetrainProgress, RetrainRun, SegmentView, SuspectResult } from './types.ts';
 
 export class OrchestratorClient {
   /** Aborted by close(): ends long-polls at once so a closing process does not linger. */

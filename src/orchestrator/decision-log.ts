@@ -4,29 +4,9 @@
 // GET /v1/events and `presage events`.
 
 import type { Logger } from '../common/log.ts';
-import type { Operator } from './operators.ts';
+import type { Decision } from '../api/types.ts';
 
-export type DecisionType =
-  | 'proposed' | 'refused' | 'started' | 'committed' | 'rolled-back' | 'cancelled' | 'replaced'
-  | 'drain-started' | 'drain-stopped' | 'score-warning' | 'failover' | 'server-back'
-  | 'retrain' | 'promoted' | 'quarantined'
-  | 'stall' | 'mark-down-held' | 'no-space' | 'flags';
-
-export interface Decision {
-  /** Increasing sequence number, for `?since=`. */
-  seq: number;
-  at: string;
-  type: DecisionType;
-  /** The segment concerned; '' for decisions about a whole server. */
-  segmentId: string;
-  server?: string;
-  reason: string;
-  operator?: Operator;
-  priority?: number;
-  score?: number;
-  mode?: string;
-  features?: { name: string; value: number; contribution: number }[];
-}
+export type { Decision, DecisionType } from '../api/types.ts';
 
 export class DecisionLog {
   private readonly items: Decision[] = [];

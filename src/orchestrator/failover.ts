@@ -37,7 +37,8 @@ export interface Liveness {
   full?: boolean;
 }
 
-export type SuspectResult = 'marked-down' | 'reachable' | 'inconclusive' | 'not-up' | 'held';
+export type { SuspectResult } from '../api/types.ts';
+import type { SuspectResult } from '../api/types.ts';
 
 /** What limits mark-downs and re-replication (OrchestratorOptions.markDown; defaults below). */
 export interface MarkDownPolicy {

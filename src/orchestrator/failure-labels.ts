@@ -21,7 +21,7 @@
 // Labels live in the metadata store under LABELS_PREFIX (outside the cluster ROOT, so the SMT
 // watchers never see them) and survive orchestrator restarts and leader changes.
 
-import { FAILURE_MODES, type FailureMode, type FailureScoreReport } from '../api/types.ts';
+import { FAILURE_MODES, type FailureLabel, type FailureMode, type FailureScoreReport } from '../api/types.ts';
 import type { Logger } from '../common/log.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
 import type { KvEvent, KvStore } from '../metadata/kv.ts';
@@ -36,17 +36,7 @@ export const DEDUPE_MS = 10 * 60_000;
 /** Score at or above which a report's leading mode is trusted as the cause (the warning level). */
 export const WARNING_SCORE = 50;
 
-export interface FailureLabel {
-  server: string;
-  mode: FailureMode;
-  /** When it failed (ms since the epoch). */
-  t: number;
-  source: 'mark-down' | 'operator';
-  /** Why this mode, in words (kept so a label can be reviewed and corrected). */
-  cause: string;
-  /** The last Failure Score before the failure, when there was one. */
-  score?: number;
-}
+export type { FailureLabel } from '../api/types.ts';
 
 const labelKey = (server: string, t: number) => `${LABELS_PREFIX}${server}/${String(Math.floor(t)).padStart(15, '0')}`;
 

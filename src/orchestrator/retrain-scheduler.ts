@@ -24,7 +24,7 @@ import { Worker } from 'node:worker_threads';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { ApiError, httpJson } from '../api/http.ts';
-import { FAILURE_MODES, type FailureMode, type FailureScoreReport } from '../api/types.ts';
+import { FAILURE_MODES, type FailureMode, type FailureScoreReport, type ModelsStatus, type PushOutcome, type RetrainProgress, type RetrainRun, type RetrainStage, type ServerModel } from '../api/types.ts';
 import type { Logger } from '../common/log.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
 import type { KvEvent, KvStore } from '../metadata/kv.ts';
@@ -66,67 +66,7 @@ export const DEFAULT_RETRAIN: RetrainConfig = {
   reconcileMs: 60_000, requestTimeoutMs: 60_000, seed: 1, worker: true, now: Date.now,
 };
 
-export interface PushOutcome {
-  server: string;
-  version: string;
-  ok: boolean;
-  at: string;
-  error?: string;
-}
-
-export interface RetrainRun extends RetrainResult {
-  at: string;
-  trigger: 'schedule' | 'request';
-  /** Servers whose history was used. */
-  servers: string[];
-  skipped: { server: string; reason: string }[];
-  /** Failure labels in the history (per mode). */
-  labels: Partial<Record<FailureMode, number>>;
-  pushes: PushOutcome[];
-}
-
-export interface ServerModel {
-  server: string;
-  state: ServerRecord['state'];
-  version?: string;
-  createdAt?: string;
-  checkedAt?: string;
-  /** 'current' | 'behind' (will be pushed) | 'ahead' (newer model loaded by hand) | 'unknown' (not reachable). */
-  sync: 'current' | 'behind' | 'ahead' | 'unknown';
-  error?: string;
-  lastPush?: PushOutcome;
-}
-
-export type RetrainStage = 'pulling history' | 'training' | 'pushing';
-
-/** Where a running retrain is. Stages come in this order; 'pushing' only when the model was replaced. */
-export interface RetrainProgress {
-  stage: RetrainStage;
-  /**
-   * 'pulling history': servers answered or skipped / up servers; 'pushing': servers checked or
-   * pushed / up servers; 'training': percent of `step` done out of 100, or 0/0 while the trainer
-   * has not reported yet (indeterminate).
-   */
-  done: number;
-  total: number;
-  /** When this retrain started (ISO 8601). */
-  startedAt: string;
-  /** Training only: the trainer's step ('building features', 'training candidate', 'validating'). */
-  step?: string;
-}
-
-export interface ModelsStatus {
-  version: string;
-  createdAt: string;
-  trainedOn: ModelBundle['trainedOn'];
-  validation: ModelBundle['validation'];
-  /** The retrain in progress, null when none runs. */
-  running: RetrainProgress | null;
-  intervalMs: number;
-  nextRetrainAt?: string;
-  lastRetrain?: RetrainRun;
-  servers: ServerModel[];
-}
+export type { ModelsStatus, PushOutcome, RetrainProgress, RetrainRun, RetrainStage, ServerModel } from '../api/types.ts';
 
 export class RetrainBusyError extends Error {
   constructor() {

@@ -11,7 +11,7 @@ import { EventEmitter } from 'node:events';
 import { readFile, writeFile, rename, mkdir, copyFile } from 'node:fs/promises';
 import { existsSync, watchFile, unwatchFile } from 'node:fs';
 import { join } from 'node:path';
-import { FAILURE_MODES, type FailureMode } from '../api/types.ts';
+import { FAILURE_MODES, type FailureMode } from './failure-report.ts';
 import { GradientBoostedTrees, type FeatureMatrix } from './gbdt.ts';
 import { fitCalibrator, brierScore } from './calibration.ts';
 import { rocAuc, thresholdForFalseAlarmRate } from './metrics.ts';

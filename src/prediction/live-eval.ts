@@ -13,7 +13,7 @@
  */
 import { TimeSeriesStore, type Sample } from '../telemetry/tsdb.ts';
 import type { FailureScorer } from './scorer.ts';
-import { FAILURE_MODES } from '../api/types.ts';
+import { FAILURE_MODES } from './failure-report.ts';
 import { median, recallAtFalseAlarmRate, rocAuc, wilson } from './metrics.ts';
 import { peerSample, peerStatsOf, storeQuery, FAIL_SLOW_WINDOW_MIN, MINUTE_MS } from './online-features.ts';
 

@@ -12,7 +12,7 @@ import { scoreStreams } from './live-eval.ts';
 import { FailureScorer } from './scorer.ts';
 import { loadDefaultBundle } from './model-bundle.ts';
 import { storeQuery, HOUR_MS, MINUTE_MS } from './online-features.ts';
-import { FAILURE_MODES as FAILURE_MODES_FOR_TEST } from '../api/types.ts';
+import { FAILURE_MODES as FAILURE_MODES_FOR_TEST } from './failure-report.ts';
 import { TimeSeriesStore } from '../telemetry/tsdb.ts';
 import { seriesQuery, type CompactSeries } from '../orchestrator/retrain-worker.ts';
 

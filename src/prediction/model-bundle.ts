@@ -7,7 +7,7 @@
 import { readFile, writeFile, mkdir, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FAILURE_MODES, type FailureMode } from '../api/types.ts';
+import { FAILURE_MODES, type FailureMode } from './failure-report.ts';
 import { GradientBoostedTrees, type GbdtJSON } from './gbdt.ts';
 import { calibratorFromJSON, type CalibratorJSON } from './calibration.ts';
 

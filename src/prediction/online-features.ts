@@ -13,7 +13,7 @@
  * A missing input is NaN (the trees route NaN along learned default branches; the rule
  * models treat NaN as "no evidence"); nothing is filled in or invented.
  */
-import type { FailureMode } from '../api/types.ts';
+import type { FailureMode } from './failure-report.ts';
 import { BACKBLAZE_SMART, type DriveHistory } from './datasets.ts';
 import { BACKBLAZE_FEATURE_NAMES, driveFeatures } from './backblaze-features.ts';
 import { MAD_TO_SIGMA, linearSlope, median, pearson } from './features.ts';

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FAILURE_MODES } from '../api/types.ts';
+import { FAILURE_MODES } from './failure-report.ts';
 import { loadDefaultBundle } from './model-bundle.ts';
 import { FailureScorer, modeScore, levelOf } from './scorer.ts';
 import { syntheticQuery } from './synthetic-telemetry.ts';

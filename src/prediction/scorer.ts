@@ -9,7 +9,7 @@
  * contributions, and two small exponential-smoothing fits for the forecasts
  * (docs/prediction-cost.md has the measured time per server per tick).
  */
-import { FAILURE_MODES, type FailureMode, type FailureScoreReport } from '../api/types.ts';
+import { FAILURE_MODES, type FailureMode, type FailureScoreReport } from './failure-report.ts';
 import { GradientBoostedTrees } from './gbdt.ts';
 import { calibratorFromJSON, type Calibrator } from './calibration.ts';
 import { ExpSmoothingForecaster } from './forecast/exp-smoothing.ts';
