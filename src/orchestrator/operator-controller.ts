@@ -17,7 +17,7 @@ import {
   type Operator, type OperatorProgress, type OperatorView,
 } from './operators.ts';
 import { ServerAdminClient } from './server-admin.ts';
-import type { CopyJobStatus } from '../server/copy-engine.ts';
+import type { CopyJobStatus } from '../api/server-admin-types.ts';
 
 export interface ControllerLimits {
   /** Copies one server may take part in at once (as target or source). */

@@ -2,7 +2,7 @@
 
 import { adminBaseUrl } from '../common/cluster-tls.ts';
 import { httpJson } from '../api/http.ts';
-import type { CopyJobSpec, CopyJobStatus } from '../server/copy-engine.ts';
+import type { CopyJobSpec, CopyJobStatus } from '../api/server-admin-types.ts';
 
 export class ServerAdminClient {
   private readonly base: string;

@@ -25,36 +25,9 @@ import { Flag, Op, ProtocolError, STATUS_NAMES, Status, type Response } from '..
 import type { SegmentStore } from '../segment-store/segment-store.ts';
 import { BLOCK_SIZE } from '../segment-store/types.ts';
 import type { RequestHandler } from './request-handler.ts';
+import type { CopyJobSpec, CopyJobState, CopyJobStatus } from '../api/server-admin-types.ts';
 
-export interface CopyJobSpec {
-  segmentId: string;
-  /** Server to copy from (a healthy replica; the primary by default). */
-  source?: string;
-  /** Bytes per second for this job (0 = only the server-wide limit). */
-  bandwidthBytesPerSec?: number;
-}
-
-export type CopyJobState = 'running' | 'done' | 'failed' | 'cancelled';
-
-export interface CopyJobStatus {
-  id: string;
-  segmentId: string;
-  source: string;
-  state: CopyJobState;
-  totalBytes: number;
-  bytesCopied: number;
-  passes: number;
-  /** Blocks found different in the final, paused comparison and copied again. */
-  recopiedBlocks: number;
-  verified: boolean;
-  rateBytesPerSec: number;
-  etaSeconds?: number;
-  /** Where the time went: waiting for a slot, the live comparison, the live copy, the paused verification (with re-copies), the flush. */
-  phaseMs?: { queued: number; diff: number; copy: number; verify: number; flush: number };
-  startedAt: string;
-  finishedAt?: string;
-  error?: string;
-}
+export type { CopyJobSpec, CopyJobState, CopyJobStatus } from '../api/server-admin-types.ts';
 
 const CHECKSUM_BATCH_BLOCKS = 8192; // 32 MiB of data per CHECKSUMS request
 const COPY_RUN_BLOCKS = 256; // 1 MiB per READ
