@@ -8,6 +8,7 @@ import { loadKeyFile, setProcessCredential } from '../auth/credentials.ts';
 import { keyFileGiven } from './auth-commands.ts';
 import { parseHostPort } from '../common/address.ts';
 import { createLogger } from '../common/log.ts';
+import { registerDashboard } from '../dashboard/serve.ts';
 import { Orchestrator } from '../orchestrator/orchestrator.ts';
 import { PresageClient } from '../client/presage-client.ts';
 import { DEFAULT_IN_FLIGHT_BUDGET, DEFAULT_PARTIAL_FRAME_BUDGET } from '../server/data-server.ts';
@@ -83,7 +84,7 @@ export function registerProcessCommands(program: Command): void {
       const { host, port } = parseHostPort(opts.listen, '--listen');
       const log = createLogger('orchestrator');
       const o = await Orchestrator.start({
-        dir: opts.dir, host, port, logger: log, heartbeatTimeoutMs: opts.heartbeatTimeout, repair: opts.repair,
+        routes: [registerDashboard], dir: opts.dir, host, port, logger: log, heartbeatTimeoutMs: opts.heartbeatTimeout, repair: opts.repair,
         limits: { maxCopiesPerServer: opts.maxCopiesPerServer, maxCopiesCluster: opts.maxCopiesCluster, clusterBandwidth: opts.clusterBandwidth },
         meta: opts.meta,
         admission: { overcommit: opts.overcommit },

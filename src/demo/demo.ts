@@ -11,6 +11,7 @@ import { PresageClient } from '../client/presage-client.ts';
 import { createLogger, type Logger } from '../common/log.ts';
 import { PresageBlockDeviceProvider } from '../nbd/presage-provider.ts';
 import { NbdServer } from '../nbd/nbd-server.ts';
+import { registerDashboard } from '../dashboard/serve.ts';
 import { Orchestrator } from '../orchestrator/orchestrator.ts';
 import { StorageServer } from '../server/storage-server.ts';
 import { backfill } from '../telemetry/history-import.ts';
@@ -40,7 +41,7 @@ export async function runDemo(o: DemoOptions, out: (line: string) => void = (l) 
   const log: Logger = createLogger('demo', process.env.PRESAGE_LOG_LEVEL ?? 'warn');
   out(`Presage demo: data and logs in ${dir}`);
   const orch = await Orchestrator.start({
-    dir: path.join(dir, 'orchestrator'), host: '127.0.0.1', port: o.port, logger: log, heartbeatTimeoutMs: 5000,
+    routes: [registerDashboard], dir: path.join(dir, 'orchestrator'), host: '127.0.0.1', port: o.port, logger: log, heartbeatTimeoutMs: 5000,
     scorePollMs: 1000, predictive: { sustainMs: 5000, recoverMs: 120000 },
   });
   const servers: StorageServer[] = [];

@@ -34,12 +34,16 @@ import { OperatorController, type ControllerLimits } from './operator-controller
 import { PRIORITY } from './operators.ts';
 import { PlacementError, pickReplicas } from './placement.ts';
 import { registerOrchestratorMetrics } from './metrics.ts';
-import { registerDashboard } from '../dashboard/serve.ts';
 import { RetrainScheduler, type RetrainConfig } from './retrain-scheduler.ts';
 import { bootstrapKeyring, registerAuthRoutes } from './auth-routes.ts';
 
 export interface OrchestratorOptions {
   dir: string;
+  /**
+   * More routes on the orchestrator's HTTP server, registered after its own (the dashboard: it
+   * sits above the orchestrator and plugs in here, so the orchestrator never imports it).
+   */
+  routes?: ((app: FastifyInstance) => void)[];
   /** Limits on volume creation (segments per volume and cluster, over-commit ratio). */
   admission?: Partial<AdmissionLimits>;
   host: string;
@@ -139,7 +143,7 @@ export class Orchestrator {
       // Signed as the identity the orchestrator acts as (known once the keyring is bootstrapped).
       sign: (bundle) => signJson(bundle, this.credential!), config: opts.retrain });
     this.routes();
-    registerDashboard(this.http);
+    for (const add of opts.routes ?? []) add(this.http);
   }
 
   static async start(opts: OrchestratorOptions): Promise<Orchestrator> {
