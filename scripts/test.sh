@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 echo "== typecheck" >&2
 npx tsc --noEmit -p .
+echo "== layers" >&2
+npx tsx scripts/check-layers.ts
 mapfile -t files < <(find src test -name '*.test.ts' -not -path '*/node_modules/*' | sort)
 if [ ${#files[@]} -eq 0 ]; then echo "no test files found" >&2; exit 1; fi
 echo "== ${#files[@]} test files" >&2
