@@ -305,7 +305,7 @@ test('malformed responses: too short, bad version (with id), unknown status (wit
   const v = Buffer.from(ok);
   v.writeUInt8(2, 0);
   assert.equal(frameError(() => decodeResponse(v)).requestId, 41);
-  for (const status of [10, 11, 200, 255]) {
+  for (const status of [Status.NO_SPACE + 1, 12, 200, 255]) {
     const s = Buffer.from(ok);
     s.writeUInt8(status, 2);
     assert.equal(frameError(() => decodeResponse(s)).requestId, 41);
