@@ -21,11 +21,12 @@ import type { Logger } from '../common/log.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
 import type { KvStore } from '../metadata/kv.ts';
 import type { DecisionLog } from './decision-log.ts';
-import { smtKey, type SmtEntry } from '../metadata/model.ts';
-import { NotFoundError, type MetadataWriter } from './metadata-writer.ts';
+import type { SmtEntry } from '../metadata/model.ts';
+import { ConflictError, NotFoundError, type MetadataWriter } from './metadata-writer.ts';
 import type { OperatorController } from './operator-controller.ts';
 import { PRIORITY } from './operators.ts';
 import { pickReplicas } from './placement.ts';
+import { dropCopy, dropServer, markOk } from './smt-transitions.ts';
 
 export interface Liveness {
   at: number;
@@ -203,40 +204,22 @@ export class FailoverController {
     if (!this.mayMarkDown(serverId, why)) return false;
     this.log.warn({ server: serverId, silentMs, why }, 'marking server down');
     await this.writer.setServerState(serverId, 'down');
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const r = await this.kv.range(smtKey(''));
-      const compare = [];
-      const put = [];
-      for (const e of r.entries) {
-        const entry = JSON.parse(e.value) as SmtEntry;
-        const inReplicas = entry.replicas.includes(serverId);
-        const inJoining = entry.joining?.includes(serverId) ?? false;
-        if (!inReplicas && !inJoining) continue;
-        const survivors = entry.replicas.filter((x) => x !== serverId);
-        // The last copy stays named: the data is unavailable until that server returns, never silently lost.
-        const replicas = survivors.length > 0 ? survivors : entry.replicas;
-        const next: SmtEntry = { ...entry, epoch: entry.epoch + 1, replicas, state: 'degraded' };
-        const joining = entry.joining?.filter((x) => x !== serverId);
-        if (joining && joining.length) next.joining = joining;
-        else delete next.joining;
-        compare.push({ key: e.key, modRevision: e.modRevision });
-        put.push({ key: e.key, value: JSON.stringify(next) });
-      }
-      if (put.length === 0) return true;
-      const res = await this.kv.txn({ compare, put });
-      if (res.succeeded) {
-        const out = Date.now() + this.policy.downOutDelayMs;
-        for (const p of put) this.outAt.set(p.key.slice(smtKey('').length), out);
-        await this.view.replica.waitForRevision(res.revision, 5000);
-        this.log.warn({ server: serverId, segments: put.length, revision: res.revision }, 'failed over: entries updated');
-        const later = this.policy.downOutDelayMs > 0 ? `; re-replicated after ${Math.round(this.policy.downOutDelayMs / 1000)} s down unless it returns or noout is set` : '';
-        this.decisions?.record({ type: 'failover', segmentId: '', server: serverId, reason: `${why}: ${put.length} segment(s) failed over${later}` });
-        return true;
-      }
+    let moved: { segments: string[]; revision: number };
+    try {
+      moved = await this.writer.updateEntries((e) => dropServer(e, serverId));
+    } catch (err) {
+      if (!(err instanceof ConflictError)) throw err;
+      this.log.error({ server: serverId }, 'could not fail over: too much contention; will retry');
+      await this.writer.setServerState(serverId, 'up'); // so the next tick tries again
+      return false;
     }
-    this.log.error({ server: serverId }, 'could not fail over: too much contention; will retry');
-    await this.writer.setServerState(serverId, 'up'); // so the next tick tries again
-    return false;
+    if (moved.segments.length === 0) return true;
+    const out = Date.now() + this.policy.downOutDelayMs;
+    for (const id of moved.segments) this.outAt.set(id, out);
+    this.log.warn({ server: serverId, segments: moved.segments.length, revision: moved.revision }, 'failed over: entries updated');
+    const later = this.policy.downOutDelayMs > 0 ? `; re-replicated after ${Math.round(this.policy.downOutDelayMs / 1000)} s down unless it returns or noout is set` : '';
+    this.decisions?.record({ type: 'failover', segmentId: '', server: serverId, reason: `${why}: ${moved.segments.length} segment(s) failed over${later}` });
+    return true;
   }
 
   /**
@@ -264,13 +247,9 @@ export class FailoverController {
       if (this.droppingDamaged.has(`${serverId} ${segId}`)) continue;
       this.droppingDamaged.add(`${serverId} ${segId}`);
       try {
-        const r = await this.writer.updateEntry(segId, (e) => {
-          const others = e.replicas.filter((x) => x !== serverId && this.view.servers.get(x)?.state === 'up' && (why === 'damaged' || !this.liveness.get(x)?.full));
-          if (!e.replicas.includes(serverId) || others.length === 0) return undefined;
-          const next: SmtEntry = { ...e, replicas: e.replicas.filter((x) => x !== serverId), state: 'degraded' };
-          if (e.joining) next.joining = e.joining.filter((x) => x !== serverId);
-          return next;
-        }).catch((err: unknown) => (err instanceof NotFoundError ? undefined : Promise.reject(err)));
+        // A replacement must be up, and, for a full copy, have room itself.
+        const usable = (x: string) => this.view.servers.get(x)?.state === 'up' && (why === 'damaged' || !this.liveness.get(x)?.full);
+        const r = await this.writer.updateEntry(segId, (e) => dropCopy(e, serverId, usable)).catch((err: unknown) => (err instanceof NotFoundError ? undefined : Promise.reject(err)));
         if (r?.changed) {
           if (why === 'damaged') {
             this.log.warn({ server: serverId, segment: segId }, 'replaced a damaged copy: dropped from the replica set');
@@ -324,7 +303,7 @@ export class FailoverController {
       if (missing <= 0) {
         this.outAt.delete(segId);
         if (e.state === 'degraded' && !this.controller.get(segId) && live.length === e.replicas.length) {
-          await this.writer.updateEntry(segId, (x) => (x.state === 'degraded' && x.replicas.length >= vol.replicas ? { ...x, state: 'ok' } : undefined));
+          await this.writer.updateEntry(segId, (x) => markOk(x, vol.replicas));
         }
         continue;
       }

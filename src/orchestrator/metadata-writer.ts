@@ -13,6 +13,8 @@ import {
 } from '../metadata/model.ts';
 import { placeSegments, type PlacementCandidate } from './placement.ts';
 
+import { promote, TransitionError } from './smt-transitions.ts';
+
 export class ConflictError extends Error {}
 export class NotFoundError extends Error {}
 /** The caller's identity may not do this (a server registering under another's binding). */
@@ -273,12 +275,42 @@ export class MetadataWriter {
 
   /** Makes `serverId` (already a replica) the primary of a segment: an epoch bump clients follow by redirect. */
   async promote(segmentId: string, serverId: string): Promise<SmtEntry> {
-    const r = await this.updateEntry(segmentId, (e) => {
-      if (!e.replicas.includes(serverId)) throw new ConflictError(`${serverId} is not a replica of ${segmentId}`);
-      if (e.replicas[0] === serverId) return undefined;
-      return { ...e, replicas: [serverId, ...e.replicas.filter((x) => x !== serverId)] };
-    });
-    return r.entry;
+    try {
+      return (await this.updateEntry(segmentId, (e) => promote(e, serverId, segmentId))).entry;
+    } catch (err) {
+      throw err instanceof TransitionError ? new ConflictError(err.message) : err;
+    }
+  }
+
+  /**
+   * Applies `change` (a transition of smt-transitions.ts) to every SMT entry in one transaction,
+   * each compared against the revision it was read at; retried on contention. Returns the
+   * segments it changed (none: nothing to do) and the revision the change committed at.
+   */
+  async updateEntries(change: (e: SmtEntry, segmentId: string) => SmtEntry | undefined, attempts = 20): Promise<{ segments: string[]; revision: number }> {
+    const prefix = smtKey('');
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      const r = await this.kv.range(prefix);
+      const compare = [];
+      const put = [];
+      const segments: string[] = [];
+      for (const kv of r.entries) {
+        const e = JSON.parse(kv.value) as SmtEntry;
+        const segmentId = kv.key.slice(prefix.length);
+        const next = change(e, segmentId);
+        if (!next) continue;
+        compare.push({ key: kv.key, modRevision: kv.modRevision });
+        put.push({ key: kv.key, value: JSON.stringify({ ...next, epoch: e.epoch + 1 }) });
+        segments.push(segmentId);
+      }
+      if (put.length === 0) return { segments, revision: r.revision };
+      const res = await this.kv.txn({ compare, put });
+      if (res.succeeded) {
+        await this.view.replica.waitForRevision(res.revision, 5000);
+        return { segments, revision: res.revision };
+      }
+    }
+    throw new ConflictError('could not update the SMT: too much contention');
   }
 
   /**

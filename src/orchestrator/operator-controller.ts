@@ -17,6 +17,7 @@ import {
   type Operator, type OperatorProgress, type OperatorView,
 } from './operators.ts';
 import { ServerAdminClient } from './server-admin.ts';
+import { commit, join, leave } from './smt-transitions.ts';
 import type { CopyJobStatus } from '../api/server-admin-types.ts';
 
 export interface ControllerLimits {
@@ -219,7 +220,7 @@ export class OperatorController {
     const job = this.jobs.get(op.id);
     if (job) await new ServerAdminClient(job.adminAddr).cancelCopy(job.jobId).catch(() => {});
     try {
-      await this.writer.updateEntry(op.segmentId, (e) => (e.joining?.includes(op.target) ? { ...e, joining: e.joining.filter((s) => s !== op.target) } : undefined));
+      await this.writer.updateEntry(op.segmentId, (e) => leave(e, op.target));
     } catch (err) {
       if (!(err instanceof NotFoundError)) throw err;
     }
@@ -288,7 +289,7 @@ export class OperatorController {
         if ((per.get(op.target) ?? 0) >= this.limits.maxCopiesPerServer) return false;
         if (primary && (per.get(primary) ?? 0) >= this.limits.maxCopiesPerServer) return false;
         // Step 1: the target joins the entry (epoch+1): from now on writes reach it too.
-        await this.writer.updateEntry(op.segmentId, (e) => (e.joining?.includes(op.target) ? undefined : { ...e, joining: [...(e.joining ?? []), op.target] }));
+        await this.writer.updateEntry(op.segmentId, (e) => join(e, op.target));
         await failpoint('operator.after-join');
         if (!(await this.save(op, { state: 'copying' }))) return false;
         this.record('started', op.segmentId, `copying to ${op.target}`, op);
@@ -334,18 +335,10 @@ export class OperatorController {
         await failpoint('operator.before-commit');
         let lost = false;
         const vol = this.view.volumes.get(op.segmentId.slice(0, op.segmentId.lastIndexOf('/')));
-        await this.writer.updateEntry(op.segmentId, (e): SmtEntry | undefined => {
-          if (!e.joining?.includes(op.target)) {
-            lost = !e.replicas.includes(op.target);
-            return undefined;
-          }
-          let replicas = [...e.replicas];
-          const at = op.remove ? replicas.indexOf(op.remove) : -1;
-          if (at >= 0) replicas[at] = op.target;
-          else replicas.push(op.target);
-          replicas = [...new Set(replicas)];
-          const want = vol?.replicas ?? replicas.length;
-          return { ...e, replicas, joining: e.joining.filter((s) => s !== op.target), state: replicas.length >= want ? 'ok' : 'degraded' };
+        await this.writer.updateEntry(op.segmentId, (e) => {
+          const r = commit(e, op.target, op.remove, vol?.replicas ?? e.replicas.length);
+          lost = r.lost;
+          return r.next;
         });
         if (lost) {
           await this.save(op, { state: 'pending', attempts: op.attempts + 1 });
