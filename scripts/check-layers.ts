@@ -4,6 +4,8 @@
 // is a change of this table, made on purpose and reviewed, never a side effect of an import.
 // Tests (*.test.ts) are outside the rule: an integration test may start the whole system.
 //
+// Second rule: only the metadata writer writes SMT keys (smtWriteViolations).
+//
 // Run as a script (`npx tsx scripts/check-layers.ts`: lists each violation, exit 1) or through
 // checkLayers() (test/layers.test.ts, which also shows that a violation is caught).
 
@@ -75,6 +77,27 @@ export function checkLayers(root: string, files: { path: string; text: string }[
   return out;
 }
 
+/**
+ * Modules that may write SMT keys: the metadata writer (every live change, through the pure
+ * transitions of smt-transitions.ts) and `presage meta restore`, which writes a whole backup into
+ * a stopped, empty store. The store implementations under src/metadata/ write what they are given.
+ */
+export const SMT_WRITERS: readonly string[] = ['src/orchestrator/metadata-writer.ts', 'src/cli/meta-commands.ts'];
+
+const SMT_IMPORT_RE = /import\s+(?:type\s+)?\{[^}]*\b(?:smtKey|SMT)\b[^}]*\}\s*from\s*['"][^'"]*metadata\/model\.ts['"]/;
+
+/**
+ * Modules outside SMT_WRITERS that both name SMT keys (import smtKey or SMT) and write the store
+ * (call .txn, the KvStore's only write): each is a second writer of the SMT, which the design forbids.
+ */
+export function smtWriteViolations(files: { path: string; text: string }[], writers = SMT_WRITERS): string[] {
+  return files
+    .filter((f) => !f.path.endsWith('.test.ts') && f.path.startsWith(`src${path.sep}`) && !f.path.startsWith(path.join('src', 'metadata') + path.sep))
+    .filter((f) => !writers.includes(f.path.split(path.sep).join('/')))
+    .filter((f) => SMT_IMPORT_RE.test(f.text) && /\.txn\(/.test(f.text))
+    .map((f) => f.path);
+}
+
 /** Every .ts file under src/, relative to root. */
 export function sourceFiles(root: string): { path: string; text: string }[] {
   const out: { path: string; text: string }[] = [];
@@ -91,10 +114,13 @@ export function sourceFiles(root: string): { path: string; text: string }[] {
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-  const bad = checkLayers(root, sourceFiles(root));
+  const files = sourceFiles(root);
+  const bad = checkLayers(root, files);
   for (const v of bad) console.error(`${v.file}:${v.line}: ${v.from} imports ${v.to} (${v.specifier}): ${v.to} is not in a lower layer than ${v.from}`);
-  if (bad.length > 0) {
-    console.error(`check-layers: ${bad.length} import(s) against the layer order in scripts/check-layers.ts`);
+  const writers = smtWriteViolations(files);
+  for (const f of writers) console.error(`${f}: writes the metadata store and names SMT keys; only ${SMT_WRITERS.join(', ')} may (use MetadataWriter and smt-transitions.ts)`);
+  if (bad.length > 0 || writers.length > 0) {
+    console.error(`check-layers: ${bad.length} import(s) against the layer order, ${writers.length} SMT writer(s) outside the metadata writer`);
     process.exit(1);
   }
   console.error(`check-layers: ok (${LAYERS.map((l) => l.join('/')).join(' < ')})`);

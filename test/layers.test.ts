@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { checkLayers, importsOf, sourceFiles } from '../scripts/check-layers.ts';
+import { checkLayers, importsOf, smtWriteViolations, sourceFiles } from '../scripts/check-layers.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -28,4 +28,14 @@ test('the checker finds upward, dynamic and re-exported imports, and parts with 
   const bad = checkLayers(root, [{ path: path.join('src', 'api', 'probe.ts'), text }, { path: path.join('src', 'api', 'probe.test.ts'), text }]);
   assert.deepEqual(bad.map((v) => [v.line, v.to]), [[2, 'orchestrator'], [3, 'server'], [4, 'cli'], [6, 'mystery']]);
   assert.deepEqual(importsOf("import {\n  x,\n} from '../a/b.ts';\nimport '../side/effect.ts';").map((i) => i.specifier), ['../a/b.ts', '../side/effect.ts']);
+});
+
+test('only the metadata writer writes SMT keys', () => {
+  assert.deepEqual(smtWriteViolations(sourceFiles(root)), []);
+  const writer = "import { smtKey, type SmtEntry } from '../metadata/model.ts';\nawait kv.txn({ put: [{ key: smtKey(id), value }] });";
+  const reader = "import { smtKey } from '../metadata/model.ts';\nconst key = smtKey(id);";
+  const probe = (p: string, text: string) => smtWriteViolations([{ path: path.join(...p.split('/')), text }]);
+  assert.deepEqual(probe('src/orchestrator/failover.ts', writer), [path.join('src', 'orchestrator', 'failover.ts')], 'a second writer is caught');
+  assert.deepEqual(probe('src/client/presage-client.ts', reader), [], 'naming SMT keys to read or watch them is fine');
+  assert.deepEqual(probe('src/orchestrator/metadata-writer.ts', writer), [], 'the writer itself may');
 });
