@@ -35,8 +35,14 @@ async function cluster(servers: number, policy: Partial<MarkDownPolicy>) {
   }
   await view.refresh();
   const proposals: { segmentId: string; target: string }[] = [];
+  const running = new Map<string, { segmentId: string; target: string }>();
+  const cancelled: string[] = [];
   const controller = {
-    get: () => undefined,
+    get: (segmentId: string) => running.get(segmentId),
+    cancel: async (segmentId: string) => {
+      cancelled.push(segmentId);
+      return running.delete(segmentId);
+    },
     pendingTargets: () => new Map<string, number>(),
     propose: async (p: { segmentId: string; target: string }) => {
       proposals.push(p);
@@ -49,7 +55,7 @@ async function cluster(servers: number, policy: Partial<MarkDownPolicy>) {
   const failover = new FailoverController(kv, view, writer, controller, liveness, TIMEOUT, silentLogger, true, decisions, policy);
   beat(...ids);
   const state = (s: string) => view.servers.get(s)?.state;
-  return { kv, view, writer, failover, beat, ids, state, proposals, decisions, liveness, close: async () => { await replica.stop(); await kv.close(); } };
+  return { kv, view, writer, failover, beat, ids, state, proposals, decisions, liveness, running, cancelled, close: async () => { await replica.stop(); await kv.close(); } };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -151,6 +157,14 @@ test('a full copy leaves the write set where a replica with room remains; the la
     assert.equal(after.state, 'degraded');
     assert.equal(after.epoch, entry.epoch + 1);
     assert.ok(c.decisions.list().some((d) => d.type === 'no-space' && d.segmentId === id && /leaves the write set/.test(d.reason)));
+    // A copy being made onto a server whose disk is full stops (its operator is cancelled).
+    const [id2, e2] = [...c.view.smt.entries()][1]!;
+    const target = c.ids.find((x) => !e2.replicas.includes(x))!;
+    c.running.set(id2, { segmentId: id2, target });
+    await c.failover.dropFullCopies(e2.replicas[0]!, [id2]);
+    assert.deepEqual(c.cancelled, [], 'an operator onto another server goes on');
+    await c.failover.dropFullCopies(target, [id2]);
+    assert.deepEqual(c.cancelled, [id2], 'the operator onto the full server is cancelled');
     // The last copy never leaves, full or not.
     c.liveness.set(other, { at: Date.now(), usedBytes: 0, segments: 0, full: true });
     await c.failover.dropFullCopies(other, [id]);

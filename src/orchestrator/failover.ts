@@ -247,6 +247,10 @@ export class FailoverController {
       if (this.droppingDamaged.has(`${serverId} ${segId}`)) continue;
       this.droppingDamaged.add(`${serverId} ${segId}`);
       try {
+        // A copy being made onto the full server cannot finish, and every write forwarded to it
+        // fails: the operator stops (the target leaves the entry) and repair picks a server with room.
+        const op = why === 'no-space' ? this.controller.get(segId) : undefined;
+        if (op && op.target === serverId) await this.controller.cancel(segId, `${serverId} has no space for the copy of ${segId}: it stops; another server with room takes it`);
         // A replacement must be up, and, for a full copy, have room itself.
         const usable = (x: string) => this.view.servers.get(x)?.state === 'up' && (why === 'damaged' || !this.liveness.get(x)?.full);
         const r = await this.writer.updateEntry(segId, (e) => dropCopy(e, serverId, usable)).catch((err: unknown) => (err instanceof NotFoundError ? undefined : Promise.reject(err)));
