@@ -9,7 +9,7 @@ import type { DecisionLog } from './decision-log.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
 import type { MetadataWriter } from './metadata-writer.ts';
 import type { OperatorController } from './operator-controller.ts';
-import { pickReplicas } from './placement.ts';
+import { pickTarget } from './placement.ts';
 import { migrationPriority } from './priority.ts';
 
 export interface DrainCandidate {
@@ -81,10 +81,9 @@ export class DrainPolicy {
       const e = this.view.entry(c.segmentId);
       const vol = this.view.volumes.get(c.segmentId.slice(0, c.segmentId.lastIndexOf('/')));
       if (!e || !vol) continue;
-      const holders = new Set([...e.replicas, ...(e.joining ?? [])]);
       let target: string;
       try {
-        [target] = pickReplicas(pool.filter((x) => !holders.has(x.id)), 1, vol.segmentSize, pool.filter((x) => holders.has(x.id) && x.id !== c.server), c.segmentId);
+        target = pickTarget(pool, e, vol.segmentSize, c.segmentId, c.server);
       } catch {
         continue; // no healthy server with room: try again next tick
       }

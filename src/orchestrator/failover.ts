@@ -25,7 +25,7 @@ import type { SmtEntry } from '../metadata/model.ts';
 import { ConflictError, NotFoundError, type MetadataWriter } from './metadata-writer.ts';
 import type { OperatorController } from './operator-controller.ts';
 import { PRIORITY } from './operators.ts';
-import { pickReplicas } from './placement.ts';
+import { pickTarget } from './placement.ts';
 import { dropCopy, dropServer, markOk } from './smt-transitions.ts';
 
 export interface Liveness {
@@ -317,12 +317,11 @@ export class FailoverController {
       const out = this.outAt.get(segId);
       if (out !== undefined && (noout || out > now)) continue;
       this.outAt.delete(segId);
-      const holders = new Set([...e.replicas, ...(e.joining ?? [])]);
       // One pool per tick, so the repairs of one failure spread over the survivors.
       pool ??= this.writer.placementCandidates(new Set(), this.controller.pendingTargets());
       let target: string | undefined;
       try {
-        [target] = pickReplicas(pool.filter((c) => !holders.has(c.id)), 1, vol.segmentSize, pool.filter((c) => holders.has(c.id)), segId);
+        target = pickTarget(pool, e, vol.segmentSize, segId);
       } catch {
         if (!this.stuck.has(segId)) this.log.warn({ segment: segId }, 'no server available to restore redundancy');
         this.stuck.add(segId);

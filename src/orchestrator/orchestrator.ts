@@ -32,7 +32,7 @@ import { ConflictError, ForbiddenError, ForeignClusterError, LimitError, Metadat
 import { DirLock } from './dir-lock.ts';
 import { OperatorController, type ControllerLimits } from './operator-controller.ts';
 import { PRIORITY } from './operators.ts';
-import { PlacementError, pickReplicas } from './placement.ts';
+import { PlacementError, pickTarget } from './placement.ts';
 import { registerOrchestratorMetrics } from './metrics.ts';
 import { RetrainScheduler, type RetrainConfig } from './retrain-scheduler.ts';
 import { bootstrapKeyring, registerAuthRoutes } from './auth-routes.ts';
@@ -299,8 +299,7 @@ export class Orchestrator {
     let to = req.to;
     if (!to) {
       const vol = this.view.volumes.get(req.segmentId.slice(0, req.segmentId.lastIndexOf('/')))!;
-      const holders = new Set([...e.replicas, ...(e.joining ?? [])]);
-      [to] = pickReplicas(this.writer.placementCandidates(holders), 1, vol.segmentSize, this.writer.placementCandidates().filter((x) => holders.has(x.id) && x.id !== from), req.segmentId);
+      to = pickTarget(this.writer.placementCandidates(new Set(), this.operators.pendingTargets()), e, vol.segmentSize, req.segmentId, from);
     } else if (!this.view.servers.has(to)) {
       throw new NotFoundError(`no server ${to}`);
     }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { PlacementError, pickReplicas, placeSegments, type PlacementCandidate } from './placement.ts';
+import { PlacementError, pickReplicas, pickTarget, placeSegments, type PlacementCandidate } from './placement.ts';
 
 const GiB = 1024 ** 3;
 const SEG = GiB;
@@ -56,5 +56,20 @@ describe('placement', () => {
   it('refuses with a clear error when there are too few servers', () => {
     assert.throws(() => placeSegments([server('a')], 1, 2, SEG), (e: Error) => e instanceof PlacementError && /need 2 servers/.test(e.message));
     assert.throws(() => pickReplicas([server('a')], 2, SEG, []), PlacementError);
+  });
+
+  it('pickTarget: one more copy goes to a server holding none, spread against the holders that stay', () => {
+    const pool = () => [server('a', { zone: 'z1' }), server('b', { zone: 'z2' }), server('c', { zone: 'z1' }), server('d', { zone: 'z2' }), server('e', { zone: 'z3', assignedBytes: 90 * GiB })];
+    // A repair of [a, b] with c joining: neither holder nor joiner, and the empty zone z3 wins over room.
+    assert.equal(pickTarget(pool(), { replicas: ['a', 'b'], joining: ['c'] }, SEG, 'v/0'), 'e');
+    // Draining a out of [a, e]: a does not count as staying, so a z1 server is as good as any;
+    // it is never a holder again, and never e.
+    for (let i = 0; i < 10; i++) {
+      const t = pickTarget(pool(), { replicas: ['a', 'e'] }, SEG, `v/${i}`, 'a');
+      assert.ok(['b', 'c', 'd'].includes(t), t);
+    }
+    // With the leaving replica counted as staying, its zone would be avoided.
+    assert.equal(pickTarget(pool().filter((x) => x.id !== 'e'), { replicas: ['a', 'b'] }, SEG, 'v/0', 'b'), 'd');
+    assert.throws(() => pickTarget([server('a'), server('b')], { replicas: ['a', 'b'] }, SEG, 'v/0'), PlacementError);
   });
 });

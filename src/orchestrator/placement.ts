@@ -3,6 +3,8 @@
 // warning level (they may be drained soon: data placed there would move twice), then balanced by
 // free capacity and, among servers with about as much room, by the load they serve.
 
+import type { SmtEntry } from '../metadata/model.ts';
+
 export interface PlacementCandidate {
   id: string;
   zone?: string;
@@ -47,6 +49,17 @@ export function placeSegments(
     out.push(ordered);
   }
   return out;
+}
+
+/**
+ * The server that receives one more copy of a segment (a repair, a drain, a manual move): any
+ * candidate of `pool` that holds no copy yet (replica or joining), spread against the holders
+ * that stay (all but `leaving`, the replica the copy replaces). Throws PlacementError when none
+ * fits. Every policy picks its targets here, so placement rules change in one place.
+ */
+export function pickTarget(pool: PlacementCandidate[], entry: Pick<SmtEntry, 'replicas' | 'joining'>, segmentBytes: number, segmentId: string, leaving?: string): string {
+  const holders = new Set([...entry.replicas, ...(entry.joining ?? [])]);
+  return pickReplicas(pool.filter((c) => !holders.has(c.id)), 1, segmentBytes, pool.filter((c) => holders.has(c.id) && c.id !== leaving), segmentId)[0]!;
 }
 
 /** Picks `n` more servers for one segment whose current holders are `existing`. */
