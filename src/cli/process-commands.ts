@@ -10,6 +10,7 @@ import { parseHostPort } from '../common/address.ts';
 import { createLogger } from '../common/log.ts';
 import { registerDashboard } from '../dashboard/serve.ts';
 import { Orchestrator } from '../orchestrator/orchestrator.ts';
+import { DEFAULT_PREDICTIVE } from '../orchestrator/predictive-drain.ts';
 import { PresageClient } from '../client/presage-client.ts';
 import { DEFAULT_IN_FLIGHT_BUDGET, DEFAULT_PARTIAL_FRAME_BUDGET } from '../server/data-server.ts';
 import { DEFAULT_ORCHESTRATOR_GRACE_MS, StorageServer } from '../server/storage-server.ts';
@@ -68,8 +69,8 @@ export function registerProcessCommands(program: Command): void {
     .option('--cluster-bandwidth <size>', 'cap on all re-replication/migration copies together, per second (0 = none)', sizeArg, 0)
     .option('--no-repair', 'do not re-replicate segments that lost a replica')
     .option('--no-predictive', 'disable predictive drain: only reactive failover moves data')
-    .option('--drain-threshold <score>', 'drain a server whose Failure Score stays at or above this', intArg('drain threshold', 1, 100), 70)
-    .option('--warning-threshold <score>', 'warn at this score; a drained server takes data again only below it', intArg('warning threshold', 0, 100), 50)
+    .option('--drain-threshold <score>', 'drain a server whose Failure Score stays at or above this', intArg('drain threshold', 1, 100), DEFAULT_PREDICTIVE.threshold)
+    .option('--warning-threshold <score>', 'warn at this score; a drained server takes data again only below it', intArg('warning threshold', 0, 100), DEFAULT_PREDICTIVE.warning)
     .option('--drain-sustain <ms>', 'the score must stay above the threshold this long before draining', intArg('drain sustain', 0, 86_400_000), 15000)
     .option('--recover-after <ms>', 'a drained server must stay below the warning level this long to take data again', intArg('recover after', 0, 604_800_000), 120000)
     .option('--max-draining <percent>', 'at most this share of the up servers drains at once', intArg('max draining', 1, 100), 25)

@@ -23,6 +23,7 @@
 
 import { FAILURE_MODES, type FailureLabel, type FailureMode, type FailureScoreReport } from '../api/types.ts';
 import type { Logger } from '../common/log.ts';
+import { WARN_SCORE } from '../prediction/failure-report.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
 import type { KvEvent, KvStore } from '../metadata/kv.ts';
 import { SERVERS, type ServerRecord } from '../metadata/model.ts';
@@ -34,7 +35,7 @@ export const SCORE_FRESH_MS = 15 * 60_000;
 /** Mark-downs of the same server closer than this are one failure (a failover retry sets it down again). */
 export const DEDUPE_MS = 10 * 60_000;
 /** Score at or above which a report's leading mode is trusted as the cause (the warning level). */
-export const WARNING_SCORE = 50;
+export const WARNING_SCORE = WARN_SCORE;
 
 export type { FailureLabel } from '../api/types.ts';
 

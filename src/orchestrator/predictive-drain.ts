@@ -7,6 +7,7 @@
 
 import type { FailureScoreReport } from '../api/types.ts';
 import type { Logger } from '../common/log.ts';
+import { ACT_SCORE, WARN_SCORE } from '../prediction/failure-report.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
 import type { DecisionLog } from './decision-log.ts';
 
@@ -24,8 +25,8 @@ export interface PredictiveDrainConfig {
 
 export const DEFAULT_PREDICTIVE: PredictiveDrainConfig = {
   enabled: true,
-  threshold: 70,
-  warning: 50,
+  threshold: ACT_SCORE,
+  warning: WARN_SCORE,
   sustainMs: 15000,
   recoverMs: 120000,
   maxDrainingFraction: 0.25,

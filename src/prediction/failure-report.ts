@@ -2,6 +2,14 @@
 // GET /v1/failure-score. Defined here, where they are produced, so that prediction depends on no
 // higher layer; api/types.ts re-exports them as part of the wire contract.
 
+/**
+ * The two score levels, declared once: at ACT_SCORE a server is drained (the orchestrator's
+ * default --drain-threshold), at WARN_SCORE it is a warning (--warning-threshold; placement avoids
+ * it, a drained server takes data again only below it). Model anchors map probabilities onto them.
+ */
+export const ACT_SCORE = 70;
+export const WARN_SCORE = 50;
+
 export const FAILURE_MODES = ['disk', 'fail-slow', 'network', 'software'] as const;
 export type FailureMode = (typeof FAILURE_MODES)[number];
 

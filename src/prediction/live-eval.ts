@@ -13,7 +13,7 @@
  */
 import { TimeSeriesStore, type Sample } from '../telemetry/tsdb.ts';
 import type { FailureScorer } from './scorer.ts';
-import { FAILURE_MODES } from './failure-report.ts';
+import { ACT_SCORE, FAILURE_MODES, WARN_SCORE } from './failure-report.ts';
 import { median, recallAtFalseAlarmRate, rocAuc, wilson } from './metrics.ts';
 import { peerSample, peerStatsOf, storeQuery, FAIL_SLOW_WINDOW_MIN, MINUTE_MS } from './online-features.ts';
 
@@ -188,7 +188,7 @@ export interface BaselineInput {
   alarm?: Map<string, boolean>;
 }
 
-export function summarize(lines: UnitTimeline[], baselines: Record<string, BaselineInput> = {}, thresholds = [70, 50]): EvalSummary {
+export function summarize(lines: UnitTimeline[], baselines: Record<string, BaselineInput> = {}, thresholds = [ACT_SCORE, WARN_SCORE]): EvalSummary {
   const max = lines.map((l) => l.score.reduce((a, b) => Math.max(a, b), 0));
   const labels = lines.map((l) => l.unit.failed);
   const nFailed = labels.filter(Boolean).length;

@@ -16,8 +16,8 @@ import { ExpSmoothingForecaster } from './forecast/exp-smoothing.ts';
 import { computeOnlineFeatures, MINUTE_MS, type OnlineFeatures, type PeerStats, type QueryFn } from './online-features.ts';
 import { validateBundle, type ModeModel, type ModelBundle, type RuleModeModel, type ScoreAnchors } from './model-bundle.ts';
 
-export const ACT_SCORE = 70;
-export const WARN_SCORE = 50;
+export { ACT_SCORE, WARN_SCORE } from './failure-report.ts';
+import { ACT_SCORE, WARN_SCORE } from './failure-report.ts';
 
 export interface ScoreInputs {
   serverId: string;

@@ -11,8 +11,8 @@ import { clock, esc, num } from '../format.ts';
 /** Time axis labels as HH:MM:SS (uPlot's default shows sub-second ticks on short spans). */
 const timeAxis: uPlot.Axis = { stroke: '#5b6470', grid: { stroke: '#eef0f2' }, space: 70, incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400, 604800], values: (_u, ticks) => ticks.map((t) => clock(t * 1000)) };
 
-export const WARN = 50;
-export const CRIT = 70;
+export { WARN_SCORE as WARN, ACT_SCORE as CRIT } from '../../../prediction/failure-report.ts';
+import { WARN_SCORE as WARN, ACT_SCORE as CRIT } from '../../../prediction/failure-report.ts';
 const MAX_SERIES = 6;
 const PALETTE = ['#2f6f8f', '#c0713a', '#6a5a9e', '#3f8a5a', '#a5475a', '#7a7f2a', '#4f6d9a'];
 
@@ -26,7 +26,7 @@ const thresholds: uPlot.Plugin = {
       g.lineWidth = devicePixelRatio;
       g.textAlign = 'right';
       g.textBaseline = 'bottom';
-      for (const [v, color, label] of [[WARN, '#d49a2a', 'warning 50'], [CRIT, '#c4473a', 'critical 70']] as const) {
+      for (const [v, color, label] of [[WARN, '#d49a2a', `warning ${WARN}`], [CRIT, '#c4473a', `critical ${CRIT}`]] as const) {
         const y = Math.round(u.valToPos(v, 'y', true));
         g.strokeStyle = color;
         g.beginPath();
