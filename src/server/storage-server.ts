@@ -144,6 +144,8 @@ export class StorageServer {
   private beatNow?: () => void;
   /** Segments whose writes found the disk full here, with when; reported until the orchestrator moved them. */
   private readonly noSpace = new Map<string, number>();
+  /** When a write last found the disk full (kept apart: the reported copies may all have moved, the disk is still full). */
+  private lastNoSpaceAt = 0;
   private gcTimer?: NodeJS.Timeout;
   /** Set by the orchestrator's heartbeat answers. */
   private heartbeatIntervalMs = 1000;
@@ -379,16 +381,15 @@ export class StorageServer {
   private reportNoSpace(segmentId: string): void {
     const now = Date.now();
     const fresh = !this.noSpace.has(segmentId);
-    if (this.noSpace.size === 0 || !this.isFull(now)) this.log.warn({ segment: segmentId, dir: this.opts.dir }, 'the disk is full: writes to this server fail with ENOSPC until space is freed or its copies move');
+    if (!this.isFull(now)) this.log.warn({ segment: segmentId, dir: this.opts.dir }, 'the disk is full: writes to this server fail with ENOSPC until space is freed or its copies move');
     this.noSpace.set(segmentId, now);
+    this.lastNoSpaceAt = now;
     if (fresh) this.beatNow?.();
   }
 
   /** Reported full for as long as writes kept failing for lack of space within the last NO_SPACE_FULL_MS. */
   private isFull(now = Date.now()): boolean {
-    let last = 0;
-    for (const at of this.noSpace.values()) last = Math.max(last, at);
-    return last > 0 && now - last < NO_SPACE_FULL_MS;
+    return this.lastNoSpaceAt > 0 && now - this.lastNoSpaceAt < NO_SPACE_FULL_MS;
   }
 
   /** The segments to report as full here: those the metadata still names this server for (at most 10 000). */
