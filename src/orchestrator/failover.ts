@@ -21,7 +21,6 @@ import type { Logger } from '../common/log.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
 import type { KvStore } from '../metadata/kv.ts';
 import type { DecisionLog } from './decision-log.ts';
-import type { SmtEntry } from '../metadata/model.ts';
 import { ConflictError, NotFoundError, type MetadataWriter } from './metadata-writer.ts';
 import type { OperatorController } from './operator-controller.ts';
 import { PRIORITY } from './operators.ts';
@@ -84,8 +83,8 @@ export function probeTcp(addr: string, timeoutMs: number): Promise<'refused' | '
 export class FailoverController {
   /** Segments left with full copies only, logged once each (heartbeats repeat the report). */
   private readonly noSpaceHeld = new Set<string>();
-  /** (server, segment) pairs whose damaged copy is being dropped now (heartbeats repeat the report). */
-  private readonly droppingDamaged = new Set<string>();
+  /** (server, segment) pairs whose damaged or full copy is being dropped now (heartbeats repeat the report). */
+  private readonly dropping = new Set<string>();
   private readonly probes = new Map<string, { at: number; result: Promise<SuspectResult> }>();
   private timer?: NodeJS.Timeout;
   private stopped = false;
@@ -244,8 +243,8 @@ export class FailoverController {
 
   private async dropCopies(serverId: string, segments: string[], why: 'damaged' | 'no-space'): Promise<void> {
     for (const segId of segments) {
-      if (this.droppingDamaged.has(`${serverId} ${segId}`)) continue;
-      this.droppingDamaged.add(`${serverId} ${segId}`);
+      if (this.dropping.has(`${serverId} ${segId}`)) continue;
+      this.dropping.add(`${serverId} ${segId}`);
       try {
         // A copy being made onto the full server cannot finish, and every write forwarded to it
         // fails: the operator stops (the target leaves the entry) and repair picks a server with room.
@@ -272,7 +271,7 @@ export class FailoverController {
           }
         }
       } finally {
-        this.droppingDamaged.delete(`${serverId} ${segId}`);
+        this.dropping.delete(`${serverId} ${segId}`);
       }
     }
   }

@@ -9,7 +9,6 @@ import { failpoint } from '../common/failpoints.ts';
 import type { Logger } from '../common/log.ts';
 import type { ClusterView } from '../metadata/cluster-view.ts';
 import type { KvStore } from '../metadata/kv.ts';
-import type { SmtEntry } from '../metadata/model.ts';
 import { DecisionLog, type Decision } from './decision-log.ts';
 import { MetadataWriter, NotFoundError } from './metadata-writer.ts';
 import {
